@@ -1,0 +1,1 @@
+"""Racksmith's processes: the API and the workers."""

@@ -1,0 +1,80 @@
+"""Request dependencies, as ``Annotated`` aliases routes can use directly in their signatures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import selectinload
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.api.errors import APIError, permission_denied
+from services.api.state import ApiState
+from shared.messaging.publish import Publisher
+from shared.models import User
+from shared.security import InvalidTokenError
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/token/.")
+
+_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.runtime.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_publisher(state: StateDep) -> Publisher:
+    return state.runtime.publisher
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+async def get_current_user(
+    state: StateDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None:
+        raise APIError(401, "Authentication credentials were not provided.", headers=_AUTHENTICATE)
+    try:
+        claims = state.tokens.decode(credentials.credentials, "access")
+    except InvalidTokenError:
+        raise APIError(
+            401, "Given token not valid for any token type", headers=_AUTHENTICATE
+        ) from None
+    user = (
+        await session.exec(
+            select(User).where(User.id == claims["user_id"]).options(selectinload(User.groups))  # type: ignore[arg-type]
+        )
+    ).one_or_none()
+    if user is None or not user.is_active:
+        raise APIError(401, "User not found", headers=_AUTHENTICATE)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_superuser(user: CurrentUser) -> User:
+    if not user.is_superuser:
+        raise permission_denied()
+    return user
+
+
+Superuser = Annotated[User, Depends(get_superuser)]

@@ -1,0 +1,117 @@
+"""Errors in Django REST Framework's shapes, because the guide's clients parse those.
+
+Validation → 400 ``{"field": ["message"]}`` (never 422); everything else → ``{"detail": "..."}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+NON_FIELD_ERRORS = "non_field_errors"
+# Where a field lives in FastAPI's error locations; not part of the field name a client sees.
+_LOCATION_PARTS = {"body", "query", "path", "header", "cookie"}
+
+_MESSAGES = {
+    "missing": "This field is required.",
+    "int_parsing": "A valid integer is required.",
+    "int_type": "A valid integer is required.",
+    "bool_parsing": "Must be a valid boolean.",
+    "bool_type": "Must be a valid boolean.",
+    "string_type": "Not a valid string.",
+    "list_type": 'Expected a list of items but got type "{type}".',
+    "json_invalid": "JSON parse error - {msg}",
+    "model_attributes_type": "Invalid data. Expected a dictionary.",
+    "dict_type": "Invalid data. Expected a dictionary.",
+}
+
+
+class ErrorDetail(BaseModel):
+    """``{"detail": "..."}``: authentication, permission, not found, conflict, throttling."""
+
+    detail: str
+
+
+class APIError(Exception):
+    """Raise from any route or dependency to answer ``{"detail": ...}`` with a status."""
+
+    def __init__(
+        self, status_code: int, detail: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class FieldErrors(Exception):
+    """Raise to answer 400 with per-field messages, e.g. ``FieldErrors({"ip_to": ["..."]})``."""
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        super().__init__(dict(errors))
+        self.errors = {field: list(messages) for field, messages in errors.items()}
+
+    @classmethod
+    def single(cls, field: str, message: str) -> FieldErrors:
+        return cls({field: [message]})
+
+
+def not_found() -> APIError:
+    return APIError(404, "Not found.")
+
+
+def permission_denied() -> APIError:
+    return APIError(403, "You do not have permission to perform this action.")
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _LOCATION_PARTS)]
+    return ".".join(parts) if parts else NON_FIELD_ERRORS
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    template = _MESSAGES.get(error["type"])
+    if template is None:
+        return str(error["msg"]).removeprefix("Value error, ")
+    ctx = error.get("ctx") or {}
+    return template.format(type=type(error.get("input")).__name__, msg=ctx.get("error", ""))
+
+
+def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    shaped: dict[str, list[str]] = {}
+    for error in errors:
+        shaped.setdefault(_field_name(error["loc"]), []).append(_message(error))
+    return shaped
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_errors(exc.errors()), status_code=400)
+
+    @app.exception_handler(FieldErrors)
+    async def _fields(_: Request, exc: FieldErrors) -> JSONResponse:
+        return JSONResponse(exc.errors, status_code=400)
+
+    @app.exception_handler(APIError)
+    async def _api(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "Not found."
+        elif exc.status_code == 405:
+            detail = f'Method "{request.method}" not allowed.'
+        return JSONResponse(
+            {"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )

@@ -1,0 +1,115 @@
+"""The OpenAPI document and its viewers, served without any request leaving the host.
+
+Data centres are often air-gapped: Swagger UI and ReDoc assets come from the fastapi-offline
+package's bundled copies, and ReDoc's web fonts are switched off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+import yaml
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_PATH = "/api/schema/assets"
+ASSETS_DIR = Path(fastapi_offline.__file__).with_name("static")
+
+_VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "description": 'Field name → messages, e.g. {"page_size": ["Ensure this value is …"]}; '
+    "errors not tied to one field are under `non_field_errors`.",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, reshaped for the DRF contract: 400 instead of 422 everywhere."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ValidationErrors"] = _VALIDATION_ERROR_SCHEMA
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault(
+                "400",
+                {
+                    "description": "Invalid input; the body names each offending field.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ValidationErrors"}
+                        }
+                    },
+                },
+            )
+    app.openapi_schema = schema
+    return schema
+
+
+router = APIRouter(prefix="/api/schema", tags=["schema"], include_in_schema=False)
+
+
+def _wants_json(request: Request) -> bool:
+    if request.query_params.get("format") == "json":
+        return True
+    if request.query_params.get("format") == "yaml":
+        return False
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "yaml" not in accept
+
+
+@router.get("/")
+async def openapi_document(request: Request) -> Response:
+    schema = build_openapi(request.app)
+    if _wants_json(request):
+        return JSONResponse(schema, media_type="application/vnd.oai.openapi+json")
+    return Response(
+        yaml.safe_dump(schema, sort_keys=False, allow_unicode=True),
+        media_type="application/vnd.oai.openapi",
+    )
+
+
+@router.get("/swagger-ui/")
+async def swagger_ui() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/api/schema/?format=json",
+        title="Racksmith API — Swagger UI",
+        swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
+        # validatorUrl would send the schema to swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
+
+
+@router.get("/redoc/")
+async def redoc() -> HTMLResponse:
+    return get_redoc_html(
+        openapi_url="/api/schema/?format=json",
+        title="Racksmith API — ReDoc",
+        redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    app.include_router(router)
+    app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="schema-assets")

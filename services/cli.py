@@ -1,0 +1,158 @@
+"""The ``racksmith`` command line.
+
+Every setting is an environment variable (``RACKSMITH_*``, see shared/settings.py); the flags here
+override the few an operator types most often.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr
+
+from services.processes import StartupError, run_api, run_migrate, run_up, run_worker
+from shared.log import configure_logging
+from shared.settings import Settings
+
+WORKER_KINDS = ("scanner", "registrar", "inventory")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="state directory (RACKSMITH_STATE_DIR, default ./.racksmith)",
+    )
+
+
+def _add_listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="API listen address (RACKSMITH_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="API port (RACKSMITH_PORT, default 8000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="racksmith",
+        description="Racksmith: discover, register, inventory and organise physical servers.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="run everything in one process (embedded NATS, SQLite, API, all workers)",
+        description="Start a child nats-server (unless RACKSMITH_NATS_URL is set), migrate the "
+        "database, create the admin user on first start, and serve the API with every worker.",
+    )
+    _add_common(up)
+    _add_listen(up)
+    up.add_argument("--nats-port", type=int, help="embedded NATS port (default: a free one)")
+
+    api = commands.add_parser("api", help="serve the REST API only (needs RACKSMITH_NATS_URL)")
+    _add_common(api)
+    _add_listen(api)
+
+    worker = commands.add_parser("worker", help="run one kind of worker (needs RACKSMITH_NATS_URL)")
+    _add_common(worker)
+    worker.add_argument("kind", choices=WORKER_KINDS)
+    worker.add_argument("--health-port", type=int, help="probe port (default 8081)")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the database schema; declare NATS streams/consumers if NATS is configured",
+    )
+    _add_common(migrate)
+
+    createsuperuser = commands.add_parser("createsuperuser", help="create a superuser account")
+    _add_common(createsuperuser)
+    createsuperuser.add_argument("--username", required=True)
+    createsuperuser.add_argument("--email", default="")
+    createsuperuser.add_argument(
+        "--password",
+        help="password (default: RACKSMITH_NEW_PASSWORD, else prompted)",
+    )
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI schema")
+    openapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("state_dir", "state_dir"),
+        ("host", "host"),
+        ("port", "port"),
+        ("nats_port", "nats_port"),
+        ("health_port", "worker_health_port"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    return Settings(**overrides)
+
+
+def _print_openapi(fmt: str) -> None:
+    from services.api.app import create_app
+    from shared.runtime import Runtime
+
+    # Building the schema needs no connection and must not create keys in a state dir.
+    settings = Settings(secret_key=SecretStr("schema-only"))
+    schema = create_app(Runtime(settings, "nats://127.0.0.1:0")).openapi()
+    if fmt == "json":
+        print(json.dumps(schema, indent=2))
+    else:
+        print(yaml.safe_dump(schema, sort_keys=False, allow_unicode=True), end="")
+
+
+async def _create_superuser(settings: Settings, args: argparse.Namespace) -> None:
+    from shared.bootstrap import create_user
+    from shared.db import Database
+
+    password = args.password or os.environ.get("RACKSMITH_NEW_PASSWORD")
+    if not password:
+        password = getpass.getpass("Password: ")
+    db = Database(settings.effective_database_url)
+    try:
+        await create_user(db, args.username, password, email=args.email)
+    finally:
+        await db.dispose()
+    print(f"Superuser {args.username!r} created.")
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> int:
+    try:
+        asyncio.run(coro)
+    except StartupError as exc:
+        print(f"racksmith: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "openapi":
+        _print_openapi(args.format)
+        return 0
+    settings = settings_from(args)
+    configure_logging(settings)
+    handlers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "up": lambda: run_up(settings, sys.stdout),
+        "api": lambda: run_api(settings),
+        "worker": lambda: run_worker(settings, [args.kind]),
+        "migrate": lambda: run_migrate(settings),
+        "createsuperuser": lambda: _create_superuser(settings, args),
+    }
+    return _run(handlers[args.command]())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inventory worker: collects hardware and firmware inventory of registered servers."""

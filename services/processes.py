@@ -1,0 +1,170 @@
+"""What each ``racksmith`` command runs: the whole platform in one process, or one service.
+
+The three shapes share their pieces: ``up`` = embedded NATS + migrations + admin bootstrap + API +
+every worker; ``api`` and ``worker`` are the production processes, one service each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import TextIO
+
+import uvicorn
+
+from services import workers
+from services.api.app import create_app
+from shared import migrate
+from shared.bootstrap import AdminAccount, ensure_admin
+from shared.log import get_logger
+from shared.natsserver import EmbeddedNatsServer, port_is_free
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """A condition the operator must fix before the command can run; printed without a trace."""
+
+
+class _ApiServer(uvicorn.Server):
+    # We own signal handling (one Ctrl-C stops API, workers and the child NATS in order), so
+    # uvicorn must not capture and re-raise signals itself.
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _require_port(host: str, port: int, what: str, setting: str) -> None:
+    if port and not port_is_free(port, host):
+        raise StartupError(
+            f"{what} port {host}:{port} is already in use; choose another with --port or {setting}."
+        )
+
+
+async def serve_api(runtime: Runtime, stop: asyncio.Event) -> None:
+    settings = runtime.settings
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = _ApiServer(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopping.cancel()
+    await serving
+
+
+@asynccontextmanager
+async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[Runtime]:
+    """A connected runtime; with ``embedded_nats`` a child nats-server is started first."""
+    async with AsyncExitStack() as stack:
+        nats_url = settings.nats_url
+        if nats_url is None:
+            if not embedded_nats:
+                raise StartupError("RACKSMITH_NATS_URL must be set for this command.")
+            server = EmbeddedNatsServer(settings.state_dir / "nats", port=settings.nats_port)
+            await stack.enter_async_context(server)
+            nats_url = server.url
+        runtime = Runtime(settings, nats_url)
+        stack.push_async_callback(runtime.close)
+        await runtime.connect()
+        yield runtime
+
+
+def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out: TextIO) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        f"Racksmith is running: {url}/api/",
+        f"  API docs:   {url}/api/schema/swagger-ui/",
+        f"  NATS:       {runtime.nats_url}",
+        f"  database:   {settings.effective_database_url}",
+        f"  state dir:  {settings.state_dir.resolve()}",
+    ]
+    if admin.generated_password:
+        lines += [
+            f"  admin user: {admin.username}",
+            f"  password:   {admin.generated_password}   (shown once; change it or set "
+            "RACKSMITH_ADMIN_PASSWORD)",
+        ]
+    else:
+        lines.append(f"  admin user: {admin.username} (existing account)")
+    lines += ["Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def run_up(settings: Settings, out: TextIO) -> None:
+    _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    stop = _stop_event()
+    async with platform(settings, embedded_nats=True) as runtime:
+        await migrate.upgrade(runtime.db.engine)
+        admin = await ensure_admin(runtime.db, settings)
+        workers.attach(runtime, list(workers.ROUTERS))
+        await runtime.start_consuming()
+        print_banner(settings, admin, runtime, out)
+        await serve_api(runtime, stop)
+    print("Racksmith stopped.", file=out, flush=True)
+
+
+async def run_api(settings: Settings) -> None:
+    _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    stop = _stop_event()
+    async with platform(settings, embedded_nats=False) as runtime:
+        if not await migrate.is_current(runtime.db.engine):
+            log.warning("database.not_migrated", hint="run `racksmith migrate`")
+        await serve_api(runtime, stop)
+
+
+async def run_worker(settings: Settings, kinds: list[str]) -> None:
+    _require_port("0.0.0.0", settings.worker_health_port, "Health", "RACKSMITH_WORKER_HEALTH_PORT")  # noqa: S104
+    stop = _stop_event()
+    async with platform(settings, embedded_nats=False) as runtime:
+        workers.attach(runtime, kinds)
+        await runtime.start_consuming()
+        health = await workers.start_health_server(
+            runtime,
+            "0.0.0.0",  # noqa: S104  (probes come from the kubelet, not loopback)
+            settings.worker_health_port,
+        )
+        log.info("worker.started", kinds=kinds)
+        try:
+            await stop.wait()
+        finally:
+            await health.cleanup()
+        log.info("worker.stopping", kinds=kinds)
+
+
+async def run_migrate(settings: Settings) -> None:
+    """Upgrade the database; with an external NATS also declare streams and consumers."""
+    from shared.db import Database
+
+    db = Database(settings.effective_database_url)
+    try:
+        await migrate.upgrade(db.engine)
+    finally:
+        await db.dispose()
+    if settings.nats_url:
+        runtime = Runtime(settings, settings.nats_url)
+        try:
+            await runtime.connect()
+        finally:
+            await runtime.close()

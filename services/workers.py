@@ -1,0 +1,44 @@
+"""Running worker kinds: attach their routers to a runtime's broker, serve health probes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.inventory.app import router as inventory_router
+from services.registrar.app import router as registrar_router
+from services.scanner.app import router as scanner_router
+from shared.messaging.consumer import CommandRouter, WorkerDeps
+from shared.runtime import Runtime
+
+ROUTERS: dict[str, CommandRouter] = {
+    r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router)
+}
+
+
+def attach(runtime: Runtime, kinds: list[str]) -> None:
+    deps = WorkerDeps(db=runtime.db, publisher=runtime.publisher, settings=runtime.settings)
+    for kind in kinds:
+        ROUTERS[kind].attach(runtime.broker, deps)
+
+
+async def start_health_server(runtime: Runtime, host: str, port: int) -> web.AppRunner:
+    """``/healthz`` and ``/readyz`` for a standalone worker's Kubernetes probes."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = {"database": await runtime.database_ready(), "broker": runtime.broker_ready()}
+        ready = all(checks.values())
+        return web.json_response(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,1 @@
+"""Code shared by every Racksmith service: settings, logging, database, messaging, security."""

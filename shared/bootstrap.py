@@ -1,0 +1,56 @@
+"""First-start data: the admin account."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from shared.db import Database
+from shared.models import User
+from shared.security import hash_password
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class AdminAccount:
+    username: str
+    # Only set when this call created the account with a generated password: shown once.
+    generated_password: str | None
+    created: bool
+
+
+async def ensure_admin(db: Database, settings: Settings) -> AdminAccount:
+    async with db.session() as session:
+        existing = (
+            await session.exec(select(User).where(User.username == settings.admin_username))
+        ).one_or_none()
+        if existing is not None:
+            return AdminAccount(settings.admin_username, None, created=False)
+        configured = settings.admin_password.get_secret_value() if settings.admin_password else None
+        password = configured or secrets.token_urlsafe(12)
+        session.add(
+            User(
+                username=settings.admin_username,
+                password_hash=hash_password(password),
+                is_superuser=True,
+            )
+        )
+        await session.commit()
+        return AdminAccount(settings.admin_username, None if configured else password, created=True)
+
+
+async def create_user(
+    db: Database, username: str, password: str, *, email: str = "", superuser: bool = True
+) -> None:
+    async with db.session() as session:
+        session.add(
+            User(
+                username=username,
+                email=email,
+                password_hash=hash_password(password),
+                is_superuser=superuser,
+            )
+        )
+        await session.commit()

@@ -1,0 +1,1 @@
+"""Message contracts: streams and consumers, subjects, command and event payloads, publishing."""

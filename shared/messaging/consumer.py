@@ -1,0 +1,173 @@
+"""Consuming commands: one durable pull consumer per worker kind, dispatched to typed handlers.
+
+The delivery rules of the brief live here, once, for every worker:
+- a handler's effects are committed and its events published before the message is acked;
+- a handler that raises is retried with back-off (``nak`` with a delay) until the consumer's
+  ``max_deliver``; on the last delivery its ``on_exhausted`` hook marks the target ``error``
+  with the reason instead of letting the command loop or vanish;
+- a process that dies mid-handler never acks, so JetStream redelivers after ``ack_wait``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
+
+from shared.db import Database
+from shared.log import get_logger
+from shared.messaging.publish import Publisher
+from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
+
+MAX_RETRY_DELAY_S = 60.0
+
+
+@dataclass
+class CommandContext:
+    """What a handler gets besides its payload."""
+
+    db: Database
+    publisher: Publisher
+    settings: Settings
+    subject: str
+    delivery: int
+    max_deliver: int
+    message: NatsMessage
+
+    @property
+    def is_last_delivery(self) -> bool:
+        return self.delivery >= self.max_deliver
+
+    async def in_progress(self) -> None:
+        """Tell JetStream we are still working, so long BMC work is not redelivered."""
+        await self.message.in_progress()
+
+
+Handler = Callable[[P, CommandContext], Awaitable[None]]
+ExhaustedHook = Callable[[P, CommandContext, BaseException], Awaitable[None]]
+
+
+@dataclass
+class _Route(Generic[P]):
+    model: type[P]
+    handler: Handler[P]
+    on_exhausted: ExhaustedHook[P] | None
+
+
+@dataclass
+class WorkerDeps:
+    db: Database
+    publisher: Publisher
+    settings: Settings
+
+
+def retry_delay(delivery: int) -> float:
+    """Exponential back-off between redeliveries of a failed command."""
+    return float(min(MAX_RETRY_DELAY_S, 2 ** max(0, delivery - 1)))
+
+
+@dataclass
+class CommandRouter:
+    """The commands one worker kind handles, keyed by exact subject."""
+
+    consumer: WorkerConsumer
+    routes: dict[str, _Route[Any]] = field(default_factory=dict)
+
+    def command(
+        self,
+        subject: str,
+        model: type[P],
+        *,
+        on_exhausted: ExhaustedHook[P] | None = None,
+    ) -> Callable[[Handler[P]], Handler[P]]:
+        def register(handler: Handler[P]) -> Handler[P]:
+            self.routes[subject] = _Route(model, handler, on_exhausted)
+            return handler
+
+        return register
+
+    def attach(self, broker: NatsBroker, deps: WorkerDeps) -> None:
+        """Subscribe this router's durable consumer on ``broker``."""
+        consumer = self.consumer
+        config = consumer.config(deps.settings)
+
+        @broker.subscriber(
+            consumer.filter_subject,
+            stream=JStream(COMMANDS_STREAM, declare=False),
+            durable=consumer.durable,
+            config=config,
+            pull_sub=PullSub(batch_size=consumer.concurrency, timeout=1.0),
+            max_workers=consumer.concurrency,
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{consumer.kind} commands",
+            description=f"Durable pull consumer `{consumer.durable}` on {COMMANDS_STREAM}.",
+        )
+        async def on_command(body: bytes, message: NatsMessage) -> None:
+            await self.dispatch(body, message, deps)
+
+    async def dispatch(self, body: bytes, message: NatsMessage, deps: WorkerDeps) -> None:
+        raw: Msg = message.raw_message
+        metadata = raw.metadata
+        delivery = metadata.num_delivered or 1
+        structlog.contextvars.bind_contextvars(
+            message_id=(raw.headers or {}).get("Nats-Msg-Id", str(metadata.sequence.stream)),
+            subject=raw.subject,
+            delivery=delivery,
+            worker=self.consumer.kind,
+        )
+        try:
+            await self._dispatch(body, message, raw.subject, delivery, deps)
+        finally:
+            structlog.contextvars.unbind_contextvars("message_id", "subject", "delivery", "worker")
+
+    async def _dispatch(
+        self, body: bytes, message: NatsMessage, subject: str, delivery: int, deps: WorkerDeps
+    ) -> None:
+        route = self.routes.get(subject)
+        if route is None:
+            # A command no handler knows cannot succeed by retrying; drop it loudly.
+            log.error("command.unknown_subject")
+            await message.reject()
+            return
+        try:
+            payload = route.model.model_validate_json(body)
+        except ValidationError as exc:
+            log.error("command.invalid_payload", errors=exc.errors(include_input=False))
+            await message.reject()
+            return
+        max_deliver = deps.settings.command_max_deliver
+        ctx = CommandContext(
+            db=deps.db,
+            publisher=deps.publisher,
+            settings=deps.settings,
+            subject=subject,
+            delivery=delivery,
+            max_deliver=max_deliver,
+            message=message,
+        )
+        try:
+            await route.handler(payload, ctx)
+        except Exception as exc:
+            if not ctx.is_last_delivery:
+                delay = retry_delay(delivery)
+                log.warning("command.failed_will_retry", error=str(exc), retry_in_s=delay)
+                await message.nack(delay=delay)
+                return
+            log.error("command.failed_finally", error=str(exc))
+            if route.on_exhausted is not None:
+                await route.on_exhausted(payload, ctx, exc)
+            await message.reject()
+            return
+        await message.ack()
+        log.debug("command.done")

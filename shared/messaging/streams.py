@@ -1,0 +1,110 @@
+"""The JetStream streams and the durable worker consumers, declared once.
+
+Everything that touches NATS (API, workers, `racksmith migrate`, the Kubernetes autoscalers'
+configuration and its tests) reads these definitions, so a renamed consumer cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from shared.messaging import subjects
+from shared.settings import Settings
+
+COMMANDS_STREAM = "RACKSMITH_COMMANDS"
+EVENTS_STREAM = "RACKSMITH_EVENTS"
+# Window in which a repeated Nats-Msg-Id is dropped by the server: long enough to cover a
+# redelivered handler re-publishing after its ack_wait expired.
+DUPLICATE_WINDOW_S = 15 * 60
+DAY_S = 24 * 3600
+
+
+def commands_stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=COMMANDS_STREAM,
+        description="Work for the Racksmith workers; each message is consumed once.",
+        subjects=[f"{subjects.COMMAND_PREFIX}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+def events_stream_config(settings: Settings) -> StreamConfig:
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        description="Racksmith status changes as CloudEvents; replayable by any subscriber.",
+        subjects=[f"{subjects.EVENT_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.events_max_age_days * DAY_S,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+@dataclass(frozen=True)
+class WorkerConsumer:
+    """One durable pull consumer, shared by every replica of a worker kind."""
+
+    kind: str
+    filter_subject: str
+    # How many commands one replica works on at once; BMC work is I/O-bound.
+    concurrency: int
+    max_ack_pending: int
+
+    @property
+    def durable(self) -> str:
+        return self.kind
+
+    def config(self, settings: Settings) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            filter_subject=self.filter_subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.command_ack_wait_s,
+            max_deliver=settings.command_max_deliver,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+SCANNER = WorkerConsumer("scanner", subjects.SCAN_COMMANDS, concurrency=8, max_ack_pending=256)
+REGISTRAR = WorkerConsumer(
+    "registrar", subjects.NODE_COMMANDS, concurrency=32, max_ack_pending=1024
+)
+INVENTORY = WorkerConsumer(
+    "inventory", subjects.SERVER_COMMANDS, concurrency=32, max_ack_pending=2048
+)
+WORKER_CONSUMERS: dict[str, WorkerConsumer] = {c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY)}
+
+
+async def declare(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update both streams and every worker consumer (idempotent).
+
+    Run by `racksmith migrate` and at every start, so consumers exist before any worker (or an
+    autoscaler reading their lag) looks for them.
+    """
+    for config in (commands_stream_config(), events_stream_config(settings)):
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+    for consumer in WORKER_CONSUMERS.values():
+        await js.add_consumer(COMMANDS_STREAM, consumer.config(settings))

@@ -1,0 +1,59 @@
+"""The connections a Racksmith process holds: database, broker, publisher.
+
+The API and every worker build one ``Runtime``; ``racksmith up`` builds a single one and shares it
+between the API and all workers in the same event loop.
+"""
+
+from __future__ import annotations
+
+from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
+
+from shared.db import Database
+from shared.log import get_logger
+from shared.messaging import streams
+from shared.messaging.publish import Publisher
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, nats_url: str) -> None:
+        self.settings = settings
+        self.nats_url = nats_url
+        self.db = Database(settings.effective_database_url, echo=settings.database_echo)
+        self.broker = NatsBroker(
+            nats_url,
+            graceful_timeout=settings.shutdown_timeout_s,
+            logger=None,
+            max_reconnect_attempts=-1,
+        )
+        self.publisher = Publisher(self.broker)
+        self.nats: NatsClient | None = None
+
+    async def connect(self) -> None:
+        """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
+        self.nats = await self.broker.connect()
+        await streams.declare(self.nats.jetstream(), self.settings)
+
+    async def start_consuming(self) -> None:
+        """Start every subscriber attached to the broker (workers)."""
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.broker.stop()
+        await self.db.dispose()
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("readiness.database_unreachable", error=str(exc))
+            return False
+        return True
+
+    def broker_ready(self) -> bool:
+        return self.nats is not None and self.nats.is_connected

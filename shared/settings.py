@@ -1,0 +1,96 @@
+"""The one settings object.
+
+Every field can be set from the environment as ``RACKSMITH_<FIELD>`` (upper case); the CLI
+flags only override a few of them. Defaults describe the embedded single-process install.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RACKSMITH_", extra="ignore")
+
+    state_dir: Path = Field(
+        Path(".racksmith"),
+        description="Directory for the embedded database, NATS data and generated keys.",
+    )
+    mode: Literal["embedded", "production"] = Field(
+        "embedded",
+        description="`production` refuses to invent secrets (JWT key, credential key) "
+        "and expects PostgreSQL and an external NATS.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients use (behind a proxy); absolute pagination links use it "
+        "instead of the request's own URL.",
+    )
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Unset: SQLite file `racksmith.db` in the state dir.",
+    )
+    database_echo: bool = Field(False, description="Log every SQL statement.")
+
+    nats_url: str | None = Field(
+        None,
+        description="External NATS server. Unset: `racksmith up` starts its own nats-server.",
+    )
+    nats_port: int = Field(
+        0, ge=0, le=65535, description="Port for the embedded nats-server; 0 picks a free one."
+    )
+    events_max_age_days: float = Field(7.0, gt=0, description="Retention of RACKSMITH_EVENTS.")
+
+    secret_key: SecretStr | None = Field(
+        None,
+        description="JWT signing key. Unset in embedded mode: generated into the state dir.",
+    )
+    access_token_lifetime_s: int = Field(24 * 3600, gt=0, description="Access token lifetime.")
+    refresh_token_lifetime_s: int = Field(7 * 24 * 3600, gt=0, description="Refresh lifetime.")
+    token_rate_limit: str = Field(
+        "20/minute",
+        description="Attempts per client address on /api/token/ (limits syntax, e.g. 20/minute).",
+    )
+
+    admin_username: str = Field("admin", description="Superuser created on first start.")
+    admin_password: SecretStr | None = Field(
+        None, description="Its password. Unset: generated and printed once."
+    )
+
+    log_level: str = Field("INFO", description="Root log level.")
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="`auto`: console on a terminal, JSON otherwise."
+    )
+
+    worker_health_port: int = Field(
+        8081, ge=0, le=65535, description="Port of a standalone worker's /healthz and /readyz."
+    )
+    shutdown_timeout_s: float = Field(
+        20.0, gt=0, description="Grace period for in-flight work on SIGTERM/Ctrl-C."
+    )
+    command_ack_wait_s: float = Field(
+        60.0, gt=0, description="Seconds before an unacknowledged command is redelivered."
+    )
+    command_max_deliver: int = Field(
+        5, ge=1, description="Deliveries of a command before its target is marked `error`."
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'racksmith.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
