@@ -19,10 +19,12 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Boolean, Integer, Select, String, func, or_, select
+from sqlalchemy import Boolean, Integer, String, func, or_
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from services.api.errors import APIError, FieldErrors
 
@@ -174,7 +176,7 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def apply_filters(stmt: Select[Any], query: ListQuery) -> Select[Any]:
+def apply_filters(stmt: SelectOfScalar[Any], query: ListQuery) -> SelectOfScalar[Any]:
     spec = query.spec
     for name, value in query.filters.items():
         stmt = stmt.where(spec.filters[name] == value)
@@ -191,7 +193,7 @@ def apply_filters(stmt: Select[Any], query: ListQuery) -> Select[Any]:
     return stmt
 
 
-def apply_ordering(stmt: Select[Any], query: ListQuery) -> Select[Any]:
+def apply_ordering(stmt: SelectOfScalar[Any], query: ListQuery) -> SelectOfScalar[Any]:
     spec = query.spec
     joined: set[int] = set()
     clauses: list[Any] = []
@@ -223,7 +225,7 @@ def _page_url(query: ListQuery, page: int, page_size: int) -> str:
 
 async def paginate(
     session: AsyncSession,
-    stmt: Select[Any],
+    stmt: SelectOfScalar[Any],
     query: ListQuery,
     to_public: Callable[[Any], T],
 ) -> Page[T]:
@@ -232,19 +234,15 @@ async def paginate(
     count_stmt = select(func.count()).select_from(filtered.order_by(None).subquery())
     ordered = apply_ordering(filtered, query)
     if not query.paginated:
-        rows = (await session.execute(ordered)).scalars().all()
+        rows = (await session.exec(ordered)).all()
         return Page(count=len(rows), next=None, previous=None, results=[to_public(r) for r in rows])
 
     page = query.page or 1
     page_size = query.page_size or DEFAULT_PAGE_SIZE
-    count = (await session.execute(count_stmt)).scalar_one()
+    count = (await session.exec(count_stmt)).one()
     if page > 1 and (page - 1) * page_size >= count:
         raise APIError(404, "Invalid page.")
-    rows = (
-        (await session.execute(ordered.offset((page - 1) * page_size).limit(page_size)))
-        .scalars()
-        .all()
-    )
+    rows = (await session.exec(ordered.offset((page - 1) * page_size).limit(page_size))).all()
     has_next = page * page_size < count
     return Page(
         count=count,

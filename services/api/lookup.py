@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import FieldErrors, not_found
@@ -18,10 +17,8 @@ M = TypeVar("M", bound=SQLModel)
 async def get_or_404(session: AsyncSession, model: type[M], pk: int, *options: Any) -> M:
     pk_column: InstrumentedAttribute[Any] = model.id  # type: ignore[attr-defined]
     row: M | None = (
-        (await session.execute(select(model).where(pk_column == pk).options(*options)))
-        .scalars()
-        .one_or_none()
-    )
+        await session.exec(select(model).where(pk_column == pk).options(*options))
+    ).one_or_none()
     if row is None:
         raise not_found()
     return row
@@ -34,8 +31,8 @@ async def resolve_ids(
     if not ids:
         return []
     pk_column: InstrumentedAttribute[Any] = model.id  # type: ignore[attr-defined]
-    rows = (await session.execute(select(model).where(pk_column.in_(set(ids))))).scalars().all()
-    by_id = {row.id: row for row in rows}
+    rows = (await session.exec(select(model).where(pk_column.in_(set(ids))))).all()
+    by_id = {row.id: row for row in rows}  # type: ignore[attr-defined]
     missing = [i for i in dict.fromkeys(ids) if i not in by_id]
     if missing:
         raise FieldErrors({field: [f'Invalid pk "{i}" - object does not exist.' for i in missing]})

