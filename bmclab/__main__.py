@@ -1,0 +1,3 @@
+from bmclab.cli import main
+
+main()

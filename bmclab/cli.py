@@ -1,0 +1,91 @@
+"""Command line: ``python -m bmclab`` or ``racksmith lab`` (which reuses these two hooks)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from pathlib import Path
+
+from bmclab.fleet import Lab, LabConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=5, help="number of synthetic BMCs")
+    parser.add_argument(
+        "--network",
+        default="127.0.10.0/24",
+        help="loopback network; BMC k listens on its k-th host address",
+    )
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument(
+        "--flavours",
+        default="dell,hpe,supermicro,openbmc",
+        help="comma-separated flavours, assigned round-robin",
+    )
+    parser.add_argument("--username", default="root")
+    parser.add_argument("--password", default="calvin")
+    parser.add_argument(
+        "--latency", default="realistic", help="0 | realistic | MS (fixed) | MEDIAN_MS,P99_MS"
+    )
+    parser.add_argument(
+        "--faults", default="", help="e.g. hang=0.02,busy:30=0.05,tlsfail@3,drip@127.0.10.4"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--session-limit", type=int, default=8)
+    parser.add_argument(
+        "--session-timeout", type=float, default=1800.0, help="idle session expiry in seconds"
+    )
+    parser.add_argument(
+        "--mockup",
+        action="append",
+        default=[],
+        type=Path,
+        help="serve a recorded Redfish mockup directory (repeatable)",
+    )
+    parser.add_argument("--manifest", type=Path, help="write the JSON manifest here")
+    parser.add_argument("--state-dir", type=Path, help="keep the CA and certificates here")
+
+
+def config_from_args(args: argparse.Namespace) -> LabConfig:
+    return LabConfig(
+        count=args.count,
+        network=args.network,
+        port=args.port,
+        flavours=tuple(f.strip() for f in args.flavours.split(",") if f.strip()),
+        username=args.username,
+        password=args.password,
+        latency=args.latency,
+        faults=args.faults,
+        seed=args.seed,
+        session_limit=args.session_limit,
+        session_timeout=args.session_timeout,
+        mockups=tuple(args.mockup),
+        state_dir=args.state_dir,
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    lab = Lab(config_from_args(args))
+    await lab.start()
+    try:
+        for entry in lab.manifest:
+            fault = f"  fault={entry.fault}" if entry.fault else ""
+            print(f"{entry.url}  {entry.flavour:<28} {entry.serial or '-'}{fault}", flush=True)
+        document = lab.manifest_json()
+        if args.manifest is not None:
+            args.manifest.write_text(document)
+            print(f"manifest written to {args.manifest}", flush=True)
+        else:
+            print(document, flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await lab.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bmclab", description="Simulated Redfish BMC fleet")
+    add_arguments(parser)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(args))

@@ -1,0 +1,226 @@
+"""`Lab`: start and stop a whole fleet of simulated BMCs inside the current event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from bmclab.bmc import Behaviour, Bmc
+from bmclab.certs import CertificateAuthority, server_context
+from bmclab.faults import Fault, FaultKind, assign_faults
+from bmclab.flavours import FLAVOURS, build_tree
+from bmclab.latency import Latency
+from bmclab.manifest import ManifestEntry, manifest_json
+from bmclab.mockup import load_mockup
+from bmclab.server import Listener
+from bmclab.tree import ResourceStore
+
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    count: int = 1
+    network: str = "127.0.10.0/24"
+    port: int = 8443
+    flavours: Sequence[str] = ("dell", "hpe", "supermicro", "openbmc")
+    username: str = "root"
+    password: str = "calvin"  # noqa: S105 - public simulator default, like iDRAC's
+    latency: str = "realistic"
+    faults: str = ""
+    seed: int = 0
+    session_limit: int = 8
+    session_timeout: float = 1800.0
+    inflight_limit: int = 4
+    queue_timeout: float = 10.0
+    power_delay: float = 1.0
+    task_duration: float = 3.0
+    drip_interval: float = 0.5
+    flap_period: float = 5.0
+    mockups: Sequence[Path] = field(default_factory=tuple)
+    state_dir: Path | None = None
+
+    def addresses(self) -> list[str]:
+        """Host k of the network for k = 1..count+len(mockups), checked to stay on loopback."""
+        net = ipaddress.ip_network(self.network, strict=False)
+        if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(_LOOPBACK):
+            raise ValueError(f"network {self.network} is not inside 127.0.0.0/8")
+        total = self.count + len(self.mockups)
+        usable = net.num_addresses - (2 if net.prefixlen < 31 else 0)
+        if total > usable:
+            raise ValueError(f"network {self.network} has {usable} hosts, need {total}")
+        first = 1 if net.prefixlen < 31 else 0
+        return [str(net.network_address + first + k) for k in range(total)]
+
+    def behaviour(self) -> Behaviour:
+        return Behaviour(
+            username=self.username,
+            password=self.password,
+            session_limit=self.session_limit,
+            session_timeout=self.session_timeout,
+            inflight_limit=self.inflight_limit,
+            queue_timeout=self.queue_timeout,
+            power_delay=self.power_delay,
+            task_duration=self.task_duration,
+            drip_interval=self.drip_interval,
+            flap_period=self.flap_period,
+            latency=Latency.parse(self.latency),
+        )
+
+
+class Lab:
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self.manifest: list[ManifestEntry] = []
+        self.bmcs: list[Bmc] = []
+        self.ca_cert_pem = b""
+        self.ca_cert_path: Path | None = None
+        self.manifest_path: Path | None = None
+        self._listeners: list[Listener] = []
+        self._tmp: Path | None = None
+
+    async def __aenter__(self) -> Lab:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def bmc(self, key: str | int) -> Bmc:
+        """A BMC by address or by 0-based manifest index."""
+        if isinstance(key, int):
+            return self.bmcs[key]
+        for bmc in self.bmcs:
+            if bmc.address == key:
+                return bmc
+        raise KeyError(key)
+
+    def manifest_json(self) -> str:
+        return manifest_json(self.manifest, self.ca_cert_pem)
+
+    async def start(self) -> None:
+        cfg = self.config
+        unknown = [f for f in cfg.flavours if f not in FLAVOURS]
+        if unknown or not cfg.flavours:
+            raise ValueError(f"unknown flavours {unknown}; known: {sorted(FLAVOURS)}")
+        addresses = cfg.addresses()
+        faults = assign_faults(cfg.faults, addresses, cfg.seed)
+        behaviour = cfg.behaviour()
+        if cfg.state_dir is not None:
+            cert_dir = cfg.state_dir / "certs"
+        else:
+            self._tmp = Path(tempfile.mkdtemp(prefix="bmclab-"))
+            cert_dir = self._tmp
+        cert_dir.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority.generate()
+        self.ca_cert_pem = ca.cert_pem
+        if cfg.state_dir is not None:
+            self.ca_cert_path = cfg.state_dir / "ca.pem"
+            self.ca_cert_path.write_bytes(ca.cert_pem)
+        serials: set[str] = set()
+        for index, address in enumerate(addresses):
+            bmc, entry = self._make_bmc(index, address, faults[index], behaviour, serials)
+            self.bmcs.append(bmc)
+            self.manifest.append(entry)
+            chain, key = ca.issue(address)
+            self._listeners.append(Listener(bmc, server_context(cert_dir, address, chain, key)))
+        try:
+            for listener in self._listeners:
+                await listener.open()
+                listener.bmc.on_listening(listener)
+        except BaseException:
+            await self.stop()
+            raise
+        if cfg.state_dir is not None:
+            self.manifest_path = cfg.state_dir / "manifest.json"
+            self.manifest_path.write_text(self.manifest_json())
+
+    def _make_bmc(
+        self, index: int, address: str, fault: Fault | None, behaviour: Behaviour, serials: set[str]
+    ) -> tuple[Bmc, ManifestEntry]:
+        cfg = self.config
+        store = ResourceStore()
+        if index < cfg.count:
+            flavour = FLAVOURS[cfg.flavours[index % len(cfg.flavours)]]
+            rng = random.Random(f"serial:{cfg.seed}:{index}")
+            serial = flavour.serial(rng)
+            while serial in serials:  # unique per lab, still deterministic
+                serial = flavour.serial(rng)
+            serials.add(serial)
+            tree = build_tree(
+                flavour,
+                seed=cfg.seed,
+                index=index,
+                address=address,
+                serial=serial,
+                session_timeout=int(cfg.session_timeout),
+            )
+            for path, body in tree.resources.items():
+                store.put(path, body)
+            kind, name = "synthetic", flavour.name
+            manufacturer = tree.manufacturer
+            model: str | None = tree.model
+            serial_out: str | None = tree.serial
+            system_ids, sessions_path = tree.system_ids, "/redfish/v1/SessionService/Sessions"
+            task_format = flavour.ids.task
+        else:
+            info = load_mockup(Path(cfg.mockups[index - cfg.count]), store)
+            kind, name = "mockup", f"mockup:{info.name}"
+            manufacturer, model, serial_out = info.manufacturer, info.model, info.serial
+            system_ids, sessions_path = info.system_ids, info.sessions_path
+            task_format = "{n}"
+        bmc = Bmc(
+            index=index,
+            address=address,
+            port=cfg.port,
+            kind=name,
+            store=store,
+            behaviour=behaviour,
+            sessions_path=sessions_path,
+            task_id_format=task_format,
+            fault=fault,
+            seed=cfg.seed,
+        )
+        entry = ManifestEntry(
+            index=index,
+            address=address,
+            port=cfg.port,
+            url=bmc.url,
+            kind=kind,
+            flavour=name,
+            manufacturer=manufacturer,
+            model=model,
+            serial=serial_out,
+            system_count=len(system_ids),
+            system_ids=system_ids,
+            fault=str(fault) if fault else None,
+            username=cfg.username,
+            password=cfg.password,
+            credentials_ok=fault is None or fault.kind is not FaultKind.BADCREDS,
+        )
+        return bmc, entry
+
+    async def stop(self) -> None:
+        for bmc in self.bmcs:
+            await bmc.stop()
+        await asyncio.gather(
+            *(listener.stop() for listener in self._listeners), return_exceptions=True
+        )
+        self._listeners.clear()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self._tmp)
+            self._tmp = None
