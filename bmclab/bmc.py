@@ -8,8 +8,9 @@ import binascii
 import random
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bmclab.faults import Fault, FaultKind
 from bmclab.latency import Latency
@@ -158,9 +159,9 @@ class Bmc:
             await self.listener.open()
             self.flap_down = False
 
-    def spawn(self, coro: object) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a background coroutine, keeping a reference so it is not collected."""
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 from pathlib import Path
 
 from bmclab.fleet import Lab, LabConfig
@@ -87,5 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bmclab", description="Simulated Redfish BMC fleet")
     add_arguments(parser)
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(args))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    # SIGTERM cancels like Ctrl-C so the lab closes its sockets and temporary certificates.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    await run(args)

@@ -111,7 +111,13 @@ class Lab:
     def manifest_json(self) -> str:
         return manifest_json(self.manifest, self.ca_cert_pem)
 
-    async def start(self) -> None:
+    def build(self) -> list[ManifestEntry]:
+        """Create every BMC's tree and the manifest without opening sockets.
+
+        Idempotent; `start` calls it. Useful to inspect what a configuration yields.
+        """
+        if self.bmcs:
+            return self.manifest
         cfg = self.config
         unknown = [f for f in cfg.flavours if f not in FLAVOURS]
         if unknown or not cfg.flavours:
@@ -119,6 +125,16 @@ class Lab:
         addresses = cfg.addresses()
         faults = assign_faults(cfg.faults, addresses, cfg.seed)
         behaviour = cfg.behaviour()
+        serials: set[str] = set()
+        for index, address in enumerate(addresses):
+            bmc, entry = self._make_bmc(index, address, faults[index], behaviour, serials)
+            self.bmcs.append(bmc)
+            self.manifest.append(entry)
+        return self.manifest
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.build()
         if cfg.state_dir is not None:
             cert_dir = cfg.state_dir / "certs"
         else:
@@ -130,13 +146,10 @@ class Lab:
         if cfg.state_dir is not None:
             self.ca_cert_path = cfg.state_dir / "ca.pem"
             self.ca_cert_path.write_bytes(ca.cert_pem)
-        serials: set[str] = set()
-        for index, address in enumerate(addresses):
-            bmc, entry = self._make_bmc(index, address, faults[index], behaviour, serials)
-            self.bmcs.append(bmc)
-            self.manifest.append(entry)
-            chain, key = ca.issue(address)
-            self._listeners.append(Listener(bmc, server_context(cert_dir, address, chain, key)))
+        for bmc in self.bmcs:
+            chain, key = ca.issue(bmc.address)
+            context = server_context(cert_dir, bmc.address, chain, key)
+            self._listeners.append(Listener(bmc, context))
         try:
             for listener in self._listeners:
                 await listener.open()
@@ -167,6 +180,7 @@ class Lab:
                 address=address,
                 serial=serial,
                 session_timeout=int(cfg.session_timeout),
+                username=cfg.username,
             )
             for path, body in tree.resources.items():
                 store.put(path, body)

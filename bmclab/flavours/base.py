@@ -148,6 +148,7 @@ class _Builder:
         self.ctx = ctx
         self.cpu_family = cpu_family
         self.session_timeout = session_timeout
+        self.username = "root"
         self.out: dict[str, JsonObject] = {}
         self.sys = f"{V1}/Systems/{flavour.system_id}"
         self.mgr = f"{V1}/Managers/{flavour.manager_id}"
@@ -638,7 +639,7 @@ class _Builder:
             {
                 "Id": "2",
                 "Name": "User Account",
-                "UserName": "(configured)",
+                "UserName": self.username,
                 "RoleId": "Administrator",
                 "Enabled": True,
                 "Locked": False,
@@ -658,12 +659,20 @@ class _Builder:
 
 
 def build_tree(
-    flavour: Flavour, *, seed: int, index: int, address: str, serial: str, session_timeout: int
+    flavour: Flavour,
+    *,
+    seed: int,
+    index: int,
+    address: str,
+    serial: str,
+    session_timeout: int,
+    username: str = "root",
 ) -> BuiltTree:
     rng = random.Random(f"tree:{seed}:{index}")
     model, cpu_family = rng.choice(flavour.models)
     ctx = Context(flavour, rng, index, address, serial, model)
     builder = _Builder(flavour, rng, ctx, cpu_family, session_timeout)
+    builder.username = username
     builder.build()
     return BuiltTree(builder.out, flavour.manufacturer, model, serial, (flavour.system_id,))
 

@@ -12,6 +12,8 @@ import pytest
 from bmclab import Lab, LabConfig
 from bmclab.cli import add_arguments, config_from_args
 from bmclab.latency import Latency
+from bmclab.mockup import load_mockup
+from bmclab.tree import ResourceStore
 
 
 @pytest.mark.parametrize("network", ["10.0.0.0/24", "0.0.0.0/0", "128.0.0.0/24", "::1/128"])
@@ -76,3 +78,20 @@ async def test_cli_arguments_and_state_dir(tmp_path: Path) -> None:
         assert [b["flavour"] for b in doc["bmcs"]] == ["hpe", "openbmc"]
         assert doc["bmcs"][1]["fault"] == "busy"
         assert set(doc["bmcs"][0]) >= {"address", "port", "url", "serial", "credentials_ok"}
+
+
+def test_mockup_headers_json_is_replayed(tmp_path: Path) -> None:
+    root = tmp_path / "tiny" / "redfish" / "v1"
+    (root / "Systems").mkdir(parents=True)
+    (root / "index.json").write_text('{"@odata.id": "/redfish/v1/", "Name": "Tiny"}')
+    (root / "Systems" / "index.json").write_text('{"Members": [], "Members@odata.count": 0}')
+    (root / "Systems" / "headers.json").write_text(
+        '{"GET": {"Allow": "GET", "Content-Length": "9", "X-Vendor": "tiny"}}'
+    )
+    store = ResourceStore()
+    info = load_mockup(tmp_path / "tiny", store)
+    assert info.name == "tiny" and info.system_ids == ()
+    resource = store.get("/redfish/v1/Systems/")
+    assert resource is not None
+    assert resource.headers == {"Allow": "GET", "X-Vendor": "tiny"}
+    assert resource.raw == (root / "Systems" / "index.json").read_bytes()

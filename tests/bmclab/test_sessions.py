@@ -16,7 +16,7 @@ CREDS = {"UserName": "root", "Password": "calvin"}
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(count=4, network="127.0.202.0/24", latency="0", session_timeout=0.5)
+    config = LabConfig(count=4, network="127.0.202.0/24", latency="0", session_timeout=1.5)
     async with Lab(config) as running:
         yield running
 
@@ -71,8 +71,8 @@ async def test_session_limit_then_expiry(lab: Lab) -> None:
                 statuses.append(resp.status)
         assert statuses == [201] * 8 + [503]
         assert bmc.open_sessions == 8 and bmc.max_sessions == 8
-        # Idle sessions expire (timeout 0.5 s in this lab) and free their slots.
-        await asyncio.sleep(0.7)
+        # Idle sessions expire (timeout 1.5 s in this lab) and free their slots.
+        await asyncio.sleep(1.7)
         assert bmc.open_sessions == 0
         async with http.post(bmc.url + SESSIONS, json=CREDS) as resp:
             assert resp.status == 201
