@@ -378,7 +378,7 @@ class _Builder:
                     ]
                     if n == 0
                     else [],
-                    "Status": _ok() if up else {"State": "Enabled", "Health": "OK"},
+                    "Status": _ok(),
                 },
             )
 
