@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import TextIO
 
@@ -53,7 +53,9 @@ def _require_port(host: str, port: int, what: str, setting: str) -> None:
         )
 
 
-async def serve_api(runtime: Runtime, stop: asyncio.Event) -> None:
+async def serve_api(
+    runtime: Runtime, stop: asyncio.Event, on_listening: Callable[[], None] | None = None
+) -> None:
     settings = runtime.settings
     config = uvicorn.Config(
         create_app(runtime),
@@ -65,6 +67,12 @@ async def serve_api(runtime: Runtime, stop: asyncio.Event) -> None:
     )
     server = _ApiServer(config)
     serving = asyncio.create_task(server.serve())
+    # Announce only once the socket accepts connections, so whoever reads the banner can
+    # connect straight away.
+    while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers only a flag)
+        await asyncio.sleep(0.02)
+    if server.started and on_listening is not None:
+        on_listening()
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
@@ -120,8 +128,7 @@ async def run_up(settings: Settings, out: TextIO) -> None:
         admin = await ensure_admin(runtime.db, settings)
         workers.attach(runtime, list(workers.ROUTERS))
         await runtime.start_consuming()
-        print_banner(settings, admin, runtime, out)
-        await serve_api(runtime, stop)
+        await serve_api(runtime, stop, lambda: print_banner(settings, admin, runtime, out))
     print("Racksmith stopped.", file=out, flush=True)
 
 

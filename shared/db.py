@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,6 +23,14 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(
             url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
+        database = make_url(url).database
+        if database and database != ":memory:":
+            # A fresh state dir must just work, whichever command connects first; creating it
+            # only on connect keeps commands that never touch the database side-effect free.
+            def _ensure_dir(*_: Any) -> None:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+            event.listen(engine.sync_engine, "do_connect", _ensure_dir)
         # WAL lets the API read while a worker writes; busy_timeout turns a momentary lock
         # into a short wait instead of "database is locked".
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

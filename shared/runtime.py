@@ -6,6 +6,8 @@ between the API and all workers in the same event loop.
 
 from __future__ import annotations
 
+import logging
+
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
@@ -27,7 +29,9 @@ class Runtime:
         self.broker = NatsBroker(
             nats_url,
             graceful_timeout=settings.shutdown_timeout_s,
-            logger=None,
+            # Per-message "received/processed" lines at DEBUG; handler errors still surface.
+            logger=logging.getLogger("faststream"),
+            log_level=logging.DEBUG,
             max_reconnect_attempts=-1,
         )
         self.publisher = Publisher(self.broker)

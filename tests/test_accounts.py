@@ -102,7 +102,9 @@ async def test_duplicate_names_are_400(
     )
     assert response.status_code == 400 and "username" in response.json()
     await client.post("/api/groups/", json={"name": f"g-{unique}"}, headers=admin_headers)
-    response = await client.post("/api/groups/", json={"name": f"g-{unique}"}, headers=admin_headers)
+    response = await client.post(
+        "/api/groups/", json={"name": f"g-{unique}"}, headers=admin_headers
+    )
     assert response.status_code == 400 and "name" in response.json()
 
 
@@ -111,7 +113,9 @@ async def test_group_crud_with_members(
 ) -> None:
     user = await _create_user(client, admin_headers, f"m-{unique}")
     created = await client.post(
-        "/api/groups/", json={"name": f"team-{unique}", "members": [user["id"]]}, headers=admin_headers
+        "/api/groups/",
+        json={"name": f"team-{unique}", "members": [user["id"]]},
+        headers=admin_headers,
     )
     assert created.status_code == 201
     group = created.json()

@@ -113,8 +113,10 @@ class CommandRouter:
             title=f"{consumer.kind} commands",
             description=f"Durable pull consumer `{consumer.durable}` on {COMMANDS_STREAM}.",
         )
-        async def on_command(body: bytes, message: NatsMessage) -> None:
-            await self.dispatch(body, message, deps)
+        async def on_command(message: NatsMessage) -> None:
+            # Raw bytes on purpose: the route's own model validates them, so a bad payload is
+            # rejected by our rules rather than by the framework's implicit decoding.
+            await self.dispatch(message.body, message, deps)
 
     async def dispatch(self, body: bytes, message: NatsMessage, deps: WorkerDeps) -> None:
         raw: Msg = message.raw_message

@@ -1,0 +1,250 @@
+"""The ``racksmith`` command as an operator runs it: real processes, real ports, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from shared.natsserver import EmbeddedNatsServer, free_port
+
+RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
+STARTUP_TIMEOUT_S = 60
+
+
+def _env(state_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
+    env.update(
+        RACKSMITH_STATE_DIR=str(state_dir),
+        RACKSMITH_PORT=str(port),
+        RACKSMITH_LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+def _nats_children(state_dir: Path) -> list[int]:
+    """nats-server processes whose store dir is inside ``state_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            cmdline
+            and cmdline[0].endswith(b"nats-server")
+            and str(state_dir).encode() in b" ".join(cmdline)
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+class Up:
+    """A running ``racksmith up`` and what its banner said."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [RACKSMITH, "up"],
+            env=_env(state_dir, self.port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.banner = self._read_banner()
+
+    def _read_banner(self) -> str:
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                return "".join(lines)
+        self.process.kill()
+        raise AssertionError(f"racksmith up did not start: {''.join(lines)}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def generated_password(self) -> str | None:
+        match = re.search(r"password:\s+(\S+)", self.banner)
+        return match.group(1) if match else None
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "state"
+    for pid in _nats_children(tmp_path):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _login(url: str, password: str) -> dict[str, str]:
+    response = httpx.post(f"{url}/api/token/", json={"username": "admin", "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access']}"}
+
+
+def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -> None:
+    up = Up(state_dir)
+    password = up.generated_password
+    assert password, up.banner
+    nats_port = int(re.search(r"NATS:\s+nats://127.0.0.1:(\d+)", up.banner).group(1))  # type: ignore[union-attr]
+    # The machine's own NATS listens on 4222; ours must never assume that port.
+    assert nats_port != 4222
+    headers = _login(up.url, password)
+    me = httpx.get(f"{up.url}/api/users/me/", headers=headers)
+    assert me.json()["username"] == "admin" and me.json()["is_superuser"] is True
+    created = httpx.post(
+        f"{up.url}/api/groups/", json={"name": "kept-across-restarts"}, headers=headers
+    )
+    assert created.status_code == 201
+    assert httpx.get(f"{up.url}/readyz").status_code == 200
+    assert _nats_children(state_dir)
+
+    assert up.stop() == 0
+    assert _nats_children(state_dir) == []
+
+    again = Up(state_dir)
+    try:
+        assert again.generated_password is None
+        assert "existing account" in again.banner
+        headers = _login(again.url, password)
+        groups = httpx.get(f"{again.url}/api/groups/?name=kept-across-restarts", headers=headers)
+        assert groups.json()["count"] == 1
+    finally:
+        assert again.stop() == 0
+    assert _nats_children(state_dir) == []
+
+
+def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [RACKSMITH, "up"],
+            env=_env(state_dir, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+    assert _nats_children(state_dir) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["up"], ["api"], ["worker"], ["migrate"], ["createsuperuser"], ["openapi"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = subprocess.run(
+        [RACKSMITH, *command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "usage: racksmith" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_openapi_command_prints_a_valid_schema(fmt: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [RACKSMITH, "openapi", "--format", fmt],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0
+    validate(json.loads(result.stdout) if fmt == "json" else yaml.safe_load(result.stdout))
+    assert not (tmp_path / ".racksmith").exists()
+
+
+def test_migrate_then_createsuperuser(state_dir: Path) -> None:
+    env = _env(state_dir, 0)
+    subprocess.run([RACKSMITH, "migrate"], env=env, check=True, timeout=60)
+    result = subprocess.run(
+        [RACKSMITH, "createsuperuser", "--username", "ops", "--password", "ops-password-1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (state_dir / "racksmith.db").exists()
+
+
+def test_standalone_worker_serves_probes_and_stops_on_sigterm(
+    nats_server: EmbeddedNatsServer, database_url: str, tmp_path: Path
+) -> None:
+    health_port = free_port()
+    env = _env(
+        tmp_path / "worker",
+        0,
+        RACKSMITH_NATS_URL=nats_server.url,
+        RACKSMITH_DATABASE_URL=database_url,
+        RACKSMITH_WORKER_HEALTH_PORT=str(health_port),
+        # Same consumer settings as the in-process fixtures: declaring is last-writer-wins.
+        RACKSMITH_COMMAND_ACK_WAIT_S="2",
+        RACKSMITH_COMMAND_MAX_DELIVER="3",
+    )
+    process = subprocess.Popen(
+        [RACKSMITH, "worker", "scanner"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{health_port}/readyz")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "worker probes never came up"
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                time.sleep(0.1)
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": True, "broker": True}
+        assert httpx.get(f"http://127.0.0.1:{health_port}/healthz").status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_api_and_worker_demand_an_external_broker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [RACKSMITH, "worker", "inventory"],
+        env=_env(tmp_path, 0, RACKSMITH_WORKER_HEALTH_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "RACKSMITH_NATS_URL must be set" in result.stderr

@@ -1,0 +1,210 @@
+"""Commands and events through a real nats-server with JetStream: declaration, delivery rules,
+redelivery after a crash, retry exhaustion, deduplication."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from nats.js.api import RetentionPolicy
+from pydantic import BaseModel
+
+from shared.messaging import streams
+from shared.messaging.consumer import CommandContext, CommandRouter, WorkerDeps
+from shared.messaging.events import make_event
+from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+pytestmark = pytest.mark.broker
+
+
+class Ping(BaseModel):
+    n: int
+
+
+@asynccontextmanager
+async def worker(settings: Settings, router: CommandRouter) -> AsyncIterator[Runtime]:
+    """A worker process in miniature: its own connection, the router attached, consuming."""
+    runtime = Runtime(settings, settings.nats_url or "")
+    await runtime.connect()
+    router.attach(runtime.broker, WorkerDeps(runtime.db, runtime.publisher, settings))
+    await runtime.start_consuming()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+def make_router(unique: str) -> tuple[CommandRouter, str]:
+    consumer = WorkerConsumer(
+        f"test-{unique}", f"racksmith.cmd.t{unique}.>", concurrency=2, max_ack_pending=10
+    )
+    return CommandRouter(consumer), f"racksmith.cmd.t{unique}.ping"
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+async def drained(runtime: Runtime, durable: str) -> None:
+    """Wait until the consumer has nothing pending and nothing awaiting an ack."""
+    assert runtime.nats is not None
+    js = runtime.nats.jetstream()
+    async with asyncio.timeout(10):
+        while True:
+            info = await js.consumer_info(COMMANDS_STREAM, durable)
+            if not info.num_pending and not info.num_ack_pending:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_streams_and_worker_consumers_are_declared(runtime: Runtime) -> None:
+    assert runtime.nats is not None
+    js = runtime.nats.jetstream()
+    commands = await js.stream_info(COMMANDS_STREAM)
+    assert commands.config.retention == RetentionPolicy.WORK_QUEUE
+    assert commands.config.subjects == ["racksmith.cmd.>"]
+    events = await js.stream_info(EVENTS_STREAM)
+    assert events.config.retention == RetentionPolicy.LIMITS
+    assert events.config.max_age == pytest.approx(7 * 24 * 3600)
+    for consumer in streams.WORKER_CONSUMERS.values():
+        info = await js.consumer_info(COMMANDS_STREAM, consumer.durable)
+        assert info.config.filter_subject == consumer.filter_subject
+        assert info.config.max_deliver == runtime.settings.command_max_deliver
+        assert info.config.max_ack_pending == consumer.max_ack_pending
+    # Declaring again is a no-op, not an error (every process does it at start).
+    await streams.declare(js, runtime.settings)
+
+
+async def test_handler_error_is_retried_then_acked(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    router, subject = make_router(unique)
+    seen: list[int] = []
+
+    @router.command(subject, Ping)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        seen.append(ctx.delivery)
+        if ctx.delivery == 1:
+            raise RuntimeError("BMC said no")
+
+    async with worker(settings, router) as rt:
+        await runtime.publisher.command(subject, Ping(n=1), msg_id=f"ping:{unique}")
+        await wait_for(lambda: seen == [1, 2])
+        await drained(rt, router.consumer.durable)
+
+
+async def test_crashed_worker_command_is_redelivered_to_another(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    """A worker dies mid-handler (no ack): after ack_wait another replica completes it once."""
+    router, subject = make_router(unique)
+    started = asyncio.Event()
+    completed: list[int] = []
+
+    @router.command(subject, Ping)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        if ctx.delivery == 1:
+            started.set()
+            await asyncio.Event().wait()  # hangs like a killed process: never acks
+        completed.append(payload.n)
+
+    quick_shutdown = settings.model_copy(update={"shutdown_timeout_s": 0.2})
+    async with worker(quick_shutdown, router):
+        await runtime.publisher.command(subject, Ping(n=7), msg_id=f"ping:{unique}")
+        async with asyncio.timeout(10):
+            await started.wait()
+    # First replica is gone without acking; a second one picks the command up.
+    async with worker(settings, router) as rt:
+        await wait_for(lambda: completed == [7])
+        await drained(rt, router.consumer.durable)
+    assert completed == [7]
+
+
+async def test_last_delivery_marks_target_instead_of_looping(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    router, subject = make_router(unique)
+    attempts: list[int] = []
+    exhausted: list[str] = []
+
+    async def give_up(payload: Ping, ctx: CommandContext, error: BaseException) -> None:
+        exhausted.append(f"{payload.n}: {error}")
+
+    @router.command(subject, Ping, on_exhausted=give_up)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        attempts.append(ctx.delivery)
+        raise TimeoutError("BMC did not answer")
+
+    async with worker(settings, router):
+        await runtime.publisher.command(subject, Ping(n=3), msg_id=f"ping:{unique}")
+        await wait_for(lambda: bool(exhausted))
+        await asyncio.sleep(0.5)
+    assert attempts == [1, 2, 3]
+    assert exhausted == ["3: BMC did not answer"]
+
+
+async def test_same_msg_id_is_delivered_once(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    router, subject = make_router(unique)
+    received: list[int] = []
+
+    @router.command(subject, Ping)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        received.append(payload.n)
+
+    for n in (1, 2):  # a redelivered API or handler re-publishing the same command
+        await runtime.publisher.command(subject, Ping(n=n), msg_id=f"ping:{unique}")
+    await runtime.publisher.command(subject, Ping(n=3), msg_id=f"ping:{unique}:other")
+    async with worker(settings, router):
+        await wait_for(lambda: len(received) == 2)
+        await asyncio.sleep(0.3)
+    assert received == [1, 3]
+
+
+async def test_unknown_or_invalid_commands_are_dropped_not_retried(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    router, subject = make_router(unique)
+    received: list[int] = []
+
+    @router.command(subject, Ping)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        received.append(payload.n)
+
+    class Other(BaseModel):
+        text: str
+
+    async with worker(settings, router) as rt:
+        await runtime.publisher.command(
+            f"racksmith.cmd.t{unique}.unknown", Ping(n=1), msg_id=f"u:{unique}"
+        )
+        await runtime.publisher.command(subject, Other(text="x"), msg_id=f"i:{unique}")
+        await runtime.publisher.command(subject, Ping(n=5), msg_id=f"ok:{unique}")
+        await wait_for(lambda: received == [5])
+        await drained(rt, router.consumer.durable)
+
+
+async def test_events_are_cloudevents_on_entity_subjects(runtime: Runtime, unique: str) -> None:
+    assert runtime.nats is not None
+    js = runtime.nats.jetstream()
+    subscription = await js.subscribe(f"racksmith.evt.thing.{unique}.>", ordered_consumer=True)
+    event = make_event("thing", unique, "created", version=1, data={"id": unique})
+    await runtime.publisher.event(event)
+    await runtime.publisher.event(event)  # a redelivered handler publishing again
+    message = await subscription.next_msg(timeout=5)
+    assert message.subject == f"racksmith.evt.thing.{unique}.created"
+    body = event.model_validate_json(message.data)
+    assert body.specversion == "1.0"
+    assert body.type == "io.racksmith.thing.created"
+    assert body.subject == f"thing/{unique}"
+    assert body.id == f"evt:thing:{unique}:created:1"
+    with pytest.raises(TimeoutError):
+        await subscription.next_msg(timeout=0.5)
+    await subscription.unsubscribe()
