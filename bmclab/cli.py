@@ -89,10 +89,10 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(_serve(args))
+        asyncio.run(serve(args))
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace) -> None:
     # SIGTERM cancels like Ctrl-C so the lab closes its sockets and temporary certificates.
     task = asyncio.current_task()
     assert task is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -19,6 +20,8 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
+from bmclab import cli as bmclab_cli
+from bmclab.fleet import LabConfig
 from services.processes import StartupError, run_api, run_migrate, run_up, run_worker
 from shared.log import configure_logging
 from shared.settings import Settings
@@ -55,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(up)
     _add_listen(up)
     up.add_argument("--nats-port", type=int, help="embedded NATS port (default: a free one)")
+    up.add_argument(
+        "--lab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start a BMC lab of N simulated Redfish BMCs and print the matching "
+        "scan-range and auth-profile JSON",
+    )
+    up.add_argument("--lab-network", default="127.0.10.0/24", help="loopback network of the lab")
+    up.add_argument("--lab-port", type=int, default=8443, help="HTTPS port of every lab BMC")
+    up.add_argument(
+        "--lab-latency", default="realistic", help="lab latency: 0 | realistic | MS | MEDIAN,P99"
+    )
+    up.add_argument("--lab-faults", default="", help="lab faults, e.g. hang=0.02,busy=0.05")
 
     api = commands.add_parser("api", help="serve the REST API only (needs RACKSMITH_NATS_URL)")
     _add_common(api)
@@ -80,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="password (default: RACKSMITH_NEW_PASSWORD, else prompted)",
     )
 
+    lab = commands.add_parser(
+        "lab",
+        help="serve a fleet of simulated Redfish BMCs on loopback (the BMC lab)",
+        description="One process serving N simulated BMCs, BMC k on the k-th host address of "
+        "--network, HTTPS with a per-lab CA. Prints the addresses and a JSON manifest.",
+    )
+    bmclab_cli.add_arguments(lab)
+
     openapi = commands.add_parser("openapi", help="print the OpenAPI schema")
     openapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
     return parser
@@ -98,6 +123,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[field] = value
     return Settings(**overrides)
+
+
+def _lab_config(args: argparse.Namespace) -> LabConfig | None:
+    if not args.lab:
+        return None
+    return LabConfig(
+        count=args.lab,
+        network=args.lab_network,
+        port=args.lab_port,
+        latency=args.lab_latency,
+        faults=args.lab_faults,
+    )
 
 
 def _print_openapi(fmt: str) -> None:
@@ -142,10 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "openapi":
         _print_openapi(args.format)
         return 0
+    if args.command == "lab":
+        # SIGTERM cancels the lab's task, Ctrl-C interrupts: both are a normal stop.
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            asyncio.run(bmclab_cli.serve(args))
+        return 0
     settings = settings_from(args)
     configure_logging(settings)
     handlers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-        "up": lambda: run_up(settings, sys.stdout),
+        "up": lambda: run_up(settings, sys.stdout, lab=_lab_config(args)),
         "api": lambda: run_api(settings),
         "worker": lambda: run_worker(settings, [args.kind]),
         "migrate": lambda: run_migrate(settings),

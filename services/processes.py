@@ -7,6 +7,7 @@ every worker; ``api`` and ``worker`` are the production processes, one service e
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -14,6 +15,7 @@ from typing import TextIO
 
 import uvicorn
 
+from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from shared import migrate
@@ -119,16 +121,45 @@ def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out:
     print("\n".join(lines), file=out, flush=True)
 
 
-async def run_up(settings: Settings, out: TextIO) -> None:
+def print_lab_banner(lab: Lab, out: TextIO) -> None:
+    """What to paste into the guide's walkthrough to use the lab instead of a real rack."""
+    config = lab.config
+    addresses = [entry.address for entry in lab.manifest]
+    faulty = sum(1 for entry in lab.manifest if entry.fault)
+    scan_range = {
+        "name": "BMC lab",
+        "ip_from": addresses[0],
+        "ip_to": addresses[-1],
+        "ports": [config.port],
+    }
+    lines = [
+        f"BMC lab: {len(addresses)} simulated BMCs, {addresses[0]} to {addresses[-1]} "
+        f"port {config.port} ({faulty} with faults)",
+        f"  scan range:   {json.dumps(scan_range)}",
+        f"  auth profile: {json.dumps({'node_classification': 'BMC lab', 'bmc': 'redfish'})}",
+        "  credentials:  " + json.dumps({"username": config.username, "password": config.password}),
+        "",
+    ]
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
-    async with platform(settings, embedded_nats=True) as runtime:
+    async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
         await migrate.upgrade(runtime.db.engine)
         admin = await ensure_admin(runtime.db, settings)
         workers.attach(runtime, list(workers.ROUTERS))
         await runtime.start_consuming()
-        await serve_api(runtime, stop, lambda: print_banner(settings, admin, runtime, out))
+        running_lab = await stack.enter_async_context(Lab(lab)) if lab else None
+
+        def announce() -> None:
+            print_banner(settings, admin, runtime, out)
+            if running_lab is not None:
+                print_lab_banner(running_lab, out)
+
+        await serve_api(runtime, stop, announce)
     print("Racksmith stopped.", file=out, flush=True)
 
 

@@ -57,11 +57,11 @@ def _nats_children(state_dir: Path) -> list[int]:
 class Up:
     """A running ``racksmith up`` and what its banner said."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *args: str) -> None:
         self.state_dir = state_dir
         self.port = free_port()
         self.process = subprocess.Popen(
-            [RACKSMITH, "up"],
+            [RACKSMITH, "up", *args],
             env=_env(state_dir, self.port),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -78,7 +78,9 @@ class Up:
             if not line:
                 break
             lines.append(line)
-            if line.startswith("Press Ctrl-C"):
+            if line.startswith("Press Ctrl-C") and "--lab" not in self.process.args:
+                return "".join(lines)
+            if line.startswith("  credentials:"):
                 return "".join(lines)
         self.process.kill()
         raise AssertionError(f"racksmith up did not start: {''.join(lines)}")
@@ -165,7 +167,7 @@ def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["up"], ["api"], ["worker"], ["migrate"], ["createsuperuser"], ["openapi"]],
+    [[], ["up"], ["api"], ["worker"], ["migrate"], ["createsuperuser"], ["openapi"], ["lab"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = subprocess.run(
@@ -248,3 +250,61 @@ def test_api_and_worker_demand_an_external_broker(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "RACKSMITH_NATS_URL must be set" in result.stderr
+
+
+def test_up_with_a_lab_prints_what_the_guide_needs(state_dir: Path) -> None:
+    up = Up(state_dir, "--lab", "3", "--lab-network", "127.0.77.0/24", "--lab-latency", "0")
+    try:
+        scan_range = json.loads(re.search(r"scan range:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
+        assert scan_range == {
+            "name": "BMC lab",
+            "ip_from": "127.0.77.1",
+            "ip_to": "127.0.77.3",
+            "ports": [8443],
+        }
+        credentials = json.loads(re.search(r"credentials:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
+        root = httpx.get("https://127.0.77.3:8443/redfish/v1/", verify=False)  # noqa: S501
+        assert root.status_code == 200 and "RedfishVersion" in root.json()
+        systems = httpx.get(
+            "https://127.0.77.1:8443/redfish/v1/Systems",
+            auth=(credentials["username"], credentials["password"]),
+            verify=False,  # noqa: S501
+        )
+        assert systems.json()["Members@odata.count"] == 1
+    finally:
+        assert up.stop() == 0
+
+
+def test_lab_command_writes_its_manifest_and_stops_on_sigterm(tmp_path: Path) -> None:
+    manifest = tmp_path / "lab.json"
+    process = subprocess.Popen(
+        [
+            RACKSMITH,
+            "lab",
+            "--count",
+            "2",
+            "--network",
+            "127.0.78.0/24",
+            "--latency",
+            "0",
+            "--seed",
+            "7",
+            "--manifest",
+            str(manifest),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not manifest.exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.2)
+        entries = json.loads(manifest.read_text())["bmcs"]
+        assert [e["address"] for e in entries] == ["127.0.78.1", "127.0.78.2"]
+        assert httpx.get("https://127.0.78.2:8443/redfish/v1/", verify=False).status_code == 200  # noqa: S501
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
