@@ -6,6 +6,7 @@ that build a fresh embedded one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -24,14 +25,22 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    def _run(connection: Connection) -> None:
+async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
+    def _on(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with engine.begin() as conn:
-        await conn.run_sync(_run)
+        await conn.run_sync(_on)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    await _run(engine, command.upgrade, revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    await _run(engine, command.downgrade, revision)
 
 
 async def is_current(engine: AsyncEngine) -> bool:
