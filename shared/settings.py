@@ -23,8 +23,8 @@ class Settings(BaseSettings):
     )
     mode: Literal["embedded", "production"] = Field(
         "embedded",
-        description="`production` refuses to invent secrets (JWT key, credential key) "
-        "and expects PostgreSQL and an external NATS.",
+        description="`production`: secrets (the JWT signing key) must be configured; "
+        "nothing is generated into the state dir.",
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
