@@ -6,7 +6,9 @@ between the API and all workers in the same event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import suppress
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -14,7 +16,7 @@ from sqlalchemy import text
 
 from shared.db import Database
 from shared.log import get_logger
-from shared.messaging import streams
+from shared.messaging import outbox, streams
 from shared.messaging.publish import Publisher
 from shared.settings import Settings
 
@@ -36,18 +38,27 @@ class Runtime:
         )
         self.publisher = Publisher(self.broker)
         self.nats: NatsClient | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
         await streams.declare(self.nats.jetstream(), self.settings)
+        self._sweeper = asyncio.create_task(outbox.sweep_forever(self.db, self.publisher))
 
     async def start_consuming(self) -> None:
         """Start every subscriber attached to the broker (workers)."""
         await self.broker.start()
 
     async def close(self) -> None:
-        await self.broker.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
+        try:
+            await self.broker.stop()
+        except Exception as exc:  # a broker that is already gone must not block shutdown
+            log.warning("broker.stop_failed", error=repr(exc))
         await self.db.dispose()
 
     async def database_ready(self) -> bool:

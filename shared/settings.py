@@ -83,6 +83,28 @@ class Settings(BaseSettings):
         5, ge=1, description="Deliveries of a command before its target is marked `error`."
     )
 
+    scan_max_addresses: int = Field(
+        65_536, ge=1, description="Largest scan range accepted, in addresses."
+    )
+    scan_allowed_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs scan ranges must lie in (e.g. `10.0.0.0/8`); "
+        "empty: any.",
+    )
+    scan_chunk_size: int = Field(
+        256, ge=1, le=65_536, description="Addresses per scan chunk (the unit a replica takes)."
+    )
+    scan_concurrency: int = Field(512, ge=1, description="Probes in flight per scan chunk.")
+    scan_connect_timeout_s: float = Field(
+        1.0, gt=0, description="TCP connect timeout per probe; silent addresses cost this."
+    )
+    scan_probe_timeout_s: float = Field(
+        5.0, gt=0, description="TLS handshake plus `GET /redfish/v1/` timeout per responder."
+    )
+    scan_progress_interval_s: float = Field(
+        2.0, gt=0, description="Minimum seconds between progress updates of a chunk."
+    )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:

@@ -94,7 +94,7 @@ async def test_handler_error_is_retried_then_acked(
             raise RuntimeError("BMC said no")
 
     async with worker(settings, router) as rt:
-        await runtime.publisher.command(subject, Ping(n=1), msg_id=f"ping:{unique}")
+        await runtime.publisher.raw_command(subject, Ping(n=1), msg_id=f"ping:{unique}")
         await wait_for(lambda: seen == [1, 2])
         await drained(rt, router.consumer.durable)
 
@@ -116,7 +116,7 @@ async def test_crashed_worker_command_is_redelivered_to_another(
 
     quick_shutdown = settings.model_copy(update={"shutdown_timeout_s": 0.2})
     async with worker(quick_shutdown, router):
-        await runtime.publisher.command(subject, Ping(n=7), msg_id=f"ping:{unique}")
+        await runtime.publisher.raw_command(subject, Ping(n=7), msg_id=f"ping:{unique}")
         async with asyncio.timeout(10):
             await started.wait()
     # First replica is gone without acking; a second one picks the command up.
@@ -142,7 +142,7 @@ async def test_last_delivery_marks_target_instead_of_looping(
         raise TimeoutError("BMC did not answer")
 
     async with worker(settings, router):
-        await runtime.publisher.command(subject, Ping(n=3), msg_id=f"ping:{unique}")
+        await runtime.publisher.raw_command(subject, Ping(n=3), msg_id=f"ping:{unique}")
         await wait_for(lambda: bool(exhausted))
         await asyncio.sleep(0.5)
     assert attempts == [1, 2, 3]
@@ -160,8 +160,8 @@ async def test_same_msg_id_is_delivered_once(
         received.append(payload.n)
 
     for n in (1, 2):  # a redelivered API or handler re-publishing the same command
-        await runtime.publisher.command(subject, Ping(n=n), msg_id=f"ping:{unique}")
-    await runtime.publisher.command(subject, Ping(n=3), msg_id=f"ping:{unique}:other")
+        await runtime.publisher.raw_command(subject, Ping(n=n), msg_id=f"ping:{unique}")
+    await runtime.publisher.raw_command(subject, Ping(n=3), msg_id=f"ping:{unique}:other")
     async with worker(settings, router):
         await wait_for(lambda: len(received) == 2)
         await asyncio.sleep(0.3)
@@ -182,11 +182,11 @@ async def test_unknown_or_invalid_commands_are_dropped_not_retried(
         text: str
 
     async with worker(settings, router) as rt:
-        await runtime.publisher.command(
+        await runtime.publisher.raw_command(
             f"racksmith.cmd.t{unique}.unknown", Ping(n=1), msg_id=f"u:{unique}"
         )
-        await runtime.publisher.command(subject, Other(text="x"), msg_id=f"i:{unique}")
-        await runtime.publisher.command(subject, Ping(n=5), msg_id=f"ok:{unique}")
+        await runtime.publisher.raw_command(subject, Other(text="x"), msg_id=f"i:{unique}")
+        await runtime.publisher.raw_command(subject, Ping(n=5), msg_id=f"ok:{unique}")
         await wait_for(lambda: received == [5])
         await drained(rt, router.consumer.durable)
 

@@ -71,7 +71,13 @@ def permission_denied() -> APIError:
 
 
 def _field_name(loc: Sequence[int | str]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _LOCATION_PARTS)]
+    """``("body", "ports", 0)`` → ``ports``: the field a person typed, not the list position."""
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break
+        if part not in _LOCATION_PARTS:
+            parts.append(part)
     return ".".join(parts) if parts else NON_FIELD_ERRORS
 
 

@@ -1,6 +1,120 @@
-"""The scanner's command router; ``scan.range``/``scan.chunk`` handlers arrive with discovery."""
+"""The scanner worker: ``scan.range`` fans a run out into chunk commands so every replica takes
+part; ``scan.chunk`` probes one slice of addresses on the range's ports."""
 
-from shared.messaging.consumer import CommandRouter
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+from services.scanner import runs
+from services.scanner.probe import Prober, RedfishService
+from shared.log import get_logger
+from shared.messaging import outbox
+from shared.messaging.commands import ScanChunkCommand, ScanRangeCommand
+from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import SCANNER
 
+log = get_logger(__name__)
+
 router = CommandRouter(SCANNER)
+
+
+async def range_failed(cmd: ScanRangeCommand, ctx: CommandContext, error: BaseException) -> None:
+    async with ctx.db.session() as session:
+        await runs.fail_run(
+            session, cmd.scan_range_id, cmd.run, f"could not start the scan: {error}"
+        )
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+
+
+@router.command(ScanRangeCommand.subject, ScanRangeCommand, on_exhausted=range_failed)
+async def expand_range(cmd: ScanRangeCommand, ctx: CommandContext) -> None:
+    async with ctx.db.session() as session:
+        scan_range = await runs.current_range(session, cmd.scan_range_id, cmd.run)
+        if scan_range is None:
+            log.info("scan.stale_command")
+            return
+        indexes = await runs.create_chunks(session, scan_range, ctx.settings.scan_chunk_size)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    # Re-publishing after a redelivery is harmless: chunk ids are deterministic, so JetStream
+    # drops the copies.
+    for index in indexes:
+        await ctx.publisher.command(
+            ScanChunkCommand(scan_range_id=cmd.scan_range_id, run=cmd.run, index=index)
+        )
+    log.info("scan.started", chunks=len(indexes))
+
+
+async def chunk_failed(cmd: ScanChunkCommand, ctx: CommandContext, error: BaseException) -> None:
+    async with ctx.db.session() as session:
+        await runs.finish_chunk(
+            session, cmd.scan_range_id, cmd.run, cmd.index, [], error=f"chunk {cmd.index}: {error}"
+        )
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+
+
+@router.command(ScanChunkCommand.subject, ScanChunkCommand, on_exhausted=chunk_failed)
+async def scan_chunk(cmd: ScanChunkCommand, ctx: CommandContext) -> None:
+    async with ctx.db.session() as session:
+        scan_range = await runs.current_range(session, cmd.scan_range_id, cmd.run)
+        chunk = await runs.get_chunk(session, cmd.scan_range_id, cmd.run, cmd.index)
+    if scan_range is None or chunk is None or chunk.done_at is not None:
+        # Stale, or done by an earlier delivery: only make sure its events went out.
+        await outbox.relay(ctx.db, ctx.publisher)
+        return
+    targets = [(ip, port) for ip in runs.chunk_addresses(chunk) for port in scan_range.ports]
+    found = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
+    async with ctx.db.session() as session:
+        await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    log.info("scan.chunk_done", probes=len(targets), found=len(found))
+
+
+async def _probe_all(
+    cmd: ScanChunkCommand,
+    ctx: CommandContext,
+    targets: list[tuple[str, int]],
+    ports_per_address: int,
+) -> list[RedfishService]:
+    settings = ctx.settings
+    limit = asyncio.Semaphore(settings.scan_concurrency)
+    probed = 0
+
+    async def probe(prober: Prober, ip: str, port: int) -> RedfishService | None:
+        nonlocal probed
+        async with limit:
+            result = await prober.probe(ip, port)
+        probed += 1
+        return result
+
+    async def report_progress() -> None:
+        # Throttled: one small write per interval per chunk, however fast probes complete, and
+        # an in-progress ack so JetStream does not redeliver a chunk that is still working.
+        while True:
+            await asyncio.sleep(settings.scan_progress_interval_s)
+            try:
+                await ctx.in_progress()
+                async with ctx.db.session() as session:
+                    await runs.record_progress(
+                        session, cmd.scan_range_id, cmd.run, cmd.index, probed // ports_per_address
+                    )
+                    await session.commit()
+            except Exception as exc:  # progress is best-effort; the result is what counts
+                log.warning("scan.progress_failed", error=str(exc))
+
+    async with Prober(
+        connect_timeout=settings.scan_connect_timeout_s,
+        probe_timeout=settings.scan_probe_timeout_s,
+    ) as prober:
+        reporter = asyncio.create_task(report_progress())
+        try:
+            results = await asyncio.gather(*(probe(prober, ip, port) for ip, port in targets))
+        finally:
+            reporter.cancel()
+            with suppress(asyncio.CancelledError):
+                await reporter
+    return [r for r in results if r is not None]

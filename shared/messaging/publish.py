@@ -5,6 +5,7 @@ from __future__ import annotations
 from faststream.nats import NatsBroker
 from pydantic import BaseModel
 
+from shared.messaging.commands import Command
 from shared.messaging.events import CloudEvent
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
 
@@ -19,7 +20,10 @@ class Publisher:
     def __init__(self, broker: NatsBroker) -> None:
         self.broker = broker
 
-    async def command(self, subject: str, payload: BaseModel, *, msg_id: str) -> None:
+    async def command(self, command: Command) -> None:
+        await self.raw_command(command.subject, command, msg_id=command.msg_id())
+
+    async def raw_command(self, subject: str, payload: BaseModel, *, msg_id: str) -> None:
         await self._publish(payload.model_dump_json().encode(), subject, COMMANDS_STREAM, msg_id)
 
     async def event(self, event: CloudEvent) -> None:

@@ -1,0 +1,245 @@
+"""``/api/node_discovery/scan_range/`` and ``run_scan/``: where BMCs live, and sweeping it.
+
+Superuser-only. Starting a scan is a command for the scanner workers; the API only flips the range
+to ``scanning`` (atomically, so a range is never started twice) and publishes the command in the
+same transaction — if the broker does not acknowledge, nothing changed and the answer is 503.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from sqlmodel import col, select, update
+
+from services.api.deps import PublisherDep, SessionDep, StateDep, get_superuser
+from services.api.errors import APIError, ErrorDetail, FieldErrors
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.lookup import get_or_404, resolve_ids
+from shared import iprange
+from shared.messaging.commands import ScanRangeCommand
+from shared.messaging.publish import BrokerUnavailableError
+from shared.models import ScanRange, ScanStatus
+from shared.models.discovery import (
+    RunScan,
+    RunScanAccepted,
+    ScanRangeCreate,
+    ScanRangePublic,
+    ScanRangeUpdate,
+)
+from shared.settings import Settings
+
+router = APIRouter(
+    prefix="/api/node_discovery",
+    tags=["node discovery"],
+    dependencies=[Depends(get_superuser)],
+)
+
+LIST_SPEC = ListSpec(
+    pk=col(ScanRange.id),
+    search=(
+        col(ScanRange.name),
+        col(ScanRange.ip_from),
+        col(ScanRange.ip_to),
+        col(ScanRange.status),
+    ),
+    filters={
+        "name": col(ScanRange.name),
+        "status": col(ScanRange.status),
+        "ip_from": col(ScanRange.ip_from),
+        "ip_to": col(ScanRange.ip_to),
+    },
+    ordering={
+        "id": col(ScanRange.id),
+        "name": col(ScanRange.name),
+        "status": col(ScanRange.status),
+        "nodes_found": col(ScanRange.nodes_found),
+        "last_scan_started_at": col(ScanRange.last_scan_started_at),
+        "last_scan_finished_at": col(ScanRange.last_scan_finished_at),
+        "created_at": col(ScanRange.created_at),
+    },
+)
+ScanRangeListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
+
+BUSY: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorDetail, "description": "The range is being scanned"}
+}
+
+
+def _validated(
+    settings: Settings, *, ip_from: str | None, ip_to: str | None, cidr: str | None
+) -> iprange.AddressRange:
+    """The range from either endpoints or a CIDR, within the configured limits; 400 otherwise."""
+    try:
+        if cidr is not None:
+            if ip_from is not None or ip_to is not None:
+                raise iprange.RangeError("cidr", "Give either cidr or ip_from/ip_to, not both.")
+            address_range = iprange.from_cidr(cidr)
+        else:
+            missing = {
+                f: ["This field is required."]
+                for f, v in (("ip_from", ip_from), ("ip_to", ip_to))
+                if v is None
+            }
+            if missing:
+                raise FieldErrors(missing)
+            assert ip_from is not None and ip_to is not None
+            address_range = iprange.build(ip_from, ip_to)
+        iprange.check_limits(
+            address_range,
+            max_addresses=settings.scan_max_addresses,
+            allowed=iprange.parse_networks(settings.scan_allowed_networks.split(",")),
+        )
+    except iprange.RangeError as exc:
+        raise FieldErrors.single(exc.field, exc.message) from None
+    return address_range
+
+
+def _apply_range(scan_range: ScanRange, address_range: iprange.AddressRange) -> None:
+    scan_range.ip_from = str(address_range.first)
+    scan_range.ip_to = str(address_range.last)
+    scan_range.addresses_total = address_range.size
+
+
+def _refuse_while_scanning(scan_range: ScanRange) -> None:
+    if scan_range.status == ScanStatus.scanning:
+        raise APIError(409, "The scan range is being scanned; wait until it is not scanning.")
+
+
+@router.get("/scan_range/", summary="List scan ranges")
+async def list_scan_ranges(session: SessionDep, query: ScanRangeListQuery) -> Page[ScanRangePublic]:
+    return await paginate(session, select(ScanRange), query, ScanRangePublic.of)
+
+
+@router.post("/scan_range/", status_code=201, summary="Create a scan range")
+async def create_scan_range(
+    body: ScanRangeCreate, session: SessionDep, state: StateDep
+) -> ScanRangePublic:
+    address_range = _validated(
+        state.settings, ip_from=body.ip_from, ip_to=body.ip_to, cidr=body.cidr
+    )
+    scan_range = ScanRange(name=body.name, ip_from="", ip_to="", ports=sorted(set(body.ports)))
+    _apply_range(scan_range, address_range)
+    session.add(scan_range)
+    await session.commit()
+    return ScanRangePublic.of(scan_range)
+
+
+@router.get("/scan_range/{scan_range_id}/", summary="Retrieve a scan range (poll its status)")
+async def read_scan_range(scan_range_id: int, session: SessionDep) -> ScanRangePublic:
+    return ScanRangePublic.of(await get_or_404(session, ScanRange, scan_range_id))
+
+
+async def _update(
+    session: SessionDep, settings: Settings, scan_range_id: int, changes: ScanRangeUpdate
+) -> ScanRangePublic:
+    scan_range = await get_or_404(session, ScanRange, scan_range_id)
+    _refuse_while_scanning(scan_range)
+    if changes.cidr is not None or changes.ip_from is not None or changes.ip_to is not None:
+        if changes.cidr is not None:
+            address_range = _validated(
+                settings, ip_from=changes.ip_from, ip_to=changes.ip_to, cidr=changes.cidr
+            )
+        else:
+            address_range = _validated(
+                settings,
+                ip_from=changes.ip_from or scan_range.ip_from,
+                ip_to=changes.ip_to or scan_range.ip_to,
+                cidr=None,
+            )
+        _apply_range(scan_range, address_range)
+    if changes.name is not None:
+        scan_range.name = changes.name
+    if changes.ports is not None:
+        scan_range.ports = sorted(set(changes.ports))
+    scan_range.updated_at = datetime.now(UTC)
+    session.add(scan_range)
+    await session.commit()
+    return ScanRangePublic.of(scan_range)
+
+
+@router.put("/scan_range/{scan_range_id}/", summary="Replace a scan range", responses=BUSY)
+async def replace_scan_range(
+    scan_range_id: int, body: ScanRangeCreate, session: SessionDep, state: StateDep
+) -> ScanRangePublic:
+    if body.cidr is None and (body.ip_from is None or body.ip_to is None):
+        _validated(state.settings, ip_from=body.ip_from, ip_to=body.ip_to, cidr=None)
+    return await _update(
+        session,
+        state.settings,
+        scan_range_id,
+        ScanRangeUpdate(
+            name=body.name, ip_from=body.ip_from, ip_to=body.ip_to, cidr=body.cidr, ports=body.ports
+        ),
+    )
+
+
+@router.patch(
+    "/scan_range/{scan_range_id}/", summary="Update some fields of a scan range", responses=BUSY
+)
+async def update_scan_range(
+    scan_range_id: int, body: ScanRangeUpdate, session: SessionDep, state: StateDep
+) -> ScanRangePublic:
+    return await _update(session, state.settings, scan_range_id, body)
+
+
+@router.delete(
+    "/scan_range/{scan_range_id}/", status_code=204, summary="Delete a scan range", responses=BUSY
+)
+async def delete_scan_range(scan_range_id: int, session: SessionDep) -> Response:
+    scan_range = await get_or_404(session, ScanRange, scan_range_id)
+    _refuse_while_scanning(scan_range)
+    await session.delete(scan_range)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/run_scan/",
+    status_code=202,
+    summary="Start discovery on scan ranges",
+    responses={503: {"model": ErrorDetail, "description": "The broker did not accept the work"}},
+)
+async def run_scan(body: RunScan, session: SessionDep, publisher: PublisherDep) -> RunScanAccepted:
+    ranges = await resolve_ids(session, ScanRange, body.scan_ranges, "scan_ranges")
+    started: list[int] = []
+    already: list[int] = []
+    now = datetime.now(UTC)
+    for scan_range in ranges:
+        assert scan_range.id is not None
+        # Conditional update: of two concurrent run_scan calls exactly one flips the status.
+        flipped = await session.exec(
+            update(ScanRange)
+            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
+            .values(
+                status=ScanStatus.scanning,
+                run=ScanRange.run + 1,
+                addresses_scanned=0,
+                nodes_found=0,
+                last_error=None,
+                last_scan_started_at=now,
+                last_scan_finished_at=None,
+                updated_at=now,
+            )
+        )
+        if flipped.rowcount == 0:
+            already.append(scan_range.id)
+            continue
+        await session.refresh(scan_range)
+        try:
+            await publisher.command(
+                ScanRangeCommand(scan_range_id=scan_range.id, run=scan_range.run)
+            )
+        except BrokerUnavailableError:
+            await session.rollback()
+            raise APIError(503, "The message broker is unavailable; no scan was started.") from None
+        started.append(scan_range.id)
+    await session.commit()
+    for scan_range in ranges:
+        await session.refresh(scan_range)
+    return RunScanAccepted(
+        started=started,
+        already_scanning=already,
+        scan_ranges=[ScanRangePublic.of(r) for r in ranges],
+    )

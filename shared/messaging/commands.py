@@ -1,0 +1,43 @@
+"""Command payloads: work for exactly one worker kind, on ``racksmith.cmd.<family>.<action>``.
+
+Each command knows its subject and its deterministic message id, so whoever publishes it (the API,
+or a worker fanning out) gets JetStream's deduplication for free.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from shared.messaging.subjects import command_subject
+
+
+class Command(BaseModel):
+    subject: ClassVar[str]
+
+    def msg_id(self) -> str:
+        raise NotImplementedError
+
+
+class ScanRangeCommand(Command):
+    """Expand one run of a scan range into chunk commands."""
+
+    subject: ClassVar[str] = command_subject("scan", "range")
+    scan_range_id: int
+    run: int
+
+    def msg_id(self) -> str:
+        return f"scan:{self.scan_range_id}:{self.run}"
+
+
+class ScanChunkCommand(Command):
+    """Probe one slice of a range's addresses on its ports."""
+
+    subject: ClassVar[str] = command_subject("scan", "chunk")
+    scan_range_id: int
+    run: int
+    index: int
+
+    def msg_id(self) -> str:
+        return f"scan:{self.scan_range_id}:{self.run}:chunk:{self.index}"
