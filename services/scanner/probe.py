@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import ssl
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +74,11 @@ def _insecure_tls() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    # BMCs in the field still run old TLS stacks; discovery must still see them.
-    context.minimum_version = ssl.TLSVersion.TLSv1
+    # BMCs in the field still run old TLS stacks (iDRAC 7, iLO 4); discovery must still see
+    # them, so the deprecation of TLS 1.0 is deliberately accepted here and nowhere else.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
 
@@ -101,27 +105,40 @@ class Prober:
         if self._session is not None:
             await self._session.close()
 
-    async def accepts(self, ip: str, port: int) -> bool:
+    async def certificate(self, ip: str, port: int) -> str | None:
+        """TCP connect (short timeout), then a TLS handshake; the peer certificate's SHA-256.
+
+        ``None`` if nothing accepts the connection or TLS fails: not a BMC.
+        """
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(ip, port), timeout=self.connect_timeout
             )
         except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-
-    async def probe(self, ip: str, port: int) -> RedfishService | None:
-        if not await self.accepts(ip, port):
             return None
         try:
-            return await self._read_service_root(ip, port)
+            await asyncio.wait_for(writer.start_tls(self._tls), timeout=self.probe_timeout)
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        except (OSError, TimeoutError, ssl.SSLError, AttributeError):
+            return None
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), timeout=1)
+        return hashlib.sha256(der).hexdigest() if der else None
+
+    async def probe(self, ip: str, port: int) -> RedfishService | None:
+        fingerprint = await self.certificate(ip, port)
+        if fingerprint is None:
+            return None
+        try:
+            return await self._read_service_root(ip, port, fingerprint)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, ssl.SSLError):
             return None
 
-    async def _read_service_root(self, ip: str, port: int) -> RedfishService | None:
+    async def _read_service_root(
+        self, ip: str, port: int, fingerprint: str
+    ) -> RedfishService | None:
         assert self._session is not None, "use Prober as an async context manager"
         url = base_url(ip, port)
         async with self._session.get(
@@ -129,7 +146,6 @@ class Prober:
             allow_redirects=False,
             headers={"Accept": "application/json"},
         ) as response:
-            fingerprint = _fingerprint(response)
             if response.status != 200:
                 return None
             body = await response.content.read(MAX_ROOT_BYTES + 1)
@@ -139,14 +155,3 @@ class Prober:
         if identity is None:
             return None
         return RedfishService(ip=ip, port=port, url=url, fingerprint=fingerprint, **identity)
-
-
-def _fingerprint(response: aiohttp.ClientResponse) -> str | None:
-    connection = response.connection
-    if connection is None or connection.transport is None:
-        return None
-    ssl_object = connection.transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return hashlib.sha256(der).hexdigest() if der else None

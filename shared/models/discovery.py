@@ -167,6 +167,5 @@ class NodePublic(BaseModel):
 
     @classmethod
     def of(cls, node: Node) -> "NodePublic":
-        data = node.model_dump()
-        data["scan_range"] = node.scan_range_id
-        return cls.model_validate(data)
+        data = {name: getattr(node, name) for name in cls.model_fields if name != "scan_range"}
+        return cls.model_validate(data | {"scan_range": node.scan_range_id})

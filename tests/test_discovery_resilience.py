@@ -1,0 +1,116 @@
+"""A scanner replica killed with SIGKILL mid-scan loses nothing: its chunks are redelivered to
+the surviving replica, every BMC is found exactly once, and the range ends ``ready`` with the
+right counts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bmclab import Lab, LabConfig
+from shared.natsserver import free_port
+from shared.settings import Settings
+from tests.discovery_helpers import nodes_of_range, redfish_addresses
+
+pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
+
+RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
+
+
+async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
+    env.update(
+        RACKSMITH_NATS_URL=settings.nats_url or "",
+        RACKSMITH_DATABASE_URL=settings.effective_database_url,
+        RACKSMITH_WORKER_HEALTH_PORT=str(free_port()),
+        RACKSMITH_LOG_FORMAT="json",
+        # The same consumer settings as the test fixtures (declaring is last-writer-wins).
+        RACKSMITH_COMMAND_ACK_WAIT_S=str(settings.command_ack_wait_s),
+        RACKSMITH_COMMAND_MAX_DELIVER=str(settings.command_max_deliver),
+        RACKSMITH_SCAN_CHUNK_SIZE="4",
+        RACKSMITH_SCAN_PROBE_TIMEOUT_S="1.5",
+        RACKSMITH_SCAN_PROGRESS_INTERVAL_S="0.3",
+    )
+    return await asyncio.create_subprocess_exec(
+        RACKSMITH,
+        "worker",
+        "scanner",
+        env=env,
+        stdout=log.open("w"),
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+@pytest.fixture
+async def slow_lab() -> AsyncIterator[Lab]:
+    # Every fourth BMC hangs, so chunks take a probe timeout each: slow enough to kill mid-scan.
+    faults = ",".join(f"hang@{i}" for i in range(0, 40, 4))
+    config = LabConfig(count=40, network="127.0.160.0/24", latency="50", faults=faults, seed=11)
+    async with Lab(config) as lab:
+        yield lab
+
+
+async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    slow_lab: Lab,
+    tmp_path: Path,
+) -> None:
+    victim = await start_scanner(settings, tmp_path / "victim.log")
+    survivor = await start_scanner(settings, tmp_path / "survivor.log")
+    try:
+        scan_range = (
+            await client.post(
+                "/api/node_discovery/scan_range/",
+                json={
+                    "name": "kill test",
+                    "ip_from": "127.0.160.1",
+                    "ip_to": "127.0.160.64",
+                    "ports": [8443],
+                },
+                headers=admin_headers,
+            )
+        ).json()
+        url = f"/api/node_discovery/scan_range/{scan_range['id']}/"
+        await asyncio.sleep(1.0)  # both replicas subscribed
+        started = await client.post(
+            "/api/node_discovery/run_scan/",
+            json={"scan_ranges": [scan_range["id"]]},
+            headers=admin_headers,
+        )
+        assert started.status_code == 202
+        async with asyncio.timeout(30):
+            while (await client.get(url, headers=admin_headers)).json()["addresses_scanned"] == 0:
+                await asyncio.sleep(0.1)
+        mid = (await client.get(url, headers=admin_headers)).json()
+        assert mid["status"] == "scanning", "the scan finished before the kill; make it slower"
+        victim.send_signal(signal.SIGKILL)
+        await victim.wait()
+
+        async with asyncio.timeout(120):
+            while (done := (await client.get(url, headers=admin_headers)).json())[
+                "status"
+            ] == "scanning":
+                await asyncio.sleep(0.3)
+    finally:
+        for process in (victim, survivor):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+
+    # The kill really interrupted work: the survivor finished chunks on their second delivery.
+    assert '"delivery": 2' in (tmp_path / "survivor.log").read_text()
+    expected = redfish_addresses(slow_lab) & {f"127.0.160.{i}" for i in range(1, 65)}
+    assert done["status"] == "ready", done
+    assert done["addresses_scanned"] == done["addresses_total"] == 64
+    assert done["nodes_found"] == len(expected)
+    nodes = await nodes_of_range(client, admin_headers, scan_range["id"])
+    assert sorted(n["ip"] for n in nodes) == sorted(expected)
