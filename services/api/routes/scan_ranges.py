@@ -12,14 +12,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import PublisherDep, SessionDep, StateDep, get_superuser
+from services.api.dispatch import commit_and_publish
 from services.api.errors import APIError, ErrorDetail, FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from shared import iprange
 from shared.messaging.commands import ScanRangeCommand
-from shared.messaging.publish import BrokerUnavailableError
 from shared.models import ScanRange, ScanStatus
 from shared.models.discovery import (
     RunScan,
@@ -195,6 +196,54 @@ async def delete_scan_range(scan_range_id: int, session: SessionDep) -> Response
     return Response(status_code=204)
 
 
+async def _start(session: SessionDep, publisher: PublisherDep, scan_range: ScanRange) -> bool:
+    """Start one run of ``scan_range``; False if it is already scanning."""
+    previous = {
+        name: getattr(scan_range, name)
+        for name in (
+            "status",
+            "last_error",
+            "last_scan_started_at",
+            "last_scan_finished_at",
+            "addresses_scanned",
+            "nodes_found",
+        )
+    }
+    now = datetime.now(UTC)
+    # Conditional update: of two concurrent run_scan calls exactly one flips the status.
+    flipped = await session.exec(
+        update(ScanRange)
+        .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
+        .values(
+            status=ScanStatus.scanning,
+            run=ScanRange.run + 1,
+            addresses_scanned=0,
+            nodes_found=0,
+            last_error=None,
+            last_scan_started_at=now,
+            last_scan_finished_at=None,
+            updated_at=now,
+        )
+    )
+    if flipped.rowcount == 0:
+        return False
+    await session.refresh(scan_range)
+    run = scan_range.run
+
+    async def revert(s: AsyncSession) -> None:
+        await s.exec(
+            update(ScanRange)
+            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.run) == run)
+            .values(**previous)
+        )
+
+    assert scan_range.id is not None
+    await commit_and_publish(
+        session, publisher, ScanRangeCommand(scan_range_id=scan_range.id, run=run), revert
+    )
+    return True
+
+
 @router.post(
     "/run_scan/",
     status_code=202,
@@ -205,37 +254,12 @@ async def run_scan(body: RunScan, session: SessionDep, publisher: PublisherDep) 
     ranges = await resolve_ids(session, ScanRange, body.scan_ranges, "scan_ranges")
     started: list[int] = []
     already: list[int] = []
-    now = datetime.now(UTC)
     for scan_range in ranges:
         assert scan_range.id is not None
-        # Conditional update: of two concurrent run_scan calls exactly one flips the status.
-        flipped = await session.exec(
-            update(ScanRange)
-            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
-            .values(
-                status=ScanStatus.scanning,
-                run=ScanRange.run + 1,
-                addresses_scanned=0,
-                nodes_found=0,
-                last_error=None,
-                last_scan_started_at=now,
-                last_scan_finished_at=None,
-                updated_at=now,
-            )
-        )
-        if flipped.rowcount == 0:
+        if await _start(session, publisher, scan_range):
+            started.append(scan_range.id)
+        else:
             already.append(scan_range.id)
-            continue
-        await session.refresh(scan_range)
-        try:
-            await publisher.command(
-                ScanRangeCommand(scan_range_id=scan_range.id, run=scan_range.run)
-            )
-        except BrokerUnavailableError:
-            await session.rollback()
-            raise APIError(503, "The message broker is unavailable; no scan was started.") from None
-        started.append(scan_range.id)
-    await session.commit()
     for scan_range in ranges:
         await session.refresh(scan_range)
     return RunScanAccepted(

@@ -1,0 +1,35 @@
+"""Handing work to the workers: commit the "started" state, then publish the command.
+
+The order matters. A worker may pick a command up within a millisecond, so the state it checks
+(a range `scanning`, a node `registering`) must already be committed; and if the broker then does
+not acknowledge the command, the change is undone and the client gets 503 — nothing is left
+half-started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.api.errors import APIError
+from shared.log import get_logger
+from shared.messaging.commands import Command
+from shared.messaging.publish import BrokerUnavailableError, Publisher
+
+log = get_logger(__name__)
+
+Revert = Callable[[AsyncSession], Awaitable[None]]
+
+
+async def commit_and_publish(
+    session: AsyncSession, publisher: Publisher, command: Command, revert: Revert
+) -> None:
+    await session.commit()
+    try:
+        await publisher.command(command)
+    except BrokerUnavailableError as exc:
+        log.error("dispatch.broker_unavailable", command=command.msg_id(), error=str(exc))
+        await revert(session)
+        await session.commit()
+        raise APIError(503, "The message broker is unavailable; the work was not started.") from exc
