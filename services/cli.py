@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from bmclab import cli as bmclab_cli
@@ -142,7 +143,10 @@ def _print_openapi(fmt: str) -> None:
     from shared.runtime import Runtime
 
     # Building the schema needs no connection and must not create keys in a state dir.
-    settings = Settings(secret_key=SecretStr("schema-only"))
+    settings = Settings(
+        secret_key=SecretStr("schema-only"),
+        credential_key=SecretStr(Fernet.generate_key().decode()),
+    )
     schema = create_app(Runtime(settings, "nats://127.0.0.1:0")).openapi()
     if fmt == "json":
         print(json.dumps(schema, indent=2))

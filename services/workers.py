@@ -7,7 +7,7 @@ from aiohttp import web
 from services.inventory.app import router as inventory_router
 from services.registrar.app import router as registrar_router
 from services.scanner.app import router as scanner_router
-from shared.messaging.consumer import CommandRouter, WorkerDeps
+from shared.messaging.consumer import CommandRouter
 from shared.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
@@ -16,9 +16,8 @@ ROUTERS: dict[str, CommandRouter] = {
 
 
 def attach(runtime: Runtime, kinds: list[str]) -> None:
-    deps = WorkerDeps(db=runtime.db, publisher=runtime.publisher, settings=runtime.settings)
     for kind in kinds:
-        ROUTERS[kind].attach(runtime.broker, deps)
+        ROUTERS[kind].attach(runtime)
 
 
 async def start_health_server(runtime: Runtime, host: str, port: int) -> web.AppRunner:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from functools import cached_property
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 
+from shared.crypto import CredentialCipher
 from shared.db import Database
 from shared.log import get_logger
 from shared.messaging import outbox, streams
@@ -39,6 +41,12 @@ class Runtime:
         self.publisher = Publisher(self.broker)
         self.nats: NatsClient | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    @cached_property
+    def credentials(self) -> CredentialCipher:
+        """Decrypts BMC passwords; built on first use, which fails fast without a key in
+        production mode (the API and the registrar touch it at start)."""
+        return CredentialCipher.from_settings(self.settings)
 
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""

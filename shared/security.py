@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +39,13 @@ class MissingSecretError(RuntimeError):
     pass
 
 
-def load_or_create_secret(settings: Settings, name: str, configured: str | None) -> str:
+def load_or_create_secret(
+    settings: Settings,
+    name: str,
+    configured: str | None,
+    *,
+    generate: Callable[[], str] = lambda: secrets.token_urlsafe(48),
+) -> str:
     """A configured secret wins; embedded mode generates one once into the state dir."""
     if configured:
         return configured
@@ -50,7 +57,7 @@ def load_or_create_secret(settings: Settings, name: str, configured: str | None)
     if path.exists():
         return path.read_text().strip()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
+    value = generate()
     path.touch(mode=0o600)
     path.write_text(value)
     return value

@@ -23,8 +23,8 @@ class Settings(BaseSettings):
     )
     mode: Literal["embedded", "production"] = Field(
         "embedded",
-        description="`production`: secrets (the JWT signing key) must be configured; "
-        "nothing is generated into the state dir.",
+        description="`production`: secrets (JWT signing key, credential key) must be "
+        "configured; nothing is generated into the state dir.",
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None,
         description="JWT signing key. Unset in embedded mode: generated into the state dir.",
+    )
+    credential_key: SecretStr | None = Field(
+        None,
+        description="Fernet key encrypting stored BMC passwords. Unset in embedded mode: "
+        "generated into the state dir; required in production mode.",
     )
     access_token_lifetime_s: int = Field(24 * 3600, gt=0, description="Access token lifetime.")
     refresh_token_lifetime_s: int = Field(7 * 24 * 3600, gt=0, description="Refresh lifetime.")

@@ -12,7 +12,7 @@ from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
 
 from shared.messaging import streams
-from shared.messaging.consumer import CommandContext, CommandRouter, WorkerDeps
+from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.events import make_event
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
 from shared.runtime import Runtime
@@ -30,7 +30,7 @@ async def worker(settings: Settings, router: CommandRouter) -> AsyncIterator[Run
     """A worker process in miniature: its own connection, the router attached, consuming."""
     runtime = Runtime(settings, settings.nats_url or "")
     await runtime.connect()
-    router.attach(runtime.broker, WorkerDeps(runtime.db, runtime.publisher, settings))
+    router.attach(runtime)
     await runtime.start_consuming()
     try:
         yield runtime

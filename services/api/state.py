@@ -8,6 +8,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from shared.crypto import CredentialCipher
 from shared.runtime import Runtime
 from shared.security import TokenCodec, load_or_create_secret
 from shared.settings import Settings
@@ -31,6 +32,7 @@ class ApiState:
     runtime: Runtime
     tokens: TokenCodec
     token_throttle: TokenThrottle
+    credentials: CredentialCipher
 
     @classmethod
     def build(cls, runtime: Runtime) -> ApiState:
@@ -45,4 +47,5 @@ class ApiState:
             runtime=runtime,
             tokens=TokenCodec(secret, settings),
             token_throttle=TokenThrottle.from_settings(settings),
+            credentials=runtime.credentials,
         )

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import JStream, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +25,9 @@ from shared.log import get_logger
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the runtime attaches routers; importing it here would be circular
+    from shared.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -35,15 +38,25 @@ MAX_RETRY_DELAY_S = 60.0
 
 @dataclass
 class CommandContext:
-    """What a handler gets besides its payload."""
+    """What a handler gets besides its payload: the process's runtime and the delivery."""
 
-    db: Database
-    publisher: Publisher
-    settings: Settings
+    runtime: Runtime
     subject: str
     delivery: int
     max_deliver: int
     message: NatsMessage
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.runtime.publisher
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
 
     @property
     def is_last_delivery(self) -> bool:
@@ -63,13 +76,6 @@ class _Route(Generic[P]):
     model: type[P]
     handler: Handler[P]
     on_exhausted: ExhaustedHook[P] | None
-
-
-@dataclass
-class WorkerDeps:
-    db: Database
-    publisher: Publisher
-    settings: Settings
 
 
 def retry_delay(delivery: int) -> float:
@@ -97,12 +103,12 @@ class CommandRouter:
 
         return register
 
-    def attach(self, broker: NatsBroker, deps: WorkerDeps) -> None:
-        """Subscribe this router's durable consumer on ``broker``."""
+    def attach(self, runtime: Runtime) -> None:
+        """Subscribe this router's durable consumer on the runtime's broker."""
         consumer = self.consumer
-        config = consumer.config(deps.settings)
+        config = consumer.config(runtime.settings)
 
-        @broker.subscriber(
+        @runtime.broker.subscriber(
             consumer.filter_subject,
             stream=JStream(COMMANDS_STREAM, declare=False),
             durable=consumer.durable,
@@ -116,9 +122,9 @@ class CommandRouter:
         async def on_command(message: NatsMessage) -> None:
             # Raw bytes on purpose: the route's own model validates them, so a bad payload is
             # rejected by our rules rather than by the framework's implicit decoding.
-            await self.dispatch(message.body, message, deps)
+            await self.dispatch(message.body, message, runtime)
 
-    async def dispatch(self, body: bytes, message: NatsMessage, deps: WorkerDeps) -> None:
+    async def dispatch(self, body: bytes, message: NatsMessage, runtime: Runtime) -> None:
         raw: Msg = message.raw_message
         metadata = raw.metadata
         delivery = metadata.num_delivered or 1
@@ -129,12 +135,12 @@ class CommandRouter:
             worker=self.consumer.kind,
         )
         try:
-            await self._dispatch(body, message, raw.subject, delivery, deps)
+            await self._dispatch(body, message, raw.subject, delivery, runtime)
         finally:
             structlog.contextvars.unbind_contextvars("message_id", "subject", "delivery", "worker")
 
     async def _dispatch(
-        self, body: bytes, message: NatsMessage, subject: str, delivery: int, deps: WorkerDeps
+        self, body: bytes, message: NatsMessage, subject: str, delivery: int, runtime: Runtime
     ) -> None:
         route = self.routes.get(subject)
         if route is None:
@@ -148,11 +154,9 @@ class CommandRouter:
             log.error("command.invalid_payload", errors=exc.errors(include_input=False))
             await message.reject()
             return
-        max_deliver = deps.settings.command_max_deliver
+        max_deliver = runtime.settings.command_max_deliver
         ctx = CommandContext(
-            db=deps.db,
-            publisher=deps.publisher,
-            settings=deps.settings,
+            runtime=runtime,
             subject=subject,
             delivery=delivery,
             max_deliver=max_deliver,

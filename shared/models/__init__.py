@@ -4,8 +4,12 @@ from shared.models.accounts import Group, GroupMembership, User
 from shared.models.base import metadata
 from shared.models.discovery import Node, NodeStatus, ScanChunk, ScanRange, ScanStatus
 from shared.models.outbox import OutboxEvent
+from shared.models.registration import AuthProfile, Credential
+from shared.models.servers import Server
 
 __all__ = [
+    "AuthProfile",
+    "Credential",
     "Group",
     "GroupMembership",
     "Node",
@@ -14,6 +18,7 @@ __all__ = [
     "ScanChunk",
     "ScanRange",
     "ScanStatus",
+    "Server",
     "User",
     "metadata",
 ]

@@ -87,6 +87,16 @@ class Node(SQLModel, table=True):
     scan_range_id: int | None = Field(
         default=None, foreign_key="scan_range.id", ondelete="SET NULL", index=True
     )
+    auth_profile_id: int | None = Field(
+        default=None, foreign_key="auth_profile.id", ondelete="SET NULL", index=True
+    )
+    # The credential that worked, so later work logs in at the first attempt.
+    credential_id: int | None = Field(
+        default=None, foreign_key="credential.id", ondelete="SET NULL"
+    )
+    # Incremented by every register request; a command from an earlier request is ignored.
+    registration: int = 0
+    registered_at: datetime | None = None
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow, index=True)
     # Bumped on every change an event reports; part of the event id so each change is
@@ -162,10 +172,13 @@ class NodePublic(BaseModel):
     status: NodeStatus
     error: str | None
     scan_range: int | None
+    auth_profile: int | None
+    registered_at: datetime | None
     first_seen: datetime
     last_seen: datetime
 
     @classmethod
     def of(cls, node: Node) -> "NodePublic":
-        data = {name: getattr(node, name) for name in cls.model_fields if name != "scan_range"}
-        return cls.model_validate(data | {"scan_range": node.scan_range_id})
+        related = {"scan_range": node.scan_range_id, "auth_profile": node.auth_profile_id}
+        data = {name: getattr(node, name) for name in cls.model_fields if name not in related}
+        return cls.model_validate(data | related)
