@@ -7,8 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import selectinload
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import APIError, permission_denied
@@ -58,11 +56,8 @@ async def get_current_user(
         raise APIError(
             401, "Given token not valid for any token type", headers=_AUTHENTICATE
         ) from None
-    user = (
-        await session.exec(
-            select(User).where(User.id == claims["user_id"]).options(selectinload(User.groups))  # type: ignore[arg-type]
-        )
-    ).one_or_none()
+    # Groups are not loaded here: most requests do not need them, and this runs on every one.
+    user = await session.get(User, claims["user_id"])
     if user is None or not user.is_active:
         raise APIError(401, "User not found", headers=_AUTHENTICATE)
     return user

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import json
 import ssl
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from shared.redfish.resources import ServiceRoot
+from shared.redfish.tls import certificate_fingerprint, legacy_insecure_context
 
 MAX_ROOT_BYTES = 256 * 1024
 
@@ -40,47 +41,23 @@ def base_url(ip: str, port: int) -> str:
     return f"https://{host}:{port}"
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
 def service_root_identity(root: Any) -> dict[str, str | None] | None:
     """The identity of a real Redfish service root, or None for anything else.
 
     A service root has a ``RedfishVersion`` and either a ``Systems`` link or a ``UUID``; a web
     server that happens to answer JSON on that path does not.
     """
-    if not isinstance(root, dict) or not _text(root.get("RedfishVersion")):
+    if not isinstance(root, dict):
         return None
-    systems = root.get("Systems")
-    has_systems = isinstance(systems, dict) and isinstance(systems.get("@odata.id"), str)
-    if not has_systems and not _text(root.get("UUID")):
+    parsed = ServiceRoot.parse(root)
+    if parsed.redfish_version is None or (parsed.systems is None and parsed.uuid is None):
         return None
-    vendor = _text(root.get("Vendor"))
-    if vendor is None and isinstance(root.get("Oem"), dict) and root["Oem"]:
-        # Before Redfish 1.5 (and on many BMCs since) the vendor only shows as the Oem key.
-        vendor = next(iter(root["Oem"]))
     return {
-        "vendor": vendor,
-        "product": _text(root.get("Product")),
-        "redfish_version": _text(root.get("RedfishVersion")),
-        "uuid": _text(root.get("UUID")),
+        "vendor": parsed.vendor,
+        "product": parsed.product,
+        "redfish_version": parsed.redfish_version,
+        "uuid": parsed.uuid,
     }
-
-
-def _insecure_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    # BMCs in the field still run old TLS stacks (iDRAC 7, iLO 4); discovery must still see
-    # them, so the deprecation of TLS 1.0 is deliberately accepted here and nowhere else.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    return context
 
 
 class Prober:
@@ -89,7 +66,7 @@ class Prober:
     def __init__(self, *, connect_timeout: float, probe_timeout: float) -> None:
         self.connect_timeout = connect_timeout
         self.probe_timeout = probe_timeout
-        self._tls = _insecure_tls()
+        self._tls = legacy_insecure_context()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Prober:
@@ -125,7 +102,7 @@ class Prober:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), timeout=1)
-        return hashlib.sha256(der).hexdigest() if der else None
+        return certificate_fingerprint(der) if der else None
 
     async def probe(self, ip: str, port: int) -> RedfishService | None:
         fingerprint = await self.certificate(ip, port)

@@ -35,7 +35,7 @@ class Group(GroupBase, table=True):
 
 class UserBase(SQLModel):
     username: str = Field(min_length=1, max_length=150)
-    email: str = Field(default="", max_length=254)
+    email: str = Field(default="", max_length=254, index=True)
     is_superuser: bool = False
     is_active: bool = True
 
@@ -46,8 +46,8 @@ class User(UserBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=150, unique=True)
     password_hash: str = Field(max_length=255)
-    date_joined: datetime = Field(default_factory=utcnow)
-    last_login: datetime | None = None
+    date_joined: datetime = Field(default_factory=utcnow, index=True)
+    last_login: datetime | None = Field(default=None, index=True)
     groups: list[Group] = Relationship(back_populates="users", link_model=GroupMembership)
 
 

@@ -97,7 +97,7 @@ class Node(SQLModel, table=True):
     # Incremented by every register request; a command from an earlier request is ignored.
     registration: int = 0
     registered_at: datetime | None = None
-    first_seen: datetime = Field(default_factory=utcnow)
+    first_seen: datetime = Field(default_factory=utcnow, index=True)
     last_seen: datetime = Field(default_factory=utcnow, index=True)
     # Bumped on every change an event reports; part of the event id so each change is
     # published once however often a handler runs.
