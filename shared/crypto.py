@@ -29,9 +29,13 @@ class CredentialCipher:
                 settings,
                 "credential_key",
                 configured,
-                generate=lambda: Fernet.generate_key().decode(),
+                generate=cls.generate_key,
             )
         )
+
+    @staticmethod
+    def generate_key() -> str:
+        return Fernet.generate_key().decode()
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()

@@ -20,6 +20,7 @@ from shared.db import Database
 from shared.log import get_logger
 from shared.messaging import outbox, streams
 from shared.messaging.publish import Publisher
+from shared.redfish import ClientLimits, RedfishPool
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -47,6 +48,19 @@ class Runtime:
         """Decrypts BMC passwords; built on first use, which fails fast without a key in
         production mode (the API and the registrar touch it at start)."""
         return CredentialCipher.from_settings(self.settings)
+
+    @cached_property
+    def redfish(self) -> RedfishPool:
+        """The process's Redfish client pool: the global cap on BMC requests lives here."""
+        settings = self.settings
+        return RedfishPool(
+            ClientLimits(
+                per_bmc=settings.redfish_per_bmc,
+                total=settings.redfish_total,
+                connect_timeout=settings.redfish_connect_timeout_s,
+                read_timeout=settings.redfish_read_timeout_s,
+            )
+        )
 
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""

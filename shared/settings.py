@@ -110,6 +110,26 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Minimum seconds between progress updates of a chunk."
     )
 
+    register_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long `register/` waits for the outcome before answering 202 "
+        "(`?wait=` overrides per request; 0 answers at once).",
+    )
+    register_max_deliver: int = Field(
+        20,
+        ge=1,
+        description="Attempts at a registration while its BMC answers busy (503) before the "
+        "node is marked `error`; with back-off up to a minute this is ~15 minutes of patience.",
+    )
+    register_unreachable_attempts: int = Field(
+        3, ge=1, description="Attempts while a BMC times out or refuses before `error`."
+    )
+    redfish_per_bmc: int = Field(4, ge=1, le=16, description="Requests in flight per BMC.")
+    redfish_total: int = Field(256, ge=1, description="Requests in flight per process.")
+    redfish_connect_timeout_s: float = Field(5.0, gt=0, description="BMC connect timeout.")
+    redfish_read_timeout_s: float = Field(30.0, gt=0, description="BMC read timeout.")
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:

@@ -68,9 +68,20 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "token_rate_limit": "1000/minute",
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
+        "register_max_deliver": 6,
     }
     values.update(extra)
     return Settings(**values)
+
+
+def consumer_env(settings: Settings) -> dict[str, str]:
+    """Environment for worker subprocesses so they declare the consumers exactly as the
+    in-process fixtures do (declaring is last-writer-wins)."""
+    return {
+        "RACKSMITH_COMMAND_ACK_WAIT_S": str(settings.command_ack_wait_s),
+        "RACKSMITH_COMMAND_MAX_DELIVER": str(settings.command_max_deliver),
+        "RACKSMITH_REGISTER_MAX_DELIVER": str(settings.register_max_deliver),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import yaml
 from openapi_spec_validator import validate
 
 from shared.natsserver import EmbeddedNatsServer, free_port
+from shared.settings import Settings
+from tests.conftest import consumer_env
 
 RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 STARTUP_TIMEOUT_S = 60
@@ -206,7 +208,7 @@ def test_migrate_then_createsuperuser(state_dir: Path) -> None:
 
 
 def test_standalone_worker_serves_probes_and_stops_on_sigterm(
-    nats_server: EmbeddedNatsServer, database_url: str, tmp_path: Path
+    nats_server: EmbeddedNatsServer, database_url: str, settings: Settings, tmp_path: Path
 ) -> None:
     health_port = free_port()
     env = _env(
@@ -215,9 +217,7 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
         RACKSMITH_NATS_URL=nats_server.url,
         RACKSMITH_DATABASE_URL=database_url,
         RACKSMITH_WORKER_HEALTH_PORT=str(health_port),
-        # Same consumer settings as the in-process fixtures: declaring is last-writer-wins.
-        RACKSMITH_COMMAND_ACK_WAIT_S="2",
-        RACKSMITH_COMMAND_MAX_DELIVER="3",
+        **consumer_env(settings),
     )
     process = subprocess.Popen(
         [RACKSMITH, "worker", "scanner"], env=env, stderr=subprocess.PIPE, text=True

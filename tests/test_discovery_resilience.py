@@ -17,6 +17,7 @@ import pytest
 from bmclab import Lab, LabConfig
 from shared.natsserver import free_port
 from shared.settings import Settings
+from tests.conftest import consumer_env
 from tests.discovery_helpers import nodes_of_range, redfish_addresses
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
@@ -26,14 +27,12 @@ RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 
 async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
+    env.update(consumer_env(settings))
     env.update(
         RACKSMITH_NATS_URL=settings.nats_url or "",
         RACKSMITH_DATABASE_URL=settings.effective_database_url,
         RACKSMITH_WORKER_HEALTH_PORT=str(free_port()),
         RACKSMITH_LOG_FORMAT="json",
-        # The same consumer settings as the test fixtures (declaring is last-writer-wins).
-        RACKSMITH_COMMAND_ACK_WAIT_S=str(settings.command_ack_wait_s),
-        RACKSMITH_COMMAND_MAX_DELIVER=str(settings.command_max_deliver),
         RACKSMITH_SCAN_CHUNK_SIZE="4",
         RACKSMITH_SCAN_PROBE_TIMEOUT_S="1.5",
         RACKSMITH_SCAN_PROGRESS_INTERVAL_S="0.3",

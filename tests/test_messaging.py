@@ -75,7 +75,7 @@ async def test_streams_and_worker_consumers_are_declared(runtime: Runtime) -> No
     for consumer in streams.WORKER_CONSUMERS.values():
         info = await js.consumer_info(COMMANDS_STREAM, consumer.durable)
         assert info.config.filter_subject == consumer.filter_subject
-        assert info.config.max_deliver == runtime.settings.command_max_deliver
+        assert info.config.max_deliver == consumer.max_deliver(runtime.settings)
         assert info.config.max_ack_pending == consumer.max_ack_pending
     # Declaring again is a no-op, not an error (every process does it at start).
     await streams.declare(js, runtime.settings)

@@ -14,8 +14,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import APIError
 from shared.log import get_logger
+from shared.messaging import outbox
 from shared.messaging.commands import Command
-from shared.messaging.publish import BrokerUnavailableError, Publisher
+from shared.messaging.publish import BrokerUnavailableError
+from shared.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -23,11 +25,14 @@ Revert = Callable[[AsyncSession], Awaitable[None]]
 
 
 async def commit_and_publish(
-    session: AsyncSession, publisher: Publisher, command: Command, revert: Revert
+    session: AsyncSession, runtime: Runtime, command: Command, revert: Revert
 ) -> None:
     await session.commit()
     try:
-        await publisher.command(command)
+        # Events of the started state (e.g. `registering`) go out before the command, so no
+        # subscriber can see the worker's outcome before the start.
+        await outbox.relay(runtime.db, runtime.publisher)
+        await runtime.publisher.command(command)
     except BrokerUnavailableError as exc:
         log.error("dispatch.broker_unavailable", command=command.msg_id(), error=str(exc))
         await revert(session)

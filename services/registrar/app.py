@@ -1,6 +1,101 @@
-"""The registrar's command router. The ``node.register`` handler arrives with registration."""
+"""The registrar worker: turns a discovered node into managed servers.
 
-from shared.messaging.consumer import CommandRouter
+``node.register``: load the node's auth profile, log in with its credentials in order, read every
+ComputerSystem, upsert one Server per system, mark the node ``registered`` — or ``error`` with a
+reason a person can act on. Busy BMCs are retried with back-off (they recover), unreachable ones
+a few times, refusals never.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from services.registrar import records
+from services.registrar.login import RegistrationRefused, log_in_and_read_systems
+from shared.log import get_logger
+from shared.messaging import outbox
+from shared.messaging.commands import NodeRegisterCommand
+from shared.messaging.consumer import CommandContext, CommandRouter, RetryLater
 from shared.messaging.streams import REGISTRAR
+from shared.models import AuthProfile, Credential
+from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError
+
+log = get_logger(__name__)
 
 router = CommandRouter(REGISTRAR)
+
+MAX_BUSY_DELAY_S = 60.0
+
+
+async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
+    async with ctx.db.session() as session:
+        node = await records.current_registration(session, cmd.node_id, cmd.registration)
+        if node is not None:
+            records.mark_error(session, node, reason)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    log.warning("registration.failed", node=cmd.node_id, reason=reason)
+
+
+async def registration_exhausted(
+    cmd: NodeRegisterCommand, ctx: CommandContext, error: BaseException
+) -> None:
+    await fail(cmd, ctx, f"gave up after {ctx.delivery} attempts: {error}")
+
+
+@router.command(
+    NodeRegisterCommand.subject, NodeRegisterCommand, on_exhausted=registration_exhausted
+)
+async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
+    async with ctx.db.session() as session:
+        node = await records.current_registration(session, cmd.node_id, cmd.registration)
+        if node is None:
+            # Done by an earlier delivery, or superseded by a newer register request.
+            await session.commit()
+            await outbox.relay(ctx.db, ctx.publisher)
+            return
+        profile = (
+            await session.get(AuthProfile, node.auth_profile_id) if node.auth_profile_id else None
+        )
+        credentials = (
+            await session.exec(
+                select(Credential)
+                .where(col(Credential.auth_profile_id) == node.auth_profile_id)
+                .order_by(col(Credential.order), col(Credential.id))
+            )
+        ).all()
+        # Commit (not roll back) so the loaded rows stay usable outside the session.
+        await session.commit()
+    if profile is None:
+        await fail(cmd, ctx, "the node's auth profile was deleted")
+        return
+
+    try:
+        logged_in = await log_in_and_read_systems(
+            ctx.runtime.redfish, ctx.runtime.credentials, node, profile, credentials
+        )
+    except RegistrationRefused as exc:
+        await fail(cmd, ctx, str(exc))
+        return
+    except BmcBusy as exc:
+        delay = min(MAX_BUSY_DELAY_S, exc.retry_after or 2.0 ** min(ctx.delivery, 6))
+        raise RetryLater(f"{node.ip} is busy: {exc}", delay) from exc
+    except BmcUnreachable as exc:
+        if ctx.delivery >= ctx.settings.register_unreachable_attempts:
+            await fail(cmd, ctx, f"BMC {node.ip} unreachable after {ctx.delivery} attempts: {exc}")
+            return
+        raise
+    except ProtocolError as exc:
+        await fail(cmd, ctx, f"BMC {node.ip} does not behave like Redfish: {exc}")
+        return
+
+    async with ctx.db.session() as session:
+        current = await records.current_registration(session, cmd.node_id, cmd.registration)
+        if current is None:
+            await session.commit()
+            return
+        servers = await records.upsert_servers(session, current, logged_in.systems)
+        records.mark_registered(session, current, logged_in.credential_id, servers)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    log.info("registration.done", node=cmd.node_id, servers=len(servers))

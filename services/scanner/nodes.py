@@ -12,19 +12,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.scanner.probe import RedfishService
-from shared.messaging import outbox
-from shared.messaging.events import make_event
+from shared.messaging import catalog
 from shared.models import Node
-from shared.models.discovery import NodePublic
 
 # Fields discovery owns; a change in any of them is reported in the node's `updated` event.
 _DISCOVERED_FIELDS = ("url", "vendor", "product", "redfish_version", "uuid", "fingerprint")
-
-
-def stage_node_event(session: AsyncSession, node: Node, change: str, **extra: object) -> None:
-    assert node.id is not None
-    data = NodePublic.of(node).model_dump(mode="json") | extra
-    outbox.stage(session, make_event("node", node.id, change, version=node.version, data=data))
 
 
 async def record(
@@ -51,7 +43,7 @@ async def record(
         )
         session.add(node)
         await session.flush()
-        stage_node_event(session, node, "discovered")
+        catalog.stage_node_event(session, node, "discovered")
         return node
 
     changed = [f for f in _DISCOVERED_FIELDS if getattr(node, f) != getattr(service, f)]
@@ -67,7 +59,7 @@ async def record(
         node.version += 1
         session.add(node)
         await session.flush()
-        stage_node_event(
+        catalog.stage_node_event(
             session, node, "updated", changed=changed, fingerprint_changed=fingerprint_changed
         )
     else:

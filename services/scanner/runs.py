@@ -18,22 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.scanner import nodes
 from services.scanner.probe import RedfishService
 from shared import iprange
-from shared.messaging import outbox
-from shared.messaging.events import make_event
+from shared.messaging import catalog
 from shared.models import ScanChunk, ScanRange, ScanStatus
-from shared.models.discovery import ScanRangePublic
 
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def stage_range_event(session: AsyncSession, scan_range: ScanRange, change: str) -> None:
-    assert scan_range.id is not None
-    data = ScanRangePublic.of(scan_range).model_dump(mode="json")
-    outbox.stage(
-        session, make_event("scan_range", scan_range.id, change, version=scan_range.run, data=data)
-    )
 
 
 async def current_range(session: AsyncSession, scan_range_id: int, run: int) -> ScanRange | None:
@@ -72,7 +62,7 @@ async def create_chunks(session: AsyncSession, scan_range: ScanRange, chunk_size
                 )
             )
     if not existing:
-        stage_range_event(session, scan_range, "started")
+        catalog.stage_scan_range_event(session, scan_range, "started")
     return indexes
 
 
@@ -187,10 +177,10 @@ async def _end_run(session: AsyncSession, scan_range: ScanRange, timestamp: date
     if errors:
         scan_range.status = ScanStatus.error
         scan_range.last_error = f"{len(errors)} chunk(s) failed; first: {errors[0]}"
-        stage_range_event(session, scan_range, "failed")
+        catalog.stage_scan_range_event(session, scan_range, "failed")
     else:
         scan_range.status = ScanStatus.ready
-        stage_range_event(session, scan_range, "completed")
+        catalog.stage_scan_range_event(session, scan_range, "completed")
 
 
 async def fail_run(session: AsyncSession, scan_range_id: int, run: int, reason: str) -> None:
@@ -202,4 +192,4 @@ async def fail_run(session: AsyncSession, scan_range_id: int, run: int, reason: 
     scan_range.last_error = reason
     scan_range.last_scan_finished_at = now()
     session.add(scan_range)
-    stage_range_event(session, scan_range, "failed")
+    catalog.stage_scan_range_event(session, scan_range, "failed")

@@ -41,3 +41,14 @@ class ScanChunkCommand(Command):
 
     def msg_id(self) -> str:
         return f"scan:{self.scan_range_id}:{self.run}:chunk:{self.index}"
+
+
+class NodeRegisterCommand(Command):
+    """Log in to a node's BMC with its auth profile and create its servers."""
+
+    subject: ClassVar[str] = command_subject("node", "register")
+    node_id: int
+    registration: int
+
+    def msg_id(self) -> str:
+        return f"register:{self.node_id}:{self.registration}"

@@ -67,6 +67,14 @@ class CommandContext:
         await self.message.in_progress()
 
 
+class RetryLater(Exception):
+    """Raise from a handler to be redelivered after ``delay`` seconds (e.g. a busy BMC)."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
 Handler = Callable[[P, CommandContext], Awaitable[None]]
 ExhaustedHook = Callable[[P, CommandContext, BaseException], Awaitable[None]]
 
@@ -154,7 +162,7 @@ class CommandRouter:
             log.error("command.invalid_payload", errors=exc.errors(include_input=False))
             await message.reject()
             return
-        max_deliver = runtime.settings.command_max_deliver
+        max_deliver = self.consumer.max_deliver(runtime.settings)
         ctx = CommandContext(
             runtime=runtime,
             subject=subject,
@@ -166,7 +174,7 @@ class CommandRouter:
             await route.handler(payload, ctx)
         except Exception as exc:
             if not ctx.is_last_delivery:
-                delay = retry_delay(delivery)
+                delay = exc.delay if isinstance(exc, RetryLater) else retry_delay(delivery)
                 log.warning("command.failed_will_retry", error=str(exc), retry_in_s=delay)
                 await message.nack(delay=delay)
                 return

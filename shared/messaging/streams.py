@@ -65,6 +65,13 @@ class WorkerConsumer:
     # How many commands one replica works on at once; BMC work is I/O-bound.
     concurrency: int
     max_ack_pending: int
+    # A setting name overriding `command_max_deliver` for this consumer (registration waits out
+    # busy BMCs far longer than other work).
+    max_deliver_setting: str = "command_max_deliver"
+
+    def max_deliver(self, settings: Settings) -> int:
+        value: int = getattr(settings, self.max_deliver_setting)
+        return value
 
     @property
     def durable(self) -> str:
@@ -78,14 +85,18 @@ class WorkerConsumer:
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.command_ack_wait_s,
-            max_deliver=settings.command_max_deliver,
+            max_deliver=self.max_deliver(settings),
             max_ack_pending=self.max_ack_pending,
         )
 
 
 SCANNER = WorkerConsumer("scanner", subjects.SCAN_COMMANDS, concurrency=8, max_ack_pending=256)
 REGISTRAR = WorkerConsumer(
-    "registrar", subjects.NODE_COMMANDS, concurrency=32, max_ack_pending=1024
+    "registrar",
+    subjects.NODE_COMMANDS,
+    concurrency=32,
+    max_ack_pending=1024,
+    max_deliver_setting="register_max_deliver",
 )
 INVENTORY = WorkerConsumer(
     "inventory", subjects.SERVER_COMMANDS, concurrency=32, max_ack_pending=2048

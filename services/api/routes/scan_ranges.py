@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.deps import PublisherDep, SessionDep, StateDep, get_superuser
+from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.dispatch import commit_and_publish
 from services.api.errors import APIError, ErrorDetail, FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
@@ -29,6 +29,7 @@ from shared.models.discovery import (
     ScanRangePublic,
     ScanRangeUpdate,
 )
+from shared.runtime import Runtime
 from shared.settings import Settings
 
 router = APIRouter(
@@ -196,7 +197,7 @@ async def delete_scan_range(scan_range_id: int, session: SessionDep) -> Response
     return Response(status_code=204)
 
 
-async def _start(session: SessionDep, publisher: PublisherDep, scan_range: ScanRange) -> bool:
+async def _start(session: SessionDep, runtime: Runtime, scan_range: ScanRange) -> bool:
     """Start one run of ``scan_range``; False if it is already scanning."""
     previous = {
         name: getattr(scan_range, name)
@@ -239,7 +240,7 @@ async def _start(session: SessionDep, publisher: PublisherDep, scan_range: ScanR
 
     assert scan_range.id is not None
     await commit_and_publish(
-        session, publisher, ScanRangeCommand(scan_range_id=scan_range.id, run=run), revert
+        session, runtime, ScanRangeCommand(scan_range_id=scan_range.id, run=run), revert
     )
     return True
 
@@ -250,13 +251,13 @@ async def _start(session: SessionDep, publisher: PublisherDep, scan_range: ScanR
     summary="Start discovery on scan ranges",
     responses={503: {"model": ErrorDetail, "description": "The broker did not accept the work"}},
 )
-async def run_scan(body: RunScan, session: SessionDep, publisher: PublisherDep) -> RunScanAccepted:
+async def run_scan(body: RunScan, session: SessionDep, state: StateDep) -> RunScanAccepted:
     ranges = await resolve_ids(session, ScanRange, body.scan_ranges, "scan_ranges")
     started: list[int] = []
     already: list[int] = []
     for scan_range in ranges:
         assert scan_range.id is not None
-        if await _start(session, publisher, scan_range):
+        if await _start(session, state.runtime, scan_range):
             started.append(scan_range.id)
         else:
             already.append(scan_range.id)

@@ -1,0 +1,83 @@
+"""Logging in to a node's BMC with an auth profile: credentials in order, one at a time.
+
+One attempt at a time matters: BMCs lock accounts after a few failures, and a burst of parallel
+wrong passwords is exactly what triggers that. The TLS policy defaults to trusting the
+certificate discovery recorded for the node (so a BMC whose certificate changed since discovery
+is refused), unless the profile pins its own fingerprint or verifies against a CA bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.crypto import CredentialCipher
+from shared.models import AuthProfile, Credential, Node
+from shared.redfish import (
+    AuthenticationFailed,
+    CertificateMismatch,
+    ComputerSystem,
+    RedfishPool,
+    TlsPolicy,
+    read_systems,
+)
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    credential_id: int
+    systems: list[ComputerSystem]
+
+
+class RegistrationRefused(Exception):
+    """A failure that retrying cannot fix; the message is shown to the operator."""
+
+
+def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
+    if profile.tls_fingerprint or profile.ca_bundle or profile.verify_tls:
+        return TlsPolicy(
+            verify=profile.verify_tls,
+            ca_bundle=profile.ca_bundle,
+            fingerprint=profile.tls_fingerprint,
+        )
+    return TlsPolicy(fingerprint=node.fingerprint)
+
+
+async def log_in_and_read_systems(
+    pool: RedfishPool,
+    cipher: CredentialCipher,
+    node: Node,
+    profile: AuthProfile,
+    credentials: Sequence[Credential],
+) -> LoggedIn:
+    """The first credential the BMC accepts, and its systems.
+
+    Raises ``RegistrationRefused`` when no credential is accepted or the certificate is wrong;
+    busy and unreachable BMCs raise the client's ``BmcBusy`` / ``BmcUnreachable`` for the caller
+    to retry.
+    """
+    if not credentials:
+        raise RegistrationRefused(f"auth profile {profile.id} has no credentials")
+    tls = tls_policy(profile, node)
+    for credential in credentials:
+        assert credential.id is not None
+        password = cipher.decrypt(credential.password_encrypted)
+        try:
+            async with pool.session(node.url, credential.username, password, tls) as bmc:
+                return LoggedIn(credential.id, await read_systems(bmc))
+        except AuthenticationFailed:
+            continue
+        except CertificateMismatch as exc:
+            if tls.fingerprint and tls.fingerprint == node.fingerprint:
+                raise RegistrationRefused(
+                    f"TLS certificate of {node.ip} changed since discovery; re-scan the node "
+                    "to accept the new certificate, or set the profile's TLS policy"
+                ) from exc
+            raise RegistrationRefused(
+                f"TLS certificate of {node.ip} rejected by the policy of auth profile "
+                f"{profile.id} ({tls.description})"
+            ) from exc
+    raise RegistrationRefused(
+        f"no credential of auth profile {profile.id} accepted by {node.ip} "
+        f"({len(credentials)} tried)"
+    )

@@ -1,0 +1,91 @@
+"""Writing a registration's outcome: servers upserted on (node, system path), node status, events.
+
+Event versions come from the node's ``version`` column, bumped once per status change, so a
+redelivered handler stages the same event ids again and JetStream drops the copies.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.messaging import catalog
+from shared.models import Node, NodeStatus, Server
+from shared.redfish import ComputerSystem
+
+_SYSTEM_FIELDS = {
+    "uuid": "uuid",
+    "name": "name",
+    "hostname": "host_name",
+    "model": "model",
+    "manufacturer": "manufacturer",
+    "serial_number": "serial_number",
+    "sku": "sku",
+    "bios_version": "bios_version",
+    "power_state": "power_state",
+    "health": "health",
+}
+
+
+async def current_registration(
+    session: AsyncSession, node_id: int, registration: int
+) -> Node | None:
+    """The node if this registration is still the one in progress; otherwise None."""
+    # Writing the row first takes its lock, so two deliveries of one command cannot both
+    # record an outcome.
+    await session.exec(
+        update(Node).where(col(Node.id) == node_id).values(registration=Node.registration)
+    )
+    node = await session.get(Node, node_id)
+    if node is None or node.registration != registration or node.status != NodeStatus.registering:
+        return None
+    return node
+
+
+async def upsert_servers(
+    session: AsyncSession, node: Node, systems: list[ComputerSystem]
+) -> list[Server]:
+    assert node.id is not None
+    existing = {
+        s.system_path: s
+        for s in (await session.exec(select(Server).where(col(Server.node_id) == node.id))).all()
+    }
+    now = datetime.now(UTC)
+    servers = []
+    for system in systems:
+        server = existing.get(system.odata_id)
+        created = server is None
+        if server is None:
+            server = Server(node_id=node.id, system_path=system.odata_id)
+        for column, attribute in _SYSTEM_FIELDS.items():
+            setattr(server, column, getattr(system, attribute))
+        server.bmc_url = node.url
+        server.updated_at = now
+        session.add(server)
+        await session.flush()
+        if created:
+            catalog.stage_server_event(session, server, "created")
+        servers.append(server)
+    return servers
+
+
+def mark_registered(
+    session: AsyncSession, node: Node, credential_id: int, servers: list[Server]
+) -> None:
+    node.status = NodeStatus.registered
+    node.error = None
+    node.credential_id = credential_id
+    node.registered_at = datetime.now(UTC)
+    node.version += 1
+    session.add(node)
+    catalog.stage_node_event(session, node, "registered", servers=[s.id for s in servers])
+
+
+def mark_error(session: AsyncSession, node: Node, reason: str) -> None:
+    node.status = NodeStatus.error
+    node.error = reason
+    node.version += 1
+    session.add(node)
+    catalog.stage_node_event(session, node, "error")
