@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -21,10 +22,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.api.app import create_app
 from shared import migrate
 from shared.bootstrap import create_user
-from shared.natsserver import EmbeddedNatsServer
+from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.runtime import Runtime
 from shared.settings import Settings
 
+TEST_CREDENTIAL_KEY = Fernet.generate_key().decode()
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin-password-1"
 
@@ -65,6 +67,7 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "database_url": database_url,
         "nats_url": nats_url,
         "secret_key": SecretStr("test-secret-key-with-enough-entropy-0123456789"),
+        "credential_key": SecretStr(TEST_CREDENTIAL_KEY),
         "token_rate_limit": "1000/minute",
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
@@ -74,14 +77,22 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
     return Settings(**values)
 
 
-def consumer_env(settings: Settings) -> dict[str, str]:
-    """Environment for worker subprocesses so they declare the consumers exactly as the
-    in-process fixtures do (declaring is last-writer-wins)."""
-    return {
-        "RACKSMITH_COMMAND_ACK_WAIT_S": str(settings.command_ack_wait_s),
-        "RACKSMITH_COMMAND_MAX_DELIVER": str(settings.command_max_deliver),
-        "RACKSMITH_REGISTER_MAX_DELIVER": str(settings.register_max_deliver),
-    }
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment for worker subprocesses: the test broker, database and credential key, and
+    the consumers declared exactly as the in-process fixtures do (last writer wins)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
+    assert settings.credential_key is not None
+    env.update(
+        RACKSMITH_NATS_URL=settings.nats_url or "",
+        RACKSMITH_DATABASE_URL=settings.effective_database_url,
+        RACKSMITH_CREDENTIAL_KEY=settings.credential_key.get_secret_value(),
+        RACKSMITH_WORKER_HEALTH_PORT=str(free_port()),
+        RACKSMITH_LOG_FORMAT="json",
+        RACKSMITH_COMMAND_ACK_WAIT_S=str(settings.command_ack_wait_s),
+        RACKSMITH_COMMAND_MAX_DELIVER=str(settings.command_max_deliver),
+        RACKSMITH_REGISTER_MAX_DELIVER=str(settings.register_max_deliver),
+    )
+    return env
 
 
 @pytest.fixture(scope="session")

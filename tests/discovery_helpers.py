@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +16,8 @@ from bmclab import Lab
 from services.workers import attach
 from shared.runtime import Runtime
 from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Faults that make an address "not a Redfish service": discovery must not report them.
 NOT_REDFISH = {
@@ -36,11 +41,13 @@ def redfish_addresses(lab: Lab) -> set[str]:
 
 
 @asynccontextmanager
-async def scanner(settings: Settings) -> AsyncIterator[Runtime]:
-    """A scanner worker in this process, on the test broker and database."""
+async def scanner(
+    settings: Settings, kinds: tuple[str, ...] = ("scanner",)
+) -> AsyncIterator[Runtime]:
+    """Workers of ``kinds`` in this process, on the test broker and database."""
     runtime = Runtime(settings, settings.nats_url or "")
     await runtime.connect()
-    attach(runtime, ["scanner"])
+    attach(runtime, list(kinds))
     await runtime.start_consuming()
     try:
         yield runtime
@@ -78,3 +85,64 @@ async def nodes_of_range(
     body = (await client.get(f"/api/node/?scan_range={scan_range_id}", headers=headers)).json()
     nodes: list[dict[str, Any]] = body["results"]
     return nodes
+
+
+def mockup_dirs() -> list[Path]:
+    """The recorded BMC trees in ../shared/bmc-mockups (read in place, never copied)."""
+    root = Path(os.environ.get("RACKSMITH_BMC_MOCKUPS", ROOT.parent / "shared" / "bmc-mockups"))
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "redfish" / "v1").is_dir())
+
+
+async def create_profile(
+    client: httpx.AsyncClient, headers: dict[str, str], credentials: list[tuple[str, str]]
+) -> int:
+    """The guide's step 2: an auth profile with credentials, tried in this order."""
+    profile = await client.post(
+        "/api/node_discovery/auth_profile/",
+        json={"node_classification": "BMC lab", "bmc": "redfish"},
+        headers=headers,
+    )
+    profile_id: int = profile.json()["id"]
+    for username, password in credentials:
+        added = await client.post(
+            f"/api/node_discovery/auth_profile/{profile_id}/credentials/",
+            json={"username": username, "password": password},
+            headers=headers,
+        )
+        assert added.status_code == 201
+    return profile_id
+
+
+async def discover(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    name: str,
+    ip_from: str,
+    ip_to: str,
+    port: int = 8443,
+) -> dict[str, Any]:
+    created = await client.post(
+        "/api/node_discovery/scan_range/",
+        json={"name": name, "ip_from": ip_from, "ip_to": ip_to, "ports": [port]},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    return await scan_to_completion(client, headers, created.json()["id"])
+
+
+async def events(runtime: Runtime, subject: str) -> list[dict[str, Any]]:
+    """Every event on ``subject`` so far, replayed from the stream in order."""
+    assert runtime.nats is not None
+    subscription = await runtime.nats.jetstream().subscribe(subject, ordered_consumer=True)
+    found = []
+    try:
+        while True:
+            message = await subscription.next_msg(timeout=0.5)
+            found.append(json.loads(message.data))
+    except TimeoutError:
+        pass
+    finally:
+        await subscription.unsubscribe()
+    return found

@@ -20,7 +20,7 @@ from openapi_spec_validator import validate
 
 from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.settings import Settings
-from tests.conftest import consumer_env
+from tests.conftest import worker_env
 
 RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 STARTUP_TIMEOUT_S = 60
@@ -217,7 +217,7 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
         RACKSMITH_NATS_URL=nats_server.url,
         RACKSMITH_DATABASE_URL=database_url,
         RACKSMITH_WORKER_HEALTH_PORT=str(health_port),
-        **consumer_env(settings),
+        **{k: v for k, v in worker_env(settings).items() if "COMMAND" in k or "REGISTER" in k},
     )
     process = subprocess.Popen(
         [RACKSMITH, "worker", "scanner"], env=env, stderr=subprocess.PIPE, text=True

@@ -5,7 +5,6 @@ right counts."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -15,9 +14,8 @@ import httpx
 import pytest
 
 from bmclab import Lab, LabConfig
-from shared.natsserver import free_port
 from shared.settings import Settings
-from tests.conftest import consumer_env
+from tests.conftest import worker_env
 from tests.discovery_helpers import nodes_of_range, redfish_addresses
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
@@ -26,17 +24,11 @@ RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 
 
 async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
-    env.update(consumer_env(settings))
-    env.update(
-        RACKSMITH_NATS_URL=settings.nats_url or "",
-        RACKSMITH_DATABASE_URL=settings.effective_database_url,
-        RACKSMITH_WORKER_HEALTH_PORT=str(free_port()),
-        RACKSMITH_LOG_FORMAT="json",
-        RACKSMITH_SCAN_CHUNK_SIZE="4",
-        RACKSMITH_SCAN_PROBE_TIMEOUT_S="1.5",
-        RACKSMITH_SCAN_PROGRESS_INTERVAL_S="0.3",
-    )
+    env = worker_env(settings) | {
+        "RACKSMITH_SCAN_CHUNK_SIZE": "4",
+        "RACKSMITH_SCAN_PROBE_TIMEOUT_S": "1.5",
+        "RACKSMITH_SCAN_PROGRESS_INTERVAL_S": "0.3",
+    }
     return await asyncio.create_subprocess_exec(
         RACKSMITH,
         "worker",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,13 @@ from bmclab import Lab, LabConfig
 from shared.models import Node, NodeStatus
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.discovery_helpers import nodes_of_range, redfish_addresses, scan_to_completion, scanner
+from tests.discovery_helpers import (
+    events,
+    nodes_of_range,
+    redfish_addresses,
+    scan_to_completion,
+    scanner,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
@@ -59,23 +64,6 @@ async def _create_range(
     return body
 
 
-async def _events(runtime: Runtime, subject: str) -> list[dict[str, Any]]:
-    """Every event on ``subject`` so far, replayed from the stream."""
-    assert runtime.nats is not None
-    js = runtime.nats.jetstream()
-    subscription = await js.subscribe(subject, ordered_consumer=True)
-    events = []
-    try:
-        while True:
-            message = await subscription.next_msg(timeout=0.5)
-            events.append(json.loads(message.data))
-    except TimeoutError:
-        pass
-    finally:
-        await subscription.unsubscribe()
-    return events
-
-
 async def test_every_lab_bmc_is_found_once_and_nothing_else(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -108,13 +96,13 @@ async def test_every_lab_bmc_is_found_once_and_nothing_else(
     )
     assert {n["ip"] for n in listed.json()["results"]} >= expected
 
-    events = await _events(runtime, f"racksmith.evt.scan_range.{scan_range['id']}.>")
-    assert [e["type"] for e in events] == [
+    range_events = await events(runtime, f"racksmith.evt.scan_range.{scan_range['id']}.>")
+    assert [e["type"] for e in range_events] == [
         "io.racksmith.scan_range.started",
         "io.racksmith.scan_range.completed",
     ]
-    assert events[1]["data"]["nodes_found"] == len(expected)
-    discovered = await _events(runtime, "racksmith.evt.node.*.discovered")
+    assert range_events[1]["data"]["nodes_found"] == len(expected)
+    discovered = await events(runtime, "racksmith.evt.node.*.discovered")
     ids = {n["id"] for n in nodes}
     mine = [e for e in discovered if e["data"]["id"] in ids]
     assert len(mine) == len(ids)
@@ -181,7 +169,7 @@ async def test_changed_certificate_is_flagged(
     after = await nodes_of_range(client, admin_headers, scan_range["id"])
     assert all(n["fingerprint_changed"] for n in after)
     assert {n["fingerprint"] for n in after}.isdisjoint({n["fingerprint"] for n in before})
-    updated = await _events(runtime, "racksmith.evt.node.*.updated")
+    updated = await events(runtime, "racksmith.evt.node.*.updated")
     flagged = [e for e in updated if e["data"]["id"] in {n["id"] for n in after}]
     assert len(flagged) == 2
     assert all(

@@ -92,12 +92,10 @@ async def _probe_all(
         return result
 
     async def report_progress() -> None:
-        # Throttled: one small write per interval per chunk, however fast probes complete, and
-        # an in-progress ack so JetStream does not redeliver a chunk that is still working.
+        # Throttled: one small write per interval per chunk, however fast probes complete.
         while True:
             await asyncio.sleep(settings.scan_progress_interval_s)
             try:
-                await ctx.in_progress()
                 async with ctx.db.session() as session:
                     await runs.record_progress(
                         session, cmd.scan_range_id, cmd.run, cmd.index, probed // ports_per_address

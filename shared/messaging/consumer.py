@@ -10,7 +10,9 @@ The delivery rules of the brief live here, once, for every worker:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -84,6 +86,29 @@ class _Route(Generic[P]):
     model: type[P]
     handler: Handler[P]
     on_exhausted: ExhaustedHook[P] | None
+
+
+@asynccontextmanager
+async def _heartbeat(ctx: CommandContext) -> AsyncIterator[None]:
+    """In-progress acks while a handler works, so slow BMC work is not redelivered to another
+    replica while this one is alive; a dead process stops beating and the command moves on."""
+    interval = max(0.2, ctx.settings.command_ack_wait_s / 3)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await ctx.in_progress()
+            except Exception as exc:  # a missed beat only risks a redelivery
+                log.debug("command.heartbeat_failed", error=str(exc))
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 def retry_delay(delivery: int) -> float:
@@ -171,7 +196,8 @@ class CommandRouter:
             message=message,
         )
         try:
-            await route.handler(payload, ctx)
+            async with _heartbeat(ctx):
+                await route.handler(payload, ctx)
         except Exception as exc:
             if not ctx.is_last_delivery:
                 delay = exc.delay if isinstance(exc, RetryLater) else retry_delay(delivery)
