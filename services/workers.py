@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.inventory.app import router as inventory_router
+from services.inventory.schedule import schedule_forever
 from services.registrar.app import router as registrar_router
 from services.scanner.app import router as scanner_router
 from shared.messaging.consumer import CommandRouter
@@ -16,8 +17,11 @@ ROUTERS: dict[str, CommandRouter] = {
 
 
 def attach(runtime: Runtime, kinds: list[str]) -> None:
+    """Subscribe the worker kinds' consumers; the inventory kind also runs its scheduler."""
     for kind in kinds:
         ROUTERS[kind].attach(runtime)
+    if "inventory" in kinds:
+        runtime.spawn(schedule_forever(runtime))
 
 
 async def start_health_server(runtime: Runtime, host: str, port: int) -> web.AppRunner:

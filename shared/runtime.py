@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from contextlib import suppress
 from functools import cached_property
+from typing import Any
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -41,7 +43,7 @@ class Runtime:
         )
         self.publisher = Publisher(self.broker)
         self.nats: NatsClient | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @cached_property
     def credentials(self) -> CredentialCipher:
@@ -66,17 +68,22 @@ class Runtime:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
         await streams.declare(self.nats.jetstream(), self.settings)
-        self._sweeper = asyncio.create_task(outbox.sweep_forever(self.db, self.publisher))
+        self.spawn(outbox.sweep_forever(self.db, self.publisher))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background for the life of this runtime (cancelled on close)."""
+        self._background.append(asyncio.create_task(work))
 
     async def start_consuming(self) -> None:
         """Start every subscriber attached to the broker (workers)."""
         await self.broker.start()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
             with suppress(asyncio.CancelledError):
-                await self._sweeper
+                await task
         try:
             await self.broker.stop()
         except Exception as exc:  # a broker that is already gone must not block shutdown

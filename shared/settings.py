@@ -116,14 +116,23 @@ class Settings(BaseSettings):
         description="How long `register/` waits for the outcome before answering 202 "
         "(`?wait=` overrides per request; 0 answers at once).",
     )
-    register_max_deliver: int = Field(
+    bmc_max_deliver: int = Field(
         20,
         ge=1,
-        description="Attempts at a registration while its BMC answers busy (503) before the "
-        "node is marked `error`; with back-off up to a minute this is ~15 minutes of patience.",
+        description="Attempts at BMC work (registration, inventory) while the BMC answers busy "
+        "(503) before the target is marked `error`; with back-off up to a minute this is "
+        "~15 minutes of patience.",
     )
-    register_unreachable_attempts: int = Field(
+    bmc_unreachable_attempts: int = Field(
         3, ge=1, description="Attempts while a BMC times out or refuses before `error`."
+    )
+    inventory_interval_s: float = Field(
+        6 * 3600.0,
+        ge=0,
+        description="Re-collect every server's inventory this often (spread evenly); 0: never.",
+    )
+    inventory_tick_s: float = Field(
+        30.0, gt=0, description="How often the inventory scheduler looks for due servers."
     )
     redfish_per_bmc: int = Field(4, ge=1, le=16, description="Requests in flight per BMC.")
     redfish_total: int = Field(256, ge=1, description="Requests in flight per process.")

@@ -71,7 +71,7 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "token_rate_limit": "1000/minute",
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
-        "register_max_deliver": 6,
+        "bmc_max_deliver": 6,
     }
     values.update(extra)
     return Settings(**values)
@@ -90,7 +90,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         RACKSMITH_LOG_FORMAT="json",
         RACKSMITH_COMMAND_ACK_WAIT_S=str(settings.command_ack_wait_s),
         RACKSMITH_COMMAND_MAX_DELIVER=str(settings.command_max_deliver),
-        RACKSMITH_REGISTER_MAX_DELIVER=str(settings.register_max_deliver),
+        RACKSMITH_BMC_MAX_DELIVER=str(settings.bmc_max_deliver),
     )
     return env
 

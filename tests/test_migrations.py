@@ -34,7 +34,9 @@ async def test_models_and_migrations_agree(runtime: object, database_url: str) -
 
     def _diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, metadata))
+        diffs = compare_metadata(context, metadata)
+        # PostgreSQL-only trigram indexes live in migrations, not in the models.
+        return [d for d in diffs if not (d[0] == "remove_index" and d[1].name.endswith("_trgm"))]
 
     try:
         async with engine.connect() as conn:

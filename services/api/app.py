@@ -9,7 +9,15 @@ from fastapi import FastAPI
 
 from services.api import errors, observability, schema
 from services.api.errors import ErrorDetail
-from services.api.routes import auth_profiles, groups, nodes, scan_ranges, tokens, users
+from services.api.routes import (
+    auth_profiles,
+    groups,
+    nodes,
+    scan_ranges,
+    servers,
+    tokens,
+    users,
+)
 from services.api.state import ApiState
 from shared.runtime import Runtime
 
@@ -53,6 +61,6 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     errors.install(app)
     observability.install(app)
     schema.install(app)
-    for module in (tokens, users, groups, scan_ranges, auth_profiles, nodes):
+    for module in (tokens, users, groups, scan_ranges, auth_profiles, nodes, servers):
         app.include_router(module.router, responses=COMMON_ERRORS)
     return app

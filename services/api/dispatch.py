@@ -9,10 +9,11 @@ half-started.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.errors import APIError
+from services.api.errors import APIError, ErrorDetail
 from shared.log import get_logger
 from shared.messaging import outbox
 from shared.messaging.commands import Command
@@ -22,6 +23,11 @@ from shared.runtime import Runtime
 log = get_logger(__name__)
 
 Revert = Callable[[AsyncSession], Awaitable[None]]
+
+# The OpenAPI response every route that queues work documents.
+BROKER_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorDetail, "description": "The broker did not accept the work"}
+}
 
 
 async def commit_and_publish(
@@ -38,3 +44,13 @@ async def commit_and_publish(
         await revert(session)
         await session.commit()
         raise APIError(503, "The message broker is unavailable; the work was not started.") from exc
+
+
+async def publish(runtime: Runtime, commands: list[Command]) -> None:
+    """Publish commands that change no state up front (e.g. a refresh); 503 if refused."""
+    try:
+        for command in commands:
+            await runtime.publisher.command(command)
+    except BrokerUnavailableError as exc:
+        log.error("dispatch.broker_unavailable", error=str(exc))
+        raise APIError(503, "The message broker is unavailable; the work was not queued.") from exc

@@ -1,6 +1,111 @@
-"""The inventory worker's command router. ``server.inventory`` arrives with inventory."""
+"""The inventory worker: ``server.inventory`` logs in with the credential that registered the
+node, reads the server's system, processors, memory, NICs, storage and firmware in parallel, and
+stores what changed. A BMC that fails halfway leaves the previous inventory in place."""
 
-from shared.messaging.consumer import CommandRouter
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.bmc_failures import reason_or_retry
+from services.inventory import store
+from shared.bmc_access import tls_policy
+from shared.log import get_logger
+from shared.messaging import outbox
+from shared.messaging.commands import ServerInventoryCommand
+from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
+from shared.models import AuthProfile, Credential, Node
+from shared.redfish import ComputerSystem, RedfishError
+from shared.redfish.inventory import Inventory, read_inventory
+
+log = get_logger(__name__)
 
 router = CommandRouter(INVENTORY)
+
+
+class CannotCollect(Exception):
+    """Nothing to retry: the server's BMC access is not set up (shown to the operator)."""
+
+
+@dataclass(frozen=True)
+class Access:
+    node: Node
+    profile: AuthProfile
+    credential: Credential
+    system_path: str
+
+
+async def _access(ctx: CommandContext, server_id: int) -> Access | None:
+    async with ctx.db.session() as session:
+        server = await store.locked_server(session, server_id)
+        if server is None:
+            await session.commit()
+            return None
+        node = await session.get(Node, server.node_id) if server.node_id else None
+        profile = (
+            await session.get(AuthProfile, node.auth_profile_id)
+            if node and node.auth_profile_id
+            else None
+        )
+        credential = (
+            await session.get(Credential, node.credential_id)
+            if node and node.credential_id
+            else None
+        )
+        await session.commit()
+    if node is None or profile is None or credential is None:
+        raise CannotCollect("no working BMC credential for this server; register its node again")
+    return Access(node, profile, credential, server.system_path)
+
+
+async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
+    async with ctx.db.session() as session:
+        server = await store.locked_server(session, server_id)
+        if server is not None:
+            store.record_failure(session, server, reason)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    log.warning("inventory.failed", server=server_id, reason=reason)
+
+
+async def inventory_exhausted(
+    cmd: ServerInventoryCommand, ctx: CommandContext, error: BaseException
+) -> None:
+    await _fail(ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}")
+
+
+async def _collect(ctx: CommandContext, access: Access) -> Inventory:
+    password = ctx.runtime.credentials.decrypt(access.credential.password_encrypted)
+    tls = tls_policy(access.profile, access.node)
+    async with ctx.runtime.redfish.session(
+        access.node.url, access.credential.username, password, tls
+    ) as bmc:
+        system = ComputerSystem.parse(await bmc.get(access.system_path))
+        return await read_inventory(bmc, system)
+
+
+@router.command(
+    ServerInventoryCommand.subject, ServerInventoryCommand, on_exhausted=inventory_exhausted
+)
+async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) -> None:
+    try:
+        access = await _access(ctx, cmd.server_id)
+    except CannotCollect as exc:
+        await _fail(ctx, cmd.server_id, str(exc))
+        return
+    if access is None:
+        return  # the server was deleted meanwhile
+    try:
+        inventory = await _collect(ctx, access)
+    except RedfishError as exc:
+        await _fail(ctx, cmd.server_id, reason_or_retry(exc, ctx, access.node.ip))
+        return
+    async with ctx.db.session() as session:
+        server = await store.locked_server(session, cmd.server_id)
+        if server is None:
+            await session.commit()
+            return
+        changed = await store.record_inventory(session, server, inventory)
+        await session.commit()
+    await outbox.relay(ctx.db, ctx.publisher)
+    log.info("inventory.collected", server=cmd.server_id, changed=changed)

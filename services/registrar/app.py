@@ -10,21 +10,20 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from services.bmc_failures import reason_or_retry
 from services.registrar import records
 from services.registrar.login import RegistrationRefused, log_in_and_read_systems
 from shared.log import get_logger
 from shared.messaging import outbox
-from shared.messaging.commands import NodeRegisterCommand
-from shared.messaging.consumer import CommandContext, CommandRouter, RetryLater
+from shared.messaging.commands import NodeRegisterCommand, ServerInventoryCommand
+from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import REGISTRAR
 from shared.models import AuthProfile, Credential
-from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError
+from shared.redfish import RedfishError
 
 log = get_logger(__name__)
 
 router = CommandRouter(REGISTRAR)
-
-MAX_BUSY_DELAY_S = 60.0
 
 
 async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
@@ -77,16 +76,8 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
     except RegistrationRefused as exc:
         await fail(cmd, ctx, str(exc))
         return
-    except BmcBusy as exc:
-        delay = min(MAX_BUSY_DELAY_S, exc.retry_after or 2.0 ** min(ctx.delivery, 6))
-        raise RetryLater(f"{node.ip} is busy: {exc}", delay) from exc
-    except BmcUnreachable as exc:
-        if ctx.delivery >= ctx.settings.register_unreachable_attempts:
-            await fail(cmd, ctx, f"BMC {node.ip} unreachable after {ctx.delivery} attempts: {exc}")
-            return
-        raise
-    except ProtocolError as exc:
-        await fail(cmd, ctx, f"BMC {node.ip} does not behave like Redfish: {exc}")
+    except RedfishError as exc:
+        await fail(cmd, ctx, reason_or_retry(exc, ctx, node.ip))
         return
 
     async with ctx.db.session() as session:
@@ -98,4 +89,10 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         records.mark_registered(session, current, logged_in.credential_id, servers)
         await session.commit()
     await outbox.relay(ctx.db, ctx.publisher)
+    # Inventory right away; the token makes a redelivered registration queue it only once.
+    for server in servers:
+        assert server.id is not None
+        await ctx.publisher.command(
+            ServerInventoryCommand(server_id=server.id, token=f"reg{cmd.registration}")
+        )
     log.info("registration.done", node=cmd.node_id, servers=len(servers))

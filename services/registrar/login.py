@@ -3,7 +3,8 @@
 One attempt at a time matters: BMCs lock accounts after a few failures, and a burst of parallel
 wrong passwords is exactly what triggers that. The TLS policy defaults to trusting the
 certificate discovery recorded for the node (so a BMC whose certificate changed since discovery
-is refused), unless the profile pins its own fingerprint or verifies against a CA bundle.
+is refused), unless the profile pins its own fingerprint or verifies against a CA bundle
+(``shared.bmc_access.tls_policy``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.bmc_access import tls_policy
 from shared.crypto import CredentialCipher
 from shared.models import AuthProfile, Credential, Node
 from shared.redfish import (
@@ -18,7 +20,6 @@ from shared.redfish import (
     CertificateMismatch,
     ComputerSystem,
     RedfishPool,
-    TlsPolicy,
     read_systems,
 )
 
@@ -31,16 +32,6 @@ class LoggedIn:
 
 class RegistrationRefused(Exception):
     """A failure that retrying cannot fix; the message is shown to the operator."""
-
-
-def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
-    if profile.tls_fingerprint or profile.ca_bundle or profile.verify_tls:
-        return TlsPolicy(
-            verify=profile.verify_tls,
-            ca_bundle=profile.ca_bundle,
-            fingerprint=profile.tls_fingerprint,
-        )
-    return TlsPolicy(fingerprint=node.fingerprint)
 
 
 async def log_in_and_read_systems(

@@ -17,7 +17,6 @@ from shared.redfish import ComputerSystem
 
 _SYSTEM_FIELDS = {
     "uuid": "uuid",
-    "name": "name",
     "hostname": "host_name",
     "model": "model",
     "manufacturer": "manufacturer",
@@ -61,6 +60,9 @@ async def upsert_servers(
             server = Server(node_id=node.id, system_path=system.odata_id)
         for column, attribute in _SYSTEM_FIELDS.items():
             setattr(server, column, getattr(system, attribute))
+        if created or not server.name:
+            # A name an operator gave the server survives re-registration.
+            server.name = system.name or system.host_name
         server.bmc_url = node.url
         server.updated_at = now
         session.add(server)

@@ -47,6 +47,19 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType("node", "registered", NodePublic, "Registration succeeded; `servers` lists ids."),
     EventType("node", "error", NodePublic, "Registration failed; `error` says why."),
     EventType("server", "created", ServerPublic, "A ComputerSystem became a managed server."),
+    EventType(
+        "server",
+        "inventoried",
+        ServerPublic,
+        "A collection found changes; `changed` lists the families (system, processors, memory, "
+        "ethernet_interfaces, storages, firmwares).",
+    ),
+    EventType(
+        "server",
+        "inventory_failed",
+        ServerPublic,
+        "A collection failed; `inventory_error` says why, the previous inventory is kept.",
+    ),
 )
 
 

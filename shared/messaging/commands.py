@@ -52,3 +52,19 @@ class NodeRegisterCommand(Command):
 
     def msg_id(self) -> str:
         return f"register:{self.node_id}:{self.registration}"
+
+
+class ServerInventoryCommand(Command):
+    """Collect one server's hardware and firmware inventory.
+
+    ``token`` says why (``reg3``: after registration 3, ``sched:<slot>``: the periodic
+    re-collection, ``api:<uuid>``: a refresh request) and makes the message id deterministic for
+    the two automatic triggers, so replicas scheduling the same slot publish it once.
+    """
+
+    subject: ClassVar[str] = command_subject("server", "inventory")
+    server_id: int
+    token: str
+
+    def msg_id(self) -> str:
+        return f"inventory:{self.server_id}:{self.token}"

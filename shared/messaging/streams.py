@@ -65,7 +65,7 @@ class WorkerConsumer:
     # How many commands one replica works on at once; BMC work is I/O-bound.
     concurrency: int
     max_ack_pending: int
-    # A setting name overriding `command_max_deliver` for this consumer (registration waits out
+    # A setting name overriding `command_max_deliver` for this consumer (BMC work waits out
     # busy BMCs far longer than other work).
     max_deliver_setting: str = "command_max_deliver"
 
@@ -96,10 +96,14 @@ REGISTRAR = WorkerConsumer(
     subjects.NODE_COMMANDS,
     concurrency=32,
     max_ack_pending=1024,
-    max_deliver_setting="register_max_deliver",
+    max_deliver_setting="bmc_max_deliver",
 )
 INVENTORY = WorkerConsumer(
-    "inventory", subjects.SERVER_COMMANDS, concurrency=32, max_ack_pending=2048
+    "inventory",
+    subjects.SERVER_COMMANDS,
+    concurrency=32,
+    max_ack_pending=2048,
+    max_deliver_setting="bmc_max_deliver",
 )
 WORKER_CONSUMERS: dict[str, WorkerConsumer] = {c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY)}
 

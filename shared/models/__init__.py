@@ -3,22 +3,37 @@
 from shared.models.accounts import Group, GroupMembership, User
 from shared.models.base import metadata
 from shared.models.discovery import Node, NodeStatus, ScanChunk, ScanRange, ScanStatus
+from shared.models.inventory import (
+    EthernetInterface,
+    FirmwareComponent,
+    MemoryModule,
+    Processor,
+    Storage,
+)
 from shared.models.outbox import OutboxEvent
+from shared.models.pools import Pool
 from shared.models.registration import AuthProfile, Credential
-from shared.models.servers import Server
+from shared.models.servers import InventoryStatus, Server
 
 __all__ = [
     "AuthProfile",
     "Credential",
+    "EthernetInterface",
+    "FirmwareComponent",
     "Group",
     "GroupMembership",
+    "InventoryStatus",
+    "MemoryModule",
     "Node",
     "NodeStatus",
     "OutboxEvent",
+    "Pool",
+    "Processor",
     "ScanChunk",
     "ScanRange",
     "ScanStatus",
     "Server",
+    "Storage",
     "User",
     "metadata",
 ]

@@ -1,18 +1,31 @@
 """Servers: one per ComputerSystem behind a registered node's BMC."""
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import UniqueConstraint
+from pydantic import Field as PField
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
 
 
+class InventoryStatus(StrEnum):
+    pending = "pending"
+    collected = "collected"
+    error = "error"
+
+
 class Server(SQLModel, table=True):
     __tablename__ = "server"
-    # Natural key: a system is its @odata.id on its BMC; re-registration updates, never duplicates.
-    __table_args__ = (UniqueConstraint("node_id", "system_path"),)
+    __table_args__ = (
+        # Natural key: a system is its @odata.id on its BMC; re-registration updates it.
+        UniqueConstraint("node_id", "system_path"),
+        # The guide's "servers of pool X that are On, by name" in one index range scan.
+        Index("ix_server_pool_power_name", "resource_pool_id", "power_state", "name"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     node_id: int | None = Field(
@@ -30,6 +43,21 @@ class Server(SQLModel, table=True):
     power_state: str | None = Field(default=None, max_length=32, index=True)
     health: str | None = Field(default=None, max_length=32, index=True)
     bmc_url: str | None = Field(default=None, max_length=300, index=True)
+    resource_pool_id: int | None = Field(
+        default=None, foreign_key="pool.id", ondelete="SET NULL", index=True
+    )
+    # Set by people, never overwritten by inventory.
+    description: str = Field(default="", sa_type=Text)
+    location: str = Field(default="", max_length=200)
+    inventory_status: InventoryStatus = Field(
+        default=InventoryStatus.pending, sa_type=String(16), index=True
+    )
+    inventory_error: str | None = Field(default=None, sa_type=Text)
+    last_inventory_at: datetime | None = Field(default=None, index=True)
+    # Per resource family content hashes: what changed is what an event reports.
+    inventory_hashes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     version: int = 1
@@ -39,6 +67,7 @@ class ServerPublic(BaseModel):
     id: int
     uuid: str | None
     node: int | None
+    resource_pool: int | None
     name: str | None
     hostname: str | None
     model: str | None
@@ -49,10 +78,36 @@ class ServerPublic(BaseModel):
     power_state: str | None
     health: str | None
     bmc_url: str | None
+    description: str
+    location: str
+    inventory_status: InventoryStatus
+    inventory_error: str | None
+    last_inventory_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def of(cls, server: Server) -> "ServerPublic":
-        data = {name: getattr(server, name) for name in cls.model_fields if name != "node"}
-        return cls.model_validate(data | {"node": server.node_id})
+        related = {"node": server.node_id, "resource_pool": server.resource_pool_id}
+        data: dict[str, Any] = {
+            name: getattr(server, name) for name in cls.model_fields if name not in related
+        }
+        return cls.model_validate(data | related)
+
+
+class ServerReplace(BaseModel):
+    """PUT: every writable field; omitted ones reset (hardware facts are not writable)."""
+
+    name: str | None = PField(default=None, max_length=200)
+    resource_pool: int | None = None
+    description: str = PField(default="", max_length=10_000)
+    location: str = PField(default="", max_length=200)
+
+
+class ServerUpdate(BaseModel):
+    """PATCH: only what is sent changes."""
+
+    name: str | None = PField(default=None, max_length=200)
+    resource_pool: int | None = None
+    description: str | None = PField(default=None, max_length=10_000)
+    location: str | None = PField(default=None, max_length=200)

@@ -5,6 +5,7 @@ Usage::
     pool = RedfishPool()  # one per process
     async with pool.session("https://10.0.0.5", user, password, TlsPolicy()) as bmc:
         systems = await read_systems(bmc)
+        inventory = await read_inventory(bmc, systems[0])
 """
 
 from shared.redfish.client import ClientLimits, RedfishPool, RedfishSession
@@ -17,8 +18,22 @@ from shared.redfish.errors import (
     RedfishError,
     ResourceNotFound,
 )
+from shared.redfish.inventory import Inventory, read_inventory
 from shared.redfish.readers import read_systems
-from shared.redfish.resources import ComputerSystem, Resource, ServiceRoot
+from shared.redfish.resources import (
+    ComputerSystem,
+    Drive,
+    EthernetInterface,
+    FirmwareComponent,
+    MemoryModule,
+    Processor,
+    Resource,
+    ServiceRoot,
+    Storage,
+    StorageController,
+    UpdateService,
+    Volume,
+)
 from shared.redfish.tls import TlsPolicy
 
 __all__ = [
@@ -28,6 +43,12 @@ __all__ = [
     "CertificateMismatch",
     "ClientLimits",
     "ComputerSystem",
+    "Drive",
+    "EthernetInterface",
+    "FirmwareComponent",
+    "Inventory",
+    "MemoryModule",
+    "Processor",
     "ProtocolError",
     "RedfishError",
     "RedfishPool",
@@ -35,6 +56,11 @@ __all__ = [
     "Resource",
     "ResourceNotFound",
     "ServiceRoot",
+    "Storage",
+    "StorageController",
     "TlsPolicy",
+    "UpdateService",
+    "Volume",
+    "read_inventory",
     "read_systems",
 ]

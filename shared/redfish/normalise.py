@@ -7,6 +7,8 @@ Racksmith goes through these functions so that equal hardware compares equal.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 import uuid as _uuid
 from typing import Any
@@ -116,3 +118,73 @@ def power_state(value: Any) -> str | None:
 def health(value: Any) -> str | None:
     """Redfish Health (``OK``/``Warning``/``Critical``); ``None`` when absent or unrecognised."""
     return _enum(value, _HEALTH)
+
+
+def integer(value: Any) -> int | None:
+    """A non-negative whole number from an int, an integral float or a numeric string.
+
+    Vendors send ``"32768"`` or ``32768.0`` where the schema says integer; booleans, negative
+    numbers, fractions and words (``"N/A"``) are ``None``. Integers stay exact (drive
+    capacities exceed what a float holds).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    text = clean_text(value)
+    if text is not None and text.isascii() and text.isdigit():
+        return int(text)
+    number_ = number(value)
+    return int(number_) if number_ is not None and number_.is_integer() else None
+
+
+def number(value: Any) -> float | None:
+    """A finite non-negative number from an int, a float or a numeric string; else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        result = float(value)
+    else:
+        text = clean_text(value)
+        if text is None:
+            return None
+        try:
+            result = float(text)
+        except ValueError:
+            return None
+    return result if math.isfinite(result) and result >= 0 else None
+
+
+def boolean(value: Any) -> bool | None:
+    """A JSON boolean, or the strings ``"true"``/``"false"`` in any case; else ``None``."""
+    if isinstance(value, bool):
+        return value
+    text = clean_text(value)
+    if text is not None and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return None
+
+
+def ipv4(value: Any) -> str | None:
+    """A usable IPv4 address in dotted form; ``None`` for empty, invalid and ``0.0.0.0``."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+    return None if address.is_unspecified else str(address)
+
+
+def ipv6(value: Any) -> str | None:
+    """A usable IPv6 address in compressed lower-case form; ``None`` for empty, invalid, ``::``.
+
+    A zone (``fe80::1%eth0``) is kept, as it is part of what the BMC reports.
+    """
+    text = clean_text(value)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return None if address.is_unspecified else str(address)

@@ -6,16 +6,17 @@ on a vendor's shape: missing keys, ``null`` and wrong types become ``None``, str
 (``Oem``) details. Links are kept as the BMC's own ``@odata.id`` paths (fragment removed); the
 session resolves and checks them when they are followed.
 
-To add a resource (Processor, Memory, EthernetInterface, Storage, Drive, Volume,
-SoftwareInventory): subclass `Resource`, declare the fields, and build them in ``parse`` with
-the accessors below (`value`, `text`, `link`, `links`) and the normalise functions.
+To add a resource: subclass `Resource`, declare the fields, and build them in ``parse`` with
+the accessors below (`value`, `text`, `link`, `links`, `status`, `identity`) and the normalise
+functions. Following links between resources is `shared.redfish.inventory`'s job, not
+``parse``'s: a parsed resource only describes its own body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from shared.redfish import normalise
 
@@ -68,6 +69,27 @@ def links(body: JsonObject, *keys: str) -> list[str]:
     return list(dict.fromkeys(ref for ref in found if ref is not None))
 
 
+def status(body: JsonObject) -> dict[str, Any]:
+    """``health`` and ``state`` keyword arguments from ``Status`` (the same in every schema)."""
+    return {
+        "health": normalise.health(value(body, "Status", "Health")),
+        "state": text(body, "Status", "State"),
+    }
+
+
+def identity(body: JsonObject) -> dict[str, Any]:
+    """``manufacturer``, ``model`` and ``serial_number`` keyword arguments.
+
+    Serial numbers lose firmware placeholders; manufacturer and model are only trimmed (a
+    model of "Unknown" still says something about the part).
+    """
+    return {
+        "manufacturer": text(body, "Manufacturer"),
+        "model": text(body, "Model"),
+        "serial_number": normalise.placeholder(value(body, "SerialNumber")),
+    }
+
+
 def canonical_path(odata_id: str) -> str:
     """A key for comparing links: no fragment and no trailing slash.
 
@@ -107,6 +129,7 @@ class ServiceRoot(Resource):
     product: str | None
     systems: str | None
     sessions: str | None
+    update_service: str | None = None
 
     @classmethod
     def parse(cls, body: JsonObject) -> Self:
@@ -123,6 +146,7 @@ class ServiceRoot(Resource):
             product=text(body, "Product"),
             systems=link(body, "Systems"),
             sessions=link(body, "Links", "Sessions"),
+            update_service=link(body, "UpdateService"),
         )
 
 
@@ -163,4 +187,283 @@ class ComputerSystem(Resource):
             ethernet_interfaces=link(body, "EthernetInterfaces"),
             storage=link(body, "Storage"),
             simple_storage=link(body, "SimpleStorage"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Processor(Resource):
+    """A member of a system's ``Processors``: CPUs, but also GPUs, FPGAs and absent sockets.
+
+    Nothing is filtered out; use ``processor_type`` and ``state`` (``Absent``) to select.
+    """
+
+    socket: str | None
+    manufacturer: str | None
+    model: str | None
+    processor_type: str | None
+    instruction_set: str | None
+    max_speed_mhz: int | None
+    total_cores: int | None
+    total_threads: int | None
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        return cls(
+            **cls.common(body),
+            **status(body),
+            socket=text(body, "Socket"),
+            manufacturer=text(body, "Manufacturer"),
+            model=text(body, "Model"),
+            processor_type=text(body, "ProcessorType"),
+            instruction_set=text(body, "InstructionSet"),
+            max_speed_mhz=normalise.integer(value(body, "MaxSpeedMHz")),
+            total_cores=normalise.integer(value(body, "TotalCores")),
+            total_threads=normalise.integer(value(body, "TotalThreads")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryModule(Resource):
+    """A member of a system's ``Memory`` (a DIMM slot; empty slots have ``state`` Absent)."""
+
+    device_locator: str | None
+    capacity_mib: int | None
+    memory_device_type: str | None
+    speed_mhz: int | None
+    manufacturer: str | None
+    part_number: str | None
+    serial_number: str | None
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        speed = value(body, "OperatingSpeedMhz")
+        if speed is None:  # the schema's own spelling is "Mhz"; some services write "MHz"
+            speed = value(body, "OperatingSpeedMHz")
+        return cls(
+            **cls.common(body),
+            **status(body),
+            device_locator=text(body, "DeviceLocator"),
+            capacity_mib=normalise.integer(value(body, "CapacityMiB")),
+            memory_device_type=text(body, "MemoryDeviceType"),
+            speed_mhz=normalise.integer(speed),
+            manufacturer=text(body, "Manufacturer"),
+            part_number=normalise.placeholder(value(body, "PartNumber")),
+            serial_number=normalise.placeholder(value(body, "SerialNumber")),
+        )
+
+
+def _addresses(body: JsonObject, key: str, clean: Callable[[Any], str | None]) -> tuple[str, ...]:
+    """The cleaned ``Address`` of each entry of ``body[key]``, unusable ones dropped, no repeats."""
+    items = value(body, key)
+    if not isinstance(items, list):
+        return ()
+    found = (clean(value(item, "Address")) for item in items if isinstance(item, Mapping))
+    return tuple(dict.fromkeys(address for address in found if address is not None))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EthernetInterface(Resource):
+    """A member of a system's ``EthernetInterfaces``. ``mac_address`` is ``aa:bb:..`` form."""
+
+    mac_address: str | None
+    speed_mbps: int | None
+    link_status: str | None
+    ipv4_addresses: tuple[str, ...]
+    ipv6_addresses: tuple[str, ...]
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        mac = normalise.mac(value(body, "MACAddress"))
+        return cls(
+            **cls.common(body),
+            **status(body),
+            mac_address=mac or normalise.mac(value(body, "PermanentMACAddress")),
+            speed_mbps=normalise.integer(value(body, "SpeedMbps")),
+            link_status=text(body, "LinkStatus"),
+            ipv4_addresses=_addresses(body, "IPv4Addresses", normalise.ipv4),
+            ipv6_addresses=_addresses(body, "IPv6Addresses", normalise.ipv6),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drive(Resource):
+    """A Storage ``Drives`` member, or an inline ``SimpleStorage`` device.
+
+    Inline devices have no ``@odata.id``; they are named ``<SimpleStorage>#/Devices/<n>``.
+    """
+
+    manufacturer: str | None
+    model: str | None
+    serial_number: str | None
+    capacity_bytes: int | None
+    media_type: str | None
+    protocol: str | None
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject, *, fallback_id: str = "") -> Self:
+        return cls(
+            **cls.common(body, fallback_id),
+            **identity(body),
+            **status(body),
+            capacity_bytes=normalise.integer(value(body, "CapacityBytes")),
+            media_type=text(body, "MediaType"),
+            protocol=text(body, "Protocol"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Volume(Resource):
+    """A member of a Storage's ``Volumes`` collection (a logical drive)."""
+
+    capacity_bytes: int | None
+    raid_type: str | None
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        return cls(
+            **cls.common(body),
+            **status(body),
+            capacity_bytes=normalise.integer(value(body, "CapacityBytes")),
+            raid_type=text(body, "RAIDType"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageController:
+    """A storage controller, whichever way the BMC models it.
+
+    Parsed from a ``Controllers`` collection member, an inline ``StorageControllers`` entry
+    (``MemberId`` instead of ``Id``) or a ``SimpleStorage`` resource itself (which is one
+    controller). ``speed_gbps`` is the controller's ``SpeedGbps``.
+    """
+
+    id: str | None
+    name: str | None
+    manufacturer: str | None
+    model: str | None
+    firmware_version: str | None
+    serial_number: str | None
+    speed_gbps: float | None
+    health: str | None
+    state: str | None
+    raw: JsonObject = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        return cls(
+            **identity(body),
+            **status(body),
+            id=text(body, "Id") or text(body, "MemberId"),
+            name=text(body, "Name"),
+            firmware_version=text(body, "FirmwareVersion"),
+            speed_gbps=normalise.number(value(body, "SpeedGbps")),
+            raw=body,
+        )
+
+
+StorageSource = Literal["Storage", "SimpleStorage"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Storage(Resource):
+    """A storage subsystem: its controllers, drives and volumes.
+
+    ``parse`` reads one body: a ``Storage`` gives its inline ``StorageControllers`` (drives and
+    volumes are links, filled in by `shared.redfish.inventory`); a ``SimpleStorage`` gives
+    itself as the controller and its inline ``Devices`` as drives, with ``source``
+    ``"SimpleStorage"``.
+    """
+
+    controllers: tuple[StorageController, ...]
+    drives: tuple[Drive, ...]
+    volumes: tuple[Volume, ...]
+    source: StorageSource
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        kind = text(body, "@odata.type") or ""
+        if "#SimpleStorage." in kind or (
+            isinstance(value(body, "Devices"), list) and value(body, "Drives") is None
+        ):
+            return cls.parse_simple_storage(body)
+        inline = value(body, "StorageControllers")
+        entries = inline if isinstance(inline, list) else []
+        return cls(
+            **cls.common(body),
+            controllers=tuple(
+                StorageController.parse(c) for c in entries if isinstance(c, Mapping)
+            ),
+            drives=(),
+            volumes=(),
+            source="Storage",
+        )
+
+    @classmethod
+    def parse_simple_storage(cls, body: JsonObject) -> Self:
+        common = cls.common(body)
+        devices = value(body, "Devices")
+        entries = enumerate(devices if isinstance(devices, list) else [])
+        return cls(
+            **common,
+            controllers=(StorageController.parse(body),),
+            drives=tuple(
+                Drive.parse(device, fallback_id=f"{common['odata_id']}#/Devices/{index}")
+                for index, device in entries
+                if isinstance(device, Mapping)
+            ),
+            volumes=(),
+            source="SimpleStorage",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateService(Resource):
+    """The links of the UpdateService that inventory needs (OpenBMC and Intel only have
+    ``SoftwareInventory``; HPE has both)."""
+
+    firmware_inventory: str | None
+    software_inventory: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        return cls(
+            **cls.common(body),
+            firmware_inventory=link(body, "FirmwareInventory"),
+            software_inventory=link(body, "SoftwareInventory"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FirmwareComponent(Resource):
+    """A ``FirmwareInventory`` (or OpenBMC/Intel ``SoftwareInventory``) member.
+
+    ``version`` is free text as the BMC writes it ("3.11 Feb 25 2025", "0x15").
+    """
+
+    version: str | None
+    updateable: bool | None
+    manufacturer: str | None
+    release_date: str | None
+    health: str | None
+    state: str | None
+
+    @classmethod
+    def parse(cls, body: JsonObject) -> Self:
+        return cls(
+            **cls.common(body),
+            **status(body),
+            version=text(body, "Version"),
+            updateable=normalise.boolean(value(body, "Updateable")),
+            manufacturer=text(body, "Manufacturer"),
+            release_date=text(body, "ReleaseDate"),
         )

@@ -11,7 +11,8 @@ from sqlmodel import col, select
 
 from services.api import registration
 from services.api.deps import SessionDep, StateDep, get_superuser
-from services.api.errors import ErrorDetail, FieldErrors
+from services.api.dispatch import BROKER_UNAVAILABLE
+from services.api.errors import FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
@@ -90,7 +91,7 @@ WaitQuery = Annotated[
 REGISTER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Finished: each node is `registered` (with its servers) or `error`."},
     202: {"description": "Accepted and still running when the wait ended; poll the node."},
-    503: {"model": ErrorDetail, "description": "The broker did not accept the work"},
+    **BROKER_UNAVAILABLE,
 }
 
 

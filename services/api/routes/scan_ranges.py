@@ -15,7 +15,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, get_superuser
-from services.api.dispatch import commit_and_publish
+from services.api.dispatch import BROKER_UNAVAILABLE, commit_and_publish
 from services.api.errors import APIError, ErrorDetail, FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
@@ -249,7 +249,7 @@ async def _start(session: SessionDep, runtime: Runtime, scan_range: ScanRange) -
     "/run_scan/",
     status_code=202,
     summary="Start discovery on scan ranges",
-    responses={503: {"model": ErrorDetail, "description": "The broker did not accept the work"}},
+    responses=BROKER_UNAVAILABLE,
 )
 async def run_scan(body: RunScan, session: SessionDep, state: StateDep) -> RunScanAccepted:
     ranges = await resolve_ids(session, ScanRange, body.scan_ranges, "scan_ranges")

@@ -1,0 +1,70 @@
+"""Recording a collected inventory: changed families replaced as a set, server facts refreshed,
+and one event saying what changed. A failed collection keeps the previous inventory and marks the
+server with the error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import col, delete, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.inventory.families import FAMILIES, content_hash, system_row
+from shared.messaging import catalog
+from shared.models import InventoryStatus, Server
+from shared.redfish.inventory import Inventory
+
+SYSTEM = "system"
+
+
+async def locked_server(session: AsyncSession, server_id: int) -> Server | None:
+    # Writing the row first serialises two collections of one server (row lock / write lock).
+    await session.exec(
+        update(Server).where(col(Server.id) == server_id).values(version=Server.version)
+    )
+    return await session.get(Server, server_id)
+
+
+async def record_inventory(
+    session: AsyncSession, server: Server, inventory: Inventory
+) -> list[str]:
+    """Store ``inventory`` for ``server``; returns the families that changed."""
+    assert server.id is not None
+    hashes: dict[str, str] = {}
+    changed: list[str] = []
+    facts = system_row(inventory.system)
+    hashes[SYSTEM] = content_hash(facts)
+    for column, value in facts.items():
+        setattr(server, column, value)
+    for family in FAMILIES:
+        rows = family.rows(inventory)
+        hashes[family.name] = content_hash(rows)
+        if server.inventory_hashes.get(family.name) == hashes[family.name]:
+            continue
+        table = family.table
+        await session.exec(delete(table).where(col(table.server_id) == server.id))  # type: ignore[attr-defined]
+        session.add_all(table(server_id=server.id, **row) for row in rows)
+        changed.append(family.name)
+    if server.inventory_hashes.get(SYSTEM) != hashes[SYSTEM]:
+        changed.append(SYSTEM)
+    now = datetime.now(UTC)
+    server.inventory_hashes = hashes
+    server.inventory_status = InventoryStatus.collected
+    server.inventory_error = None
+    server.last_inventory_at = now
+    server.updated_at = now
+    if changed:
+        server.version += 1
+        session.add(server)
+        await session.flush()
+        catalog.stage_server_event(session, server, "inventoried", changed=changed)
+    session.add(server)
+    return changed
+
+
+def record_failure(session: AsyncSession, server: Server, reason: str) -> None:
+    server.inventory_status = InventoryStatus.error
+    server.inventory_error = reason
+    server.version += 1
+    session.add(server)
+    catalog.stage_server_event(session, server, "inventory_failed")
