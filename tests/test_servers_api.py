@@ -1,0 +1,195 @@
+"""/api/server/: search, filters, ordering, pagination, writable fields, sub-resources — and a
+fixed number of SQL statements per request, whatever the page size (no N+1)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from shared.models import Node, Pool, Processor, Server
+from shared.runtime import Runtime
+
+
+@pytest.fixture(scope="module")
+async def fleet(runtime: Runtime, unique_module: str) -> AsyncIterator[dict[str, Any]]:
+    """Servers as registration and inventory would leave them, written directly."""
+    async with runtime.db.session() as session:
+        pools = [Pool(name=f"{unique_module}-{name}") for name in ("zeta", "alpha")]
+        session.add_all(pools)
+        node = Node(
+            ip=f"198.18.{int(unique_module, 16) % 250}.1", port=443, url=f"https://{unique_module}"
+        )
+        session.add(node)
+        await session.flush()
+        servers = []
+        for i in range(12):
+            server = Server(
+                node_id=node.id,
+                system_path=f"/redfish/v1/Systems/{unique_module}-{i}",
+                name=f"{unique_module}-srv-{i:02d}",
+                model="PowerEdge R650" if i % 2 else "ProLiant DL360 Gen10 Plus",
+                manufacturer="Dell Inc." if i % 2 else "HPE",
+                serial_number=f"SN{unique_module}{i:03d}",
+                power_state="On" if i % 3 else "Off",
+                health="OK",
+                bmc_url=f"https://{unique_module}",
+                resource_pool_id=pools[i % 2].id if i < 8 else None,
+            )
+            servers.append(server)
+        session.add_all(servers)
+        await session.flush()
+        session.add_all(
+            Processor(
+                server_id=servers[0].id or 0, odata_id=f"/p/{n}", socket=f"CPU {n}", total_cores=16
+            )
+            for n in range(2)
+        )
+        await session.commit()
+        yield {"pools": pools, "servers": servers, "tag": unique_module}
+
+
+@pytest.fixture(scope="module")
+def unique_module() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:6]
+
+
+@contextmanager
+def count_statements(runtime: Runtime) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def _list(client: httpx.AsyncClient, headers: dict[str, str], query: str) -> dict[str, Any]:
+    response = await client.get(f"/api/server/?{query}", headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_search_filter_and_order_like_the_guide(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: dict[str, Any]
+) -> None:
+    tag = fleet["tag"]
+    dell = await _list(client, admin_headers, f"search={tag}+PowerEdge")
+    assert dell["count"] == 6
+    pool = fleet["pools"][1]
+    on_in_pool = await _list(
+        client, admin_headers, f"search={tag}&resource_pool={pool.id}&power_state=On&ordering=name"
+    )
+    names = [s["name"] for s in on_in_pool["results"]]
+    assert names == sorted(names) and names
+    assert all(
+        s["resource_pool"] == pool.id and s["power_state"] == "On" for s in on_in_pool["results"]
+    )
+    by_pool = await _list(client, admin_headers, f"search={tag}&ordering=resource_pool__name,name")
+    pools = [s["resource_pool"] for s in by_pool["results"]]
+    alpha, zeta = fleet["pools"][1].id, fleet["pools"][0].id
+    # NULLs sort first on SQLite and last on PostgreSQL; the named pools keep their order.
+    assert [p for p in pools if p is not None] == [alpha] * 4 + [zeta] * 4
+    descending = await _list(client, admin_headers, f"search={tag}&ordering=-manufacturer")
+    assert descending["results"][0]["manufacturer"] == "HPE"
+    serial = await _list(client, admin_headers, f"search=sn{tag}011")
+    assert [s["name"] for s in serial["results"]] == [f"{tag}-srv-11"]
+
+
+async def test_walkthrough_query_and_pagination(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: dict[str, Any]
+) -> None:
+    page = await _list(client, admin_headers, f"search={fleet['tag']}&ordering=-id&page_size=5")
+    assert page["count"] == 12 and len(page["results"]) == 5
+    ids = [s["id"] for s in page["results"]]
+    assert ids == sorted(ids, reverse=True)
+    assert page["next"] and page["previous"] is None
+
+
+@pytest.mark.parametrize("query", ["ordering=cpu", "resource_pool=x", "page_size=1001"])
+async def test_bad_queries_are_400(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], query: str
+) -> None:
+    assert (await client.get(f"/api/server/?{query}", headers=admin_headers)).status_code == 400
+
+
+async def test_only_people_fields_are_writable(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: dict[str, Any]
+) -> None:
+    server = fleet["servers"][9]
+    url = f"/api/server/{server.id}/"
+    patched = await client.patch(
+        url,
+        json={
+            "name": "renamed",
+            "resource_pool": fleet["pools"][0].id,
+            "model": "Forged",
+            "location": "R5 U12",
+        },
+        headers=admin_headers,
+    )
+    assert patched.status_code == 200
+    body = patched.json()
+    assert body["name"] == "renamed" and body["location"] == "R5 U12"
+    assert body["resource_pool"] == fleet["pools"][0].id
+    assert body["model"] == server.model  # a hardware fact: read-only
+    replaced = await client.put(url, json={"name": "again"}, headers=admin_headers)
+    assert replaced.json()["resource_pool"] is None and replaced.json()["location"] == ""
+    bad = await client.patch(url, json={"resource_pool": 987654}, headers=admin_headers)
+    assert bad.status_code == 400 and "resource_pool" in bad.json()
+    assert (await client.get("/api/server/987654/", headers=admin_headers)).status_code == 404
+
+
+async def test_sub_resources(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: dict[str, Any]
+) -> None:
+    server = fleet["servers"][0]
+    processors = (
+        await client.get(f"/api/server/{server.id}/processors/", headers=admin_headers)
+    ).json()
+    assert processors["count"] == 2 and processors["results"][0]["total_cores"] == 16
+    for family in ("memory", "ethernet_interfaces", "storages", "firmwares"):
+        response = await client.get(f"/api/server/{server.id}/{family}/", headers=admin_headers)
+        assert response.status_code == 200 and response.json()["count"] == 0
+    assert (
+        await client.get("/api/server/987654/processors/", headers=admin_headers)
+    ).status_code == 404
+
+
+async def test_statement_count_does_not_grow_with_the_page(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    fleet: dict[str, Any],
+    runtime: Runtime,
+) -> None:
+    counts = []
+    for size in (1, 12):
+        query = f"search={fleet['tag']}&ordering=resource_pool__name&page_size={size}"
+        with count_statements(runtime) as statements:
+            await _list(client, admin_headers, query)
+        counts.append(len(statements))
+    assert counts[0] == counts[1]
+    assert counts[0] <= 4  # user lookup, count, page (+ nothing per row)
+
+
+async def test_refresh_is_accepted(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: dict[str, Any]
+) -> None:
+    server = fleet["servers"][1]
+    single = await client.post(f"/api/server/{server.id}/refresh/", headers=admin_headers)
+    assert single.status_code == 202 and single.json()["id"] == server.id
+    bulk = await client.post(
+        "/api/server/refresh/", json={"servers": [server.id, 987654]}, headers=admin_headers
+    )
+    assert bulk.status_code == 400 and "servers" in bulk.json()
