@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
+from shared.db import Database
 from shared.log import get_logger
 from shared.messaging.commands import ServerInventoryCommand
+from shared.messaging.publish import Publisher
 from shared.models import Server
 from shared.runtime import Runtime
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -26,9 +29,10 @@ log = get_logger(__name__)
 FIRST_COLLECTION_GRACE = timedelta(minutes=5)
 
 
-async def queue_due(runtime: Runtime, now: datetime | None = None) -> list[int]:
+async def queue_due(
+    db: Database, publisher: Publisher, settings: Settings, now: datetime | None = None
+) -> list[int]:
     """Queue the servers due for re-collection now; returns their ids."""
-    settings = runtime.settings
     interval = settings.inventory_interval_s
     now = now or datetime.now(UTC)
     managed = col(Server.node_id).is_not(None)
@@ -37,7 +41,7 @@ async def queue_due(runtime: Runtime, now: datetime | None = None) -> list[int]:
         (col(Server.last_inventory_at).is_(None))
         & (col(Server.created_at) <= now - FIRST_COLLECTION_GRACE),
     )
-    async with runtime.db.session() as session:
+    async with db.session() as session:
         total = (await session.exec(select(func.count()).where(managed))).one()
         budget = max(1, math.ceil(total * settings.inventory_tick_s / interval))
         ids = (
@@ -51,7 +55,7 @@ async def queue_due(runtime: Runtime, now: datetime | None = None) -> list[int]:
     slot = int(now.timestamp() // interval)
     for server_id in ids:
         if server_id is not None:
-            await runtime.publisher.command(
+            await publisher.command(
                 ServerInventoryCommand(server_id=server_id, token=f"sched:{slot}")
             )
     return [i for i in ids if i is not None]
@@ -64,7 +68,7 @@ async def schedule_forever(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(settings.inventory_tick_s)
         try:
-            queued = await queue_due(runtime)
+            queued = await queue_due(runtime.db, runtime.publisher, settings)
         except Exception as exc:  # keep scheduling: the database or broker may be briefly away
             log.warning("inventory.schedule_failed", error=str(exc))
             continue
