@@ -19,7 +19,7 @@ from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from shared import migrate
-from shared.bootstrap import AdminAccount, ensure_admin
+from shared.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.log import get_logger
 from shared.natsserver import EmbeddedNatsServer, port_is_free
 from shared.runtime import Runtime
@@ -149,6 +149,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
         await migrate.upgrade(runtime.db.engine)
+        await ensure_defaults(runtime.db)
         admin = await ensure_admin(runtime.db, settings)
         workers.attach(runtime, list(workers.ROUTERS))
         await runtime.start_consuming()
@@ -198,6 +199,7 @@ async def run_migrate(settings: Settings) -> None:
     db = Database(settings.effective_database_url)
     try:
         await migrate.upgrade(db.engine)
+        await ensure_defaults(db)
     finally:
         await db.dispose()
     if settings.nats_url:

@@ -1,4 +1,4 @@
-"""First-start data: the admin account."""
+"""First-start data: the default group and pool, and the admin account."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from shared.db import Database
-from shared.models import User
+from shared.models import Group, Pool, User
+from shared.models.pools import DEFAULT_POOL
 from shared.security import hash_password
 from shared.settings import Settings
 
@@ -53,4 +54,24 @@ async def create_user(
                 is_superuser=superuser,
             )
         )
+        await session.commit()
+
+
+DEFAULT_GROUP = "default"
+
+
+async def ensure_defaults(db: Database) -> None:
+    """The default group and its default pool, so a new install can hand out servers at once
+    (the guide's walkthrough creates its pool with ``"group": 1``)."""
+    async with db.session() as session:
+        group = (await session.exec(select(Group).where(Group.name == DEFAULT_GROUP))).first()
+        if group is None:
+            group = Group(name=DEFAULT_GROUP)
+            session.add(group)
+            await session.flush()
+        pool = (await session.exec(select(Pool).where(Pool.name == DEFAULT_POOL))).first()
+        if pool is None:
+            session.add(
+                Pool(name=DEFAULT_POOL, description="Created at installation.", group_id=group.id)
+            )
         await session.commit()

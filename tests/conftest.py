@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.app import create_app
 from shared import migrate
-from shared.bootstrap import create_user
+from shared.bootstrap import create_user, ensure_defaults
 from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -104,6 +104,7 @@ def settings(session_dir: Path, database_url: str, nats_server: EmbeddedNatsServ
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     rt = Runtime(settings, settings.nats_url or "")
     await migrate.upgrade(rt.db.engine)
+    await ensure_defaults(rt.db)
     await rt.connect()
     await create_user(rt.db, ADMIN_USERNAME, ADMIN_PASSWORD, superuser=True)
     yield rt

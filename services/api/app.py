@@ -13,8 +13,10 @@ from services.api.routes import (
     auth_profiles,
     groups,
     nodes,
+    pools,
     scan_ranges,
     servers,
+    switches,
     tokens,
     users,
 )
@@ -61,6 +63,16 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     errors.install(app)
     observability.install(app)
     schema.install(app)
-    for module in (tokens, users, groups, scan_ranges, auth_profiles, nodes, servers):
+    for module in (
+        tokens,
+        users,
+        groups,
+        scan_ranges,
+        auth_profiles,
+        nodes,
+        servers,
+        pools,
+        switches,
+    ):
         app.include_router(module.router, responses=COMMON_ERRORS)
     return app

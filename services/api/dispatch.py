@@ -9,11 +9,10 @@ half-started.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.errors import APIError, ErrorDetail
+from services.api.errors import APIError, documented
 from shared.log import get_logger
 from shared.messaging import outbox
 from shared.messaging.commands import Command
@@ -25,9 +24,7 @@ log = get_logger(__name__)
 Revert = Callable[[AsyncSession], Awaitable[None]]
 
 # The OpenAPI response every route that queues work documents.
-BROKER_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorDetail, "description": "The broker did not accept the work"}
-}
+BROKER_UNAVAILABLE = documented(503, "The broker did not accept the work")
 
 
 async def commit_and_publish(

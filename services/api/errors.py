@@ -49,6 +49,11 @@ class APIError(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Fields beside ``detail`` that say more (e.g. which objects block a request)."""
+        return {}
+
 
 class FieldErrors(Exception):
     """Raise to answer 400 with per-field messages, e.g. ``FieldErrors({"ip_to": ["..."]})``."""
@@ -60,6 +65,11 @@ class FieldErrors(Exception):
     @classmethod
     def single(cls, field: str, message: str) -> FieldErrors:
         return cls({field: [message]})
+
+
+def documented(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI ``responses`` entry for a ``{"detail": ...}`` error a route can answer."""
+    return {status: {"model": ErrorDetail, "description": description}}
 
 
 def not_found() -> APIError:
@@ -107,9 +117,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        body: dict[str, Any] = {"detail": exc.detail} | exc.extra
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -14,9 +14,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.messaging import outbox
 from shared.messaging.events import make_event
-from shared.models import Node, ScanRange, Server
+from shared.models import Node, Pool, ScanRange, Server, Switch
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.servers import ServerPublic
+from shared.models.switches import SwitchPublic
+
+
+class PoolEventData(BaseModel):
+    id: int
+    name: str
+    description: str
+    group: int | None
+    parent: int | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,25 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "A collection found changes; `changed` lists the families (system, processors, memory, "
         "ethernet_interfaces, storages, firmwares).",
     ),
+    EventType("server", "assigned", ServerPublic, "The server was put in a pool."),
+    EventType(
+        "server",
+        "unassigned",
+        ServerPublic,
+        "The server left its pool; `previous_pool` says which.",
+    ),
+    EventType("switch", "assigned", SwitchPublic, "The switch was put in a pool."),
+    EventType(
+        "switch",
+        "unassigned",
+        SwitchPublic,
+        "The switch left its pool; `previous_pool` says which.",
+    ),
+    EventType("pool", "created", PoolEventData, "A pool was created."),
+    EventType(
+        "pool", "updated", PoolEventData, "A pool's name, description, group or parent changed."
+    ),
+    EventType("pool", "deleted", PoolEventData, "A pool was deleted."),
     EventType(
         "server",
         "inventory_failed",
@@ -75,6 +103,26 @@ def stage_node_event(session: AsyncSession, node: Node, change: str, **extra: ob
     assert node.id is not None
     data = NodePublic.of(node).model_dump(mode="json") | extra
     outbox.stage(session, make_event("node", node.id, change, version=node.version, data=data))
+
+
+def stage_pool_event(session: AsyncSession, pool: Pool, change: str) -> None:
+    assert pool.id is not None
+    data = PoolEventData(
+        id=pool.id,
+        name=pool.name,
+        description=pool.description,
+        group=pool.group_id,
+        parent=pool.parent_id,
+    ).model_dump(mode="json")
+    outbox.stage(session, make_event("pool", pool.id, change, version=pool.version, data=data))
+
+
+def stage_switch_event(session: AsyncSession, switch: Switch, change: str, **extra: object) -> None:
+    assert switch.id is not None
+    data = SwitchPublic.of(switch).model_dump(mode="json") | extra
+    outbox.stage(
+        session, make_event("switch", switch.id, change, version=switch.version, data=data)
+    )
 
 
 def stage_server_event(session: AsyncSession, server: Server, change: str, **extra: object) -> None:

@@ -14,6 +14,7 @@ from shared.models.outbox import OutboxEvent
 from shared.models.pools import Pool
 from shared.models.registration import AuthProfile, Credential
 from shared.models.servers import InventoryStatus, Server
+from shared.models.switches import Switch
 
 __all__ = [
     "AuthProfile",
@@ -34,6 +35,7 @@ __all__ = [
     "ScanStatus",
     "Server",
     "Storage",
+    "Switch",
     "User",
     "metadata",
 ]

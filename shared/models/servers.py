@@ -46,6 +46,9 @@ class Server(SQLModel, table=True):
     resource_pool_id: int | None = Field(
         default=None, foreign_key="pool.id", ondelete="SET NULL", index=True
     )
+    # The running operation (firmware update, deployment…) holding the server: while set, the
+    # server cannot leave its pool.
+    locked_by: str | None = Field(default=None, max_length=200)
     # Set by people, never overwritten by inventory.
     description: str = Field(default="", sa_type=Text)
     location: str = Field(default="", max_length=200)
@@ -80,6 +83,7 @@ class ServerPublic(BaseModel):
     bmc_url: str | None
     description: str
     location: str
+    locked_by: str | None
     inventory_status: InventoryStatus
     inventory_error: str | None
     last_inventory_at: datetime | None

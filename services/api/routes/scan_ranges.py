@@ -8,7 +8,7 @@ same transaction — if the broker does not acknowledge, nothing changed and the
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select, update
@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.dispatch import BROKER_UNAVAILABLE, commit_and_publish
-from services.api.errors import APIError, ErrorDetail, FieldErrors
+from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from shared import iprange
@@ -64,9 +64,7 @@ LIST_SPEC = ListSpec(
 )
 ScanRangeListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
 
-BUSY: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorDetail, "description": "The range is being scanned"}
-}
+BUSY = documented(409, "The range is being scanned")
 
 
 def _validated(

@@ -12,10 +12,14 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import SQLModel, col, select
 
-from services.api.deps import SessionDep, StateDep, get_superuser
+from services.api import membership
+from services.api.access import ScopeDep
+from services.api.deps import SessionDep, StateDep
 from services.api.dispatch import BROKER_UNAVAILABLE, publish
+from services.api.errors import APIError, documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
-from services.api.lookup import get_or_404, resolve_ids
+from services.api.lookup import resolve_ids
+from shared.messaging import outbox
 from shared.messaging.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
@@ -33,9 +37,10 @@ from shared.models.inventory import (
     ProcessorPublic,
     StoragePublic,
 )
+from shared.models.pools import Assignment
 from shared.models.servers import ServerPublic, ServerReplace, ServerUpdate
 
-router = APIRouter(prefix="/api/server", tags=["servers"], dependencies=[Depends(get_superuser)])
+router = APIRouter(prefix="/api/server", tags=["servers"])
 
 LIST_SPEC = ListSpec(
     pk=col(Server.id),
@@ -86,8 +91,10 @@ class RefreshAccepted(BaseModel):
 
 
 @router.get("/", summary="List servers")
-async def list_servers(session: SessionDep, query: ServerListQuery) -> Page[ServerPublic]:
-    return await paginate(session, select(Server), query, ServerPublic.of)
+async def list_servers(
+    session: SessionDep, scope: ScopeDep, query: ServerListQuery
+) -> Page[ServerPublic]:
+    return await paginate(session, scope.narrow(select(Server), Server), query, ServerPublic.of)
 
 
 @router.post(
@@ -97,41 +104,75 @@ async def list_servers(session: SessionDep, query: ServerListQuery) -> Page[Serv
     responses=BROKER_UNAVAILABLE,
 )
 async def refresh_servers(
-    body: RefreshRequest, session: SessionDep, state: StateDep
+    body: RefreshRequest, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> RefreshAccepted:
-    servers = await resolve_ids(session, Server, body.servers, "servers")
+    servers = await membership.resolve_servers(session, scope, body.servers)
     await _queue_inventory(state, servers)
     return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
 
 
 @router.get("/{server_id}/", summary="Retrieve a server")
-async def read_server(server_id: int, session: SessionDep) -> ServerPublic:
-    return ServerPublic.of(await get_or_404(session, Server, server_id))
+async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> ServerPublic:
+    return ServerPublic.of(await scope.get(session, Server, server_id))
 
 
-async def _update(session: SessionDep, server_id: int, changes: dict[str, Any]) -> ServerPublic:
-    server = await get_or_404(session, Server, server_id)
+@router.post(
+    "/remove_from_pool/",
+    summary="Take servers out of their pools",
+    responses=documented(409, "A server is locked by a running operation"),
+)
+async def remove_from_pool(
+    body: Assignment, session: SessionDep, scope: ScopeDep, state: StateDep
+) -> RefreshAccepted:
+    scope.require_superuser()
+    servers = await membership.resolve_servers(session, scope, body.servers)
+    await membership.unassign(session, list(servers))
+    await session.commit()
+    await outbox.relay(state.runtime.db, state.runtime.publisher)
+    return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+
+
+async def _update(
+    session: SessionDep, scope: ScopeDep, state: StateDep, server_id: int, changes: dict[str, Any]
+) -> ServerPublic:
+    server = await scope.get(session, Server, server_id)
     if "resource_pool" in changes:
+        # Moving a server between pools is pool management: superusers only.
+        scope.require_superuser()
         pool_id = changes.pop("resource_pool")
-        if pool_id is not None:
-            await resolve_ids(session, Pool, [pool_id], "resource_pool")
-        server.resource_pool_id = pool_id
+        if pool_id != server.resource_pool_id:
+            if server.locked_by:
+                raise APIError(409, f"The server is locked by {server.locked_by}.")
+            if pool_id is None:
+                await membership.unassign(session, [server])
+            else:
+                pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
+                previous = server.resource_pool_id
+                if previous is not None:
+                    await membership.unassign(session, [server])
+                    await session.flush()
+                await membership.assign(session, Server, [server], pool)
     for name, value in changes.items():
         setattr(server, name, value)
     server.updated_at = datetime.now(UTC)
     session.add(server)
     await session.commit()
+    await outbox.relay(state.runtime.db, state.runtime.publisher)
     return ServerPublic.of(server)
 
 
 @router.put("/{server_id}/", summary="Replace a server's writable fields")
-async def replace_server(server_id: int, body: ServerReplace, session: SessionDep) -> ServerPublic:
-    return await _update(session, server_id, body.model_dump())
+async def replace_server(
+    server_id: int, body: ServerReplace, session: SessionDep, scope: ScopeDep, state: StateDep
+) -> ServerPublic:
+    return await _update(session, scope, state, server_id, body.model_dump())
 
 
 @router.patch("/{server_id}/", summary="Update some of a server's writable fields")
-async def update_server(server_id: int, body: ServerUpdate, session: SessionDep) -> ServerPublic:
-    return await _update(session, server_id, body.model_dump(exclude_unset=True))
+async def update_server(
+    server_id: int, body: ServerUpdate, session: SessionDep, scope: ScopeDep, state: StateDep
+) -> ServerPublic:
+    return await _update(session, scope, state, server_id, body.model_dump(exclude_unset=True))
 
 
 @router.post(
@@ -140,8 +181,10 @@ async def update_server(server_id: int, body: ServerUpdate, session: SessionDep)
     summary="Collect this server's inventory now",
     responses=BROKER_UNAVAILABLE,
 )
-async def refresh_server(server_id: int, session: SessionDep, state: StateDep) -> ServerPublic:
-    server = await get_or_404(session, Server, server_id)
+async def refresh_server(
+    server_id: int, session: SessionDep, scope: ScopeDep, state: StateDep
+) -> ServerPublic:
+    server = await scope.get(session, Server, server_id)
     await _queue_inventory(state, [server])
     return ServerPublic.of(server)
 
@@ -155,9 +198,13 @@ async def _queue_inventory(state: StateDep, servers: list[Server]) -> None:
 
 
 async def _parts(
-    session: SessionDep, server_id: int, table: type[SQLModel], public: type[BaseModel]
+    session: SessionDep,
+    scope: ScopeDep,
+    server_id: int,
+    table: type[SQLModel],
+    public: type[BaseModel],
 ) -> Page[Any]:
-    await get_or_404(session, Server, server_id)
+    await scope.get(session, Server, server_id)
     rows = (
         await session.exec(
             select(table).where(col(table.server_id) == server_id).order_by(col(table.id))  # type: ignore[attr-defined]
@@ -168,29 +215,35 @@ async def _parts(
 
 
 @router.get("/{server_id}/processors/", summary="A server's processors")
-async def server_processors(server_id: int, session: SessionDep) -> Page[ProcessorPublic]:
-    return await _parts(session, server_id, Processor, ProcessorPublic)
+async def server_processors(
+    server_id: int, session: SessionDep, scope: ScopeDep
+) -> Page[ProcessorPublic]:
+    return await _parts(session, scope, server_id, Processor, ProcessorPublic)
 
 
 @router.get("/{server_id}/memory/", summary="A server's memory modules (DIMMs)")
-async def server_memory(server_id: int, session: SessionDep) -> Page[MemoryPublic]:
-    return await _parts(session, server_id, MemoryModule, MemoryPublic)
+async def server_memory(server_id: int, session: SessionDep, scope: ScopeDep) -> Page[MemoryPublic]:
+    return await _parts(session, scope, server_id, MemoryModule, MemoryPublic)
 
 
 @router.get("/{server_id}/ethernet_interfaces/", summary="A server's ethernet interfaces")
 async def server_ethernet_interfaces(
-    server_id: int, session: SessionDep
+    server_id: int, session: SessionDep, scope: ScopeDep
 ) -> Page[EthernetInterfacePublic]:
-    return await _parts(session, server_id, EthernetInterface, EthernetInterfacePublic)
+    return await _parts(session, scope, server_id, EthernetInterface, EthernetInterfacePublic)
 
 
 @router.get(
     "/{server_id}/storages/", summary="A server's storage: controllers with drives and volumes"
 )
-async def server_storages(server_id: int, session: SessionDep) -> Page[StoragePublic]:
-    return await _parts(session, server_id, Storage, StoragePublic)
+async def server_storages(
+    server_id: int, session: SessionDep, scope: ScopeDep
+) -> Page[StoragePublic]:
+    return await _parts(session, scope, server_id, Storage, StoragePublic)
 
 
 @router.get("/{server_id}/firmwares/", summary="A server's firmware inventory")
-async def server_firmwares(server_id: int, session: SessionDep) -> Page[FirmwarePublic]:
-    return await _parts(session, server_id, FirmwareComponent, FirmwarePublic)
+async def server_firmwares(
+    server_id: int, session: SessionDep, scope: ScopeDep
+) -> Page[FirmwarePublic]:
+    return await _parts(session, scope, server_id, FirmwareComponent, FirmwarePublic)

@@ -1,0 +1,135 @@
+"""Putting servers and switches into pools and taking them out, for the pool and server routes.
+
+Assignment is all-or-nothing and race-free: one conditional UPDATE moves only members that are
+unassigned (or already in the target pool), so of two concurrent requests for the same server
+exactly one wins; if any requested member could not be moved, the transaction is rolled back and
+the answer names, per member, the pool that holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import col, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.api.access import Scope
+from services.api.errors import APIError, FieldErrors
+from shared.messaging import catalog
+from shared.models import Pool, Server, Switch
+
+
+class MembershipConflict(APIError):
+    def __init__(self, detail: str, conflicts: list[dict[str, Any]]) -> None:
+        super().__init__(409, detail)
+        self.conflicts = conflicts
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"conflicts": self.conflicts}
+
+
+async def resolve_servers(session: AsyncSession, scope: Scope, ids: list[int]) -> list[Server]:
+    """Servers by server id or, failing that, by node (BMC) id, as the guide allows.
+
+    A server id wins over a node id with the same number. Unknown or invisible ids → 400.
+    """
+    wanted = list(dict.fromkeys(ids))
+    by_id = {
+        s.id: s
+        for s in (
+            await session.exec(
+                scope.narrow(select(Server), Server).where(col(Server.id).in_(wanted))
+            )
+        ).all()
+    }
+    rest = [i for i in wanted if i not in by_id]
+    by_node: dict[int, list[Server]] = {}
+    if rest:
+        for server in (
+            await session.exec(
+                scope.narrow(select(Server), Server).where(col(Server.node_id).in_(rest))
+            )
+        ).all():
+            assert server.node_id is not None
+            by_node.setdefault(server.node_id, []).append(server)
+    missing = [i for i in rest if i not in by_node]
+    if missing:
+        raise FieldErrors(
+            {"servers": [f'Invalid pk "{i}" - no such server or node.' for i in missing]}
+        )
+    servers: dict[int, Server] = {}
+    for i in wanted:
+        for server in [by_id[i]] if i in by_id else by_node[i]:
+            assert server.id is not None
+            servers[server.id] = server
+    return list(servers.values())
+
+
+async def _conflicts(
+    session: AsyncSession, model: type[Server] | type[Switch], ids: list[int], pool_id: int
+) -> list[dict[str, Any]]:
+    rows = (
+        await session.exec(
+            select(model.id, Pool.id, Pool.name)
+            .join(Pool, col(Pool.id) == col(model.resource_pool_id))
+            .where(col(model.id).in_(ids), col(model.resource_pool_id) != pool_id)
+        )
+    ).all()
+    key = "server" if model is Server else "switch"
+    return [
+        {key: member, "resource_pool": pid, "resource_pool_name": name}
+        for member, pid, name in rows
+    ]
+
+
+async def assign(
+    session: AsyncSession, model: type[Server] | type[Switch], members: list[Any], pool: Pool
+) -> None:
+    """Put ``members`` into ``pool``; 409 naming the holders if any is in another pool."""
+    assert pool.id is not None
+    ids = [m.id for m in members]
+    moved = await session.exec(
+        update(model)
+        .where(
+            col(model.id).in_(ids),
+            or_(col(model.resource_pool_id).is_(None), col(model.resource_pool_id) == pool.id),
+        )
+        .values(resource_pool_id=pool.id, updated_at=datetime.now(UTC), version=model.version + 1)
+    )
+    if moved.rowcount != len(ids):
+        conflicts = await _conflicts(session, model, ids, pool.id)
+        await session.rollback()
+        kind = "servers" if model is Server else "switches"
+        raise MembershipConflict(
+            f"Some {kind} already belong to another pool; nothing was assigned.", conflicts
+        )
+    for member in members:
+        await session.refresh(member)
+        _stage(session, member, "assigned")
+
+
+async def unassign(session: AsyncSession, members: list[Any]) -> None:
+    locked = [m.id for m in members if isinstance(m, Server) and m.locked_by]
+    if locked:
+        raise MembershipConflict(
+            "Some servers are locked by a running operation; nothing was removed.",
+            [{"server": m.id, "locked_by": m.locked_by} for m in members if m.id in locked],
+        )
+    for member in members:
+        previous = member.resource_pool_id
+        if previous is None:
+            continue
+        member.resource_pool_id = None
+        member.version += 1
+        member.updated_at = datetime.now(UTC)
+        session.add(member)
+        _stage(session, member, "unassigned", previous_pool=previous)
+
+
+def _stage(session: AsyncSession, member: Server | Switch, change: str, **extra: object) -> None:
+    if isinstance(member, Server):
+        catalog.stage_server_event(session, member, change, **extra)
+    else:
+        catalog.stage_switch_event(session, member, change, **extra)

@@ -1,0 +1,110 @@
+"""``/api/switch/``: network switches, organised in pools like servers (superusers manage them;
+members of a pool's group see the switches in it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.api.access import Scope, ScopeDep
+from services.api.deps import SessionDep
+from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
+from services.api.lookup import resolve_ids
+from shared.models import Pool, Switch
+from shared.models.switches import SwitchCreate, SwitchPublic, SwitchUpdate
+
+router = APIRouter(prefix="/api/switch", tags=["switches"])
+
+LIST_SPEC = ListSpec(
+    pk=col(Switch.id),
+    search=(
+        col(Switch.name),
+        col(Switch.model),
+        col(Switch.serial_number),
+        col(Switch.manufacturer),
+        col(Switch.mgmt_address),
+    ),
+    filters={
+        "resource_pool": col(Switch.resource_pool_id),
+        "manufacturer": col(Switch.manufacturer),
+        "model": col(Switch.model),
+        "serial_number": col(Switch.serial_number),
+        "mgmt_address": col(Switch.mgmt_address),
+    },
+    ordering={
+        "id": col(Switch.id),
+        "name": col(Switch.name),
+        "model": col(Switch.model),
+        "serial_number": col(Switch.serial_number),
+        "manufacturer": col(Switch.manufacturer),
+        "mgmt_address": col(Switch.mgmt_address),
+        "resource_pool__name": OrderField(
+            col(Pool.name), joins=((Pool, col(Pool.id) == col(Switch.resource_pool_id)),)
+        ),
+    },
+)
+SwitchListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
+
+
+@router.get("/", summary="List switches")
+async def list_switches(
+    session: SessionDep, scope: ScopeDep, query: SwitchListQuery
+) -> Page[SwitchPublic]:
+    return await paginate(session, scope.narrow(select(Switch), Switch), query, SwitchPublic.of)
+
+
+async def _save(
+    session: AsyncSession, scope: Scope, switch: Switch, changes: dict[str, Any]
+) -> SwitchPublic:
+    scope.require_superuser()
+    if "resource_pool" in changes:
+        pool = changes.pop("resource_pool")
+        if pool is not None:
+            await resolve_ids(session, Pool, [pool], "resource_pool")
+        switch.resource_pool_id = pool
+    for name, value in changes.items():
+        setattr(switch, name, value)
+    switch.updated_at = datetime.now(UTC)
+    session.add(switch)
+    await session.commit()
+    return SwitchPublic.of(switch)
+
+
+@router.post("/", status_code=201, summary="Create a switch")
+async def create_switch(body: SwitchCreate, session: SessionDep, scope: ScopeDep) -> SwitchPublic:
+    scope.require_superuser()
+    return await _save(session, scope, Switch(name=body.name), body.model_dump())
+
+
+@router.get("/{switch_id}/", summary="Retrieve a switch")
+async def read_switch(switch_id: int, session: SessionDep, scope: ScopeDep) -> SwitchPublic:
+    return SwitchPublic.of(await scope.get(session, Switch, switch_id))
+
+
+@router.put("/{switch_id}/", summary="Replace a switch")
+async def replace_switch(
+    switch_id: int, body: SwitchCreate, session: SessionDep, scope: ScopeDep
+) -> SwitchPublic:
+    switch = await scope.get(session, Switch, switch_id)
+    return await _save(session, scope, switch, body.model_dump())
+
+
+@router.patch("/{switch_id}/", summary="Update some fields of a switch")
+async def update_switch(
+    switch_id: int, body: SwitchUpdate, session: SessionDep, scope: ScopeDep
+) -> SwitchPublic:
+    switch = await scope.get(session, Switch, switch_id)
+    return await _save(session, scope, switch, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{switch_id}/", status_code=204, summary="Delete a switch")
+async def delete_switch(switch_id: int, session: SessionDep, scope: ScopeDep) -> Response:
+    switch = await scope.get(session, Switch, switch_id)
+    scope.require_superuser()
+    await session.delete(switch)
+    await session.commit()
+    return Response(status_code=204)

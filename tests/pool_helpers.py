@@ -1,0 +1,45 @@
+"""Fixtures' building blocks for pool and access tests: servers and switches written directly."""
+
+from __future__ import annotations
+
+import itertools
+
+from shared.models import Node, Server, Switch
+from shared.runtime import Runtime
+
+_addresses = itertools.count(1)
+
+
+async def make_servers(
+    runtime: Runtime, tag: str, count: int, pool_id: int | None = None
+) -> list[Server]:
+    """``count`` registered-looking servers, one node (BMC) each."""
+    async with runtime.db.session() as session:
+        servers = []
+        for i in range(count):
+            n = next(_addresses)
+            node = Node(ip=f"198.19.{n // 250}.{n % 250 + 1}", port=443, url=f"https://{tag}-{i}")
+            session.add(node)
+            await session.flush()
+            server = Server(
+                node_id=node.id,
+                system_path="/redfish/v1/Systems/1",
+                name=f"{tag}-{i}",
+                model="PowerEdge R650",
+                manufacturer="Dell Inc.",
+                serial_number=f"{tag.upper()}{i:04d}",
+                power_state="On",
+                resource_pool_id=pool_id,
+            )
+            session.add(server)
+            servers.append(server)
+        await session.commit()
+        return servers
+
+
+async def make_switch(runtime: Runtime, name: str, pool_id: int | None = None) -> Switch:
+    async with runtime.db.session() as session:
+        switch = Switch(name=name, model="SN2700", manufacturer="NVIDIA", resource_pool_id=pool_id)
+        session.add(switch)
+        await session.commit()
+        return switch
