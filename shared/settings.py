@@ -99,12 +99,17 @@ class Settings(BaseSettings):
     scan_chunk_size: int = Field(
         256, ge=1, le=65_536, description="Addresses per scan chunk (the unit a replica takes)."
     )
-    scan_concurrency: int = Field(512, ge=1, description="Probes in flight per scan chunk.")
+    scan_concurrency: int = Field(
+        2048, ge=1, description="Probes in flight per scanner process (over all its chunks)."
+    )
     scan_connect_timeout_s: float = Field(
         1.0, gt=0, description="TCP connect timeout per probe; silent addresses cost this."
     )
     scan_probe_timeout_s: float = Field(
-        5.0, gt=0, description="TLS handshake plus `GET /redfish/v1/` timeout per responder."
+        20.0,
+        gt=0,
+        description="TLS handshake plus `GET /redfish/v1/` timeout per responder (real BMCs "
+        "take up to ~20 s on one call; only addresses that accept a connection pay it).",
     )
     scan_progress_interval_s: float = Field(
         2.0, gt=0, description="Minimum seconds between progress updates of a chunk."

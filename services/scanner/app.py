@@ -4,6 +4,7 @@ part; ``scan.chunk`` probes one slice of addresses on the range's ports."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from contextlib import suppress
 
 from services.scanner import runs
@@ -13,10 +14,21 @@ from shared.messaging import outbox
 from shared.messaging.commands import ScanChunkCommand, ScanRangeCommand
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import SCANNER
+from shared.runtime import Runtime
 
 log = get_logger(__name__)
 
 router = CommandRouter(SCANNER)
+
+# One probe limit per process (per runtime), shared by every chunk the process works on.
+_probe_limits: weakref.WeakKeyDictionary[Runtime, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _probe_limit(ctx: CommandContext) -> asyncio.Semaphore:
+    limit = _probe_limits.get(ctx.runtime)
+    if limit is None:
+        limit = _probe_limits[ctx.runtime] = asyncio.Semaphore(ctx.settings.scan_concurrency)
+    return limit
 
 
 async def range_failed(cmd: ScanRangeCommand, ctx: CommandContext, error: BaseException) -> None:
@@ -81,7 +93,7 @@ async def _probe_all(
     ports_per_address: int,
 ) -> list[RedfishService]:
     settings = ctx.settings
-    limit = asyncio.Semaphore(settings.scan_concurrency)
+    limit = _probe_limit(ctx)
     probed = 0
 
     async def probe(prober: Prober, ip: str, port: int) -> RedfishService | None:

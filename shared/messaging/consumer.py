@@ -146,7 +146,9 @@ class CommandRouter:
             stream=JStream(COMMANDS_STREAM, declare=False),
             durable=consumer.durable,
             config=config,
-            pull_sub=PullSub(batch_size=consumer.concurrency, timeout=1.0),
+            # One message per fetch, as slots free up: a busy replica must not hoard commands it
+            # cannot start (they would sit without heartbeats while idle replicas wait).
+            pull_sub=PullSub(batch_size=1, timeout=1.0),
             max_workers=consumer.concurrency,
             ack_policy=AckPolicy.MANUAL,
             title=f"{consumer.kind} commands",

@@ -90,7 +90,9 @@ class WorkerConsumer:
         )
 
 
-SCANNER = WorkerConsumer("scanner", subjects.SCAN_COMMANDS, concurrency=8, max_ack_pending=256)
+# A chunk holds its slot until its slowest responder answers, so a scanner takes many chunks at
+# once; the probes of all of them share one per-process limit (RACKSMITH_SCAN_CONCURRENCY).
+SCANNER = WorkerConsumer("scanner", subjects.SCAN_COMMANDS, concurrency=32, max_ack_pending=512)
 REGISTRAR = WorkerConsumer(
     "registrar",
     subjects.NODE_COMMANDS,

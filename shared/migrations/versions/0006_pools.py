@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = "9b12aad98c22"
 down_revision: str | None = "0792d297aeb3"
 branch_labels: str | Sequence[str] | None = None

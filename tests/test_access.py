@@ -1,0 +1,181 @@
+"""The access matrix (brief §5): for every endpoint and method, a superuser, a member of the
+owning group, a member of another group and an anonymous client get the right status — and no
+list, count, search or sub-resource leaks another group's objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.runtime import Runtime
+from tests.conftest import bearer, obtain_tokens
+from tests.pool_helpers import make_servers, make_switch
+
+ROLES = ("superuser", "owner", "other", "anonymous")
+
+
+@pytest.fixture(scope="module")
+async def world(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime
+) -> dict[str, Any]:
+    import uuid
+
+    tag = uuid.uuid4().hex[:6]
+    ids: dict[str, Any] = {"tag": tag}
+    for side in ("a", "b"):
+        group = (
+            await client.post("/api/groups/", json={"name": f"{side}-{tag}"}, headers=admin_headers)
+        ).json()
+        user = f"{side}-user-{tag}"
+        await client.post(
+            "/api/users/",
+            json={"username": user, "password": "password-123", "groups": [group["id"]]},
+            headers=admin_headers,
+        )
+        pool = (
+            await client.post(
+                "/api/pool/",
+                json={"name": f"{side}-pool-{tag}", "group": group["id"]},
+                headers=admin_headers,
+            )
+        ).json()
+        # A sub-pool without a group of its own: visible through its parent.
+        sub = (
+            await client.post(
+                f"/api/pool/{pool['id']}/create_sub_pool/",
+                json={"name": f"{side}-sub-{tag}"},
+                headers=admin_headers,
+            )
+        ).json()
+        (server,) = await make_servers(runtime, f"{side}srv{tag}", 1, pool_id=sub["id"])
+        switch = await make_switch(runtime, f"{side}-switch-{tag}", pool_id=pool["id"])
+        ids[side] = {
+            "group": group["id"],
+            "pool": pool["id"],
+            "sub": sub["id"],
+            "server": server.id,
+            "switch": switch.id,
+            "node": server.node_id,
+        }
+        ids[f"{side}_headers"] = bearer(
+            (await obtain_tokens(client, user, "password-123"))["access"]
+        )
+    return ids
+
+
+def headers_for(world: dict[str, Any], admin_headers: dict[str, str], role: str) -> dict[str, str]:
+    return {
+        "superuser": admin_headers,
+        "owner": world["a_headers"],
+        "other": world["b_headers"],
+        "anonymous": {},
+    }[role]
+
+
+# (method, path template, body, expected status per role: superuser, owner, other, anonymous)
+Case = tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int]]
+A = "{a}"
+CASES: list[Case] = [
+    ("GET", "/api/pool/", None, (200, 200, 200, 401)),
+    ("GET", "/api/pool/{pool}/", None, (200, 200, 404, 401)),
+    ("GET", "/api/pool/{sub}/", None, (200, 200, 404, 401)),
+    ("PATCH", "/api/pool/{pool}/", {"description": "x"}, (200, 403, 404, 401)),
+    ("PUT", "/api/pool/{sub}/", {"name": "renamed", "parent": "{pool}"}, (200, 403, 404, 401)),
+    ("POST", "/api/pool/", {"name": "new"}, (201, 403, 403, 401)),
+    ("POST", "/api/pool/{pool}/create_sub_pool/", {"name": "s"}, (201, 403, 404, 401)),
+    # The server sits in the pool's sub-pool: even a superuser is told where it is (409).
+    ("POST", "/api/pool/{pool}/assign_servers/", {"servers": ["{server}"]}, (409, 403, 404, 401)),
+    ("POST", "/api/pool/{pool}/assign_switches/", {"switches": ["{switch}"]}, (200, 403, 404, 401)),
+    ("GET", "/api/server/", None, (200, 200, 200, 401)),
+    ("GET", "/api/server/{server}/", None, (200, 200, 404, 401)),
+    ("PATCH", "/api/server/{server}/", {"description": "rack 5"}, (200, 200, 404, 401)),
+    ("PATCH", "/api/server/{server}/", {"resource_pool": "{sub}"}, (200, 403, 404, 401)),
+    ("PUT", "/api/server/{server}/", {"name": "n", "resource_pool": "{sub}"}, (200, 403, 404, 401)),
+    ("GET", "/api/server/{server}/processors/", None, (200, 200, 404, 401)),
+    ("GET", "/api/server/{server}/memory/", None, (200, 200, 404, 401)),
+    ("GET", "/api/server/{server}/ethernet_interfaces/", None, (200, 200, 404, 401)),
+    ("GET", "/api/server/{server}/storages/", None, (200, 200, 404, 401)),
+    ("GET", "/api/server/{server}/firmwares/", None, (200, 200, 404, 401)),
+    ("POST", "/api/server/{server}/refresh/", None, (202, 202, 404, 401)),
+    ("POST", "/api/server/refresh/", {"servers": ["{server}"]}, (202, 202, 400, 401)),
+    ("POST", "/api/server/remove_from_pool/", {"servers": ["{server}"]}, (200, 403, 403, 401)),
+    ("GET", "/api/switch/", None, (200, 200, 200, 401)),
+    ("GET", "/api/switch/{switch}/", None, (200, 200, 404, 401)),
+    ("PATCH", "/api/switch/{switch}/", {"model": "m"}, (200, 403, 404, 401)),
+    ("POST", "/api/switch/", {"name": "sw"}, (201, 403, 403, 401)),
+    ("GET", "/api/users/me/", None, (200, 200, 200, 401)),
+    ("GET", "/api/users/", None, (200, 403, 403, 401)),
+    ("GET", "/api/groups/", None, (200, 403, 403, 401)),
+    ("GET", "/api/node/", None, (200, 403, 403, 401)),
+    ("GET", "/api/node/{node}/", None, (200, 403, 403, 401)),
+    ("GET", "/api/node_discovery/scan_range/", None, (200, 403, 403, 401)),
+    ("POST", "/api/node_discovery/run_scan/", {"scan_ranges": [987654]}, (400, 403, 403, 401)),
+    ("GET", "/api/node_discovery/auth_profile/", None, (200, 403, 403, 401)),
+]
+
+
+def _fill(value: Any, ids: dict[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ids[value[1:-1]]
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+async def test_lists_counts_and_search_show_only_what_a_user_may_see(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], world: dict[str, Any]
+) -> None:
+    tag, a, b = world["tag"], world["a"], world["b"]
+
+    async def visible(headers: dict[str, str], url: str) -> set[int]:
+        body = (await client.get(url, headers=headers)).json()
+        assert body["count"] == len(body["results"])
+        return {r["id"] for r in body["results"]}
+
+    owner = world["a_headers"]
+    pools = await visible(owner, "/api/pool/")
+    assert {a["pool"], a["sub"]} <= pools and not pools & {b["pool"], b["sub"]}
+    assert await visible(owner, f"/api/server/?search=srv{tag}") == {a["server"]}
+    assert await visible(owner, f"/api/server/?search=bsrv{tag}") == set()
+    assert await visible(owner, f"/api/server/?resource_pool={b['sub']}") == set()
+    assert await visible(owner, f"/api/switch/?search={tag}") == {a["switch"]}
+    assert await visible(owner, "/api/server/?page_size=1000") == await visible(
+        owner, "/api/server/"
+    )
+    pool = (await client.get(f"/api/pool/{a['pool']}/", headers=owner)).json()
+    assert pool["sub_pools"] == [a["sub"]] and pool["switches_count"] == 1
+    assert await visible(admin_headers, f"/api/server/?search=srv{tag}") == {
+        a["server"],
+        b["server"],
+    }
+
+
+# Runs after the list test above: its superuser cases move and rename the fixtures' objects.
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"), CASES, ids=[f"{c[0]} {c[1]} {c[2]}" for c in CASES]
+)
+async def test_access_matrix(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    world: dict[str, Any],
+    role: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    expected: tuple[int, int, int, int],
+) -> None:
+    ids = world["a"]
+    response = await client.request(
+        method,
+        _fill(path, ids),
+        json=_fill(body, ids),
+        headers=headers_for(world, admin_headers, role),
+    )
+    assert response.status_code == expected[ROLES.index(role)], response.text
