@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,94 +20,13 @@ from openapi_spec_validator import validate
 from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.settings import Settings
 from tests.conftest import worker_env
-
-RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
-STARTUP_TIMEOUT_S = 60
-
-
-def _env(state_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
-    env.update(
-        RACKSMITH_STATE_DIR=str(state_dir),
-        RACKSMITH_PORT=str(port),
-        RACKSMITH_LOG_FORMAT="json",
-        **extra,
-    )
-    return env
-
-
-def _nats_children(state_dir: Path) -> list[int]:
-    """nats-server processes whose store dir is inside ``state_dir``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            cmdline
-            and cmdline[0].endswith(b"nats-server")
-            and str(state_dir).encode() in b" ".join(cmdline)
-        ):
-            pids.append(int(proc.name))
-    return pids
-
-
-class Up:
-    """A running ``racksmith up`` and what its banner said."""
-
-    def __init__(self, state_dir: Path, *args: str) -> None:
-        self.state_dir = state_dir
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [RACKSMITH, "up", *args],
-            env=_env(state_dir, self.port),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.banner = self._read_banner()
-
-    def _read_banner(self) -> str:
-        assert self.process.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Press Ctrl-C") and "--lab" not in self.process.args:
-                return "".join(lines)
-            if line.startswith("  credentials:"):
-                return "".join(lines)
-        self.process.kill()
-        raise AssertionError(f"racksmith up did not start: {''.join(lines)}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def generated_password(self) -> str | None:
-        match = re.search(r"password:\s+(\S+)", self.banner)
-        return match.group(1) if match else None
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+from tests.processes import RACKSMITH, STARTUP_TIMEOUT_S, Up, nats_children, racksmith_env
 
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "state"
-    for pid in _nats_children(tmp_path):
+    for pid in nats_children(tmp_path):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -133,10 +51,10 @@ def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -
     )
     assert created.status_code == 201
     assert httpx.get(f"{up.url}/readyz").status_code == 200
-    assert _nats_children(state_dir)
+    assert nats_children(state_dir)
 
     assert up.stop() == 0
-    assert _nats_children(state_dir) == []
+    assert nats_children(state_dir) == []
 
     again = Up(state_dir)
     try:
@@ -147,7 +65,7 @@ def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -
         assert groups.json()["count"] == 1
     finally:
         assert again.stop() == 0
-    assert _nats_children(state_dir) == []
+    assert nats_children(state_dir) == []
 
 
 def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
@@ -157,14 +75,14 @@ def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
         port = busy.getsockname()[1]
         result = subprocess.run(
             [RACKSMITH, "up"],
-            env=_env(state_dir, port),
+            env=racksmith_env(state_dir, port),
             capture_output=True,
             text=True,
             timeout=60,
         )
     assert result.returncode == 2
     assert f"127.0.0.1:{port} is already in use" in result.stderr
-    assert _nats_children(state_dir) == []
+    assert nats_children(state_dir) == []
 
 
 @pytest.mark.parametrize(
@@ -194,7 +112,7 @@ def test_openapi_command_prints_a_valid_schema(fmt: str, tmp_path: Path) -> None
 
 
 def test_migrate_then_createsuperuser(state_dir: Path) -> None:
-    env = _env(state_dir, 0)
+    env = racksmith_env(state_dir, 0)
     subprocess.run([RACKSMITH, "migrate"], env=env, check=True, timeout=60)
     result = subprocess.run(
         [RACKSMITH, "createsuperuser", "--username", "ops", "--password", "ops-password-1"],
@@ -211,7 +129,7 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
     nats_server: EmbeddedNatsServer, database_url: str, settings: Settings, tmp_path: Path
 ) -> None:
     health_port = free_port()
-    env = _env(
+    env = racksmith_env(
         tmp_path / "worker",
         0,
         RACKSMITH_NATS_URL=nats_server.url,
@@ -243,7 +161,7 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
 def test_api_and_worker_demand_an_external_broker(tmp_path: Path) -> None:
     result = subprocess.run(
         [RACKSMITH, "worker", "inventory"],
-        env=_env(tmp_path, 0, RACKSMITH_WORKER_HEALTH_PORT=str(free_port())),
+        env=racksmith_env(tmp_path, 0, RACKSMITH_WORKER_HEALTH_PORT=str(free_port())),
         capture_output=True,
         text=True,
         timeout=60,
