@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
 
-from shared.messaging import streams
+from shared.messaging import outbox, streams
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.events import make_event
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
@@ -208,3 +209,24 @@ async def test_events_are_cloudevents_on_entity_subjects(runtime: Runtime, uniqu
     with pytest.raises(TimeoutError):
         await subscription.next_msg(timeout=0.5)
     await subscription.unsubscribe()
+
+
+async def test_concurrent_relays_publish_each_event_once(runtime: Runtime, unique: str) -> None:
+    """Handlers and the periodic sweep relay at the same time; a plain (non-JetStream)
+    subscriber, which JetStream's deduplication does not protect, still sees every event once."""
+    assert runtime.nats is not None
+    received: list[str] = []
+
+    async def on_message(message: Msg) -> None:
+        received.append(message.subject)
+
+    subscription = await runtime.nats.subscribe(f"racksmith.evt.relay.{unique}.>", cb=on_message)
+    async with runtime.db.session() as session:
+        for n in range(40):
+            outbox.stage(session, make_event("relay", unique, f"c{n}", version=1, data={}))
+        await session.commit()
+    await asyncio.gather(*(outbox.relay(runtime.db, runtime.publisher) for _ in range(4)))
+    await runtime.nats.flush()
+    await asyncio.sleep(0.3)
+    await subscription.unsubscribe()
+    assert sorted(received) == sorted(f"racksmith.evt.relay.{unique}.c{n}" for n in range(40))

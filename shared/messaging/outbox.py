@@ -1,9 +1,12 @@
 """Staging events in the database transaction and relaying them to NATS afterwards.
 
 ``stage`` adds the event to the session of the change it describes; after the commit, ``relay``
-publishes what is pending, oldest first, and deletes it. Relaying twice is harmless (the event id
-is the ``Nats-Msg-Id``), so every handler relays after its commit and every process also sweeps
-periodically for events a crashed process left behind.
+publishes what is pending, oldest first. Rows are claimed by deleting them in the transaction that
+publishes them: a second relay (another handler, the periodic sweep, another process) waits for
+that transaction and then finds them gone, so each event goes out once — also to plain NATS
+subscribers, which JetStream's ``Nats-Msg-Id`` deduplication does not protect. If publishing
+fails, the transaction rolls back and the rows stay for the next relay; a process that dies after
+publishing but before committing leaves them too, and the id-based deduplication covers that.
 """
 
 from __future__ import annotations
@@ -33,23 +36,25 @@ def stage(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def relay(db: Database, publisher: Publisher) -> int:
-    """Publish every pending event; returns how many were published."""
+    """Publish every pending event; returns how many this call published."""
     published = 0
     while True:
         async with db.session() as session:
-            rows = (
+            oldest = select(OutboxEvent.id).order_by(col(OutboxEvent.id)).limit(RELAY_BATCH)
+            claimed = (
                 await session.exec(
-                    select(OutboxEvent).order_by(col(OutboxEvent.id)).limit(RELAY_BATCH)
+                    delete(OutboxEvent)
+                    .where(col(OutboxEvent.id).in_(oldest.scalar_subquery()))
+                    .returning(col(OutboxEvent.id), col(OutboxEvent.body))
                 )
             ).all()
-            if not rows:
+            if not claimed:
+                await session.commit()
                 return published
-            for row in rows:
-                await publisher.event(CloudEvent.model_validate(row.body))
-            ids = [row.id for row in rows]
-            await session.exec(delete(OutboxEvent).where(col(OutboxEvent.id).in_(ids)))
+            for _, body in sorted(claimed, key=lambda row: row[0]):
+                await publisher.event(CloudEvent.model_validate(body))
             await session.commit()
-            published += len(rows)
+            published += len(claimed)
 
 
 async def sweep_forever(db: Database, publisher: Publisher, interval_s: float = 2.0) -> None:

@@ -93,17 +93,19 @@ class WorkerConsumer:
 # A chunk holds its slot until its slowest responder answers, so a scanner takes many chunks at
 # once; the probes of all of them share one per-process limit (RACKSMITH_SCAN_CONCURRENCY).
 SCANNER = WorkerConsumer("scanner", subjects.SCAN_COMMANDS, concurrency=32, max_ack_pending=512)
+# BMC work waits on slow BMCs, not on CPU: a replica works on as many BMCs as its Redfish pool
+# allows (RACKSMITH_REDFISH_TOTAL / RACKSMITH_REDFISH_PER_BMC = 64 by default).
 REGISTRAR = WorkerConsumer(
     "registrar",
     subjects.NODE_COMMANDS,
-    concurrency=32,
+    concurrency=64,
     max_ack_pending=1024,
     max_deliver_setting="bmc_max_deliver",
 )
 INVENTORY = WorkerConsumer(
     "inventory",
     subjects.SERVER_COMMANDS,
-    concurrency=32,
+    concurrency=64,
     max_ack_pending=2048,
     max_deliver_setting="bmc_max_deliver",
 )
