@@ -1,6 +1,6 @@
 """Benchmark: API list endpoints against the bare SQL for the same page (brief §7, "API").
 
-For every dataset (today: users) the script builds a real platform in a temp dir — an embedded
+For every dataset (users, servers) the script builds a real platform in a temp dir — an embedded
 nats-server, a migrated database seeded with N rows by bulk inserts, and ``racksmith api`` in a
 subprocess (so the HTTP client never competes with the server for the GIL) — then, for each query
 mix, times R sequential keep-alive HTTP requests and, interleaved with them in the same run, the
@@ -17,7 +17,8 @@ With PostgreSQL the URL only names the server (and the maintenance database to c
 ``postgres`` when the URL has none): the benchmark creates and uses its own database
 ``racksmith_bench`` (``--pg-database``), whose schema it drops and recreates.
 
-Adding a dataset (e.g. 100k servers): write a seed function and a list of ``Mix``es and append a
+``--users 0`` / ``--servers 0`` skips a dataset; ``--only TEXT`` runs only the mixes whose name
+contains TEXT. Adding a dataset: write a seed function and a list of ``Mix``es and append a
 ``Dataset`` to ``DATASETS``; it gets its own ``--<name> N`` option.
 """
 
@@ -40,6 +41,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -91,6 +93,8 @@ class SqlPage:
     limit: int | None = None
     offset: int = 0
     related: str | None = None
+    # What ``COUNT`` runs over when it differs from ``table`` (a join only the ordering needs).
+    count_table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,190 @@ def user_mixes(n: int) -> list[Mix]:
     ]
 
 
+# --- servers --------------------------------------------------------------------------------------
+
+# (manufacturer, model, weight): the guide's fleet, as the BMC lab's flavours report it.
+SERVER_MODELS = (
+    ("Dell Inc.", "PowerEdge R650", 22),
+    ("Dell Inc.", "PowerEdge R750", 18),
+    ("HPE", "ProLiant DL360 Gen10 Plus", 16),
+    ("HPE", "ProLiant DL380 Gen10 Plus", 14),
+    ("Supermicro", "SYS-120U-TNR", 10),
+    ("Supermicro", "SYS-620U-TNR", 8),
+    ("Wiwynn", "SV7220G3", 7),
+    ("Wiwynn", "Yosemite V3", 5),
+)
+SITES = ("ams1", "fra2", "iad3", "sjc4")
+POOL_NAMES = (  # noqa: SIM905
+    "prod-web prod-db prod-cache prod-batch staging-web staging-db ci-runners hpc-a hpc-b "
+    "gpu-train gpu-infer storage-ceph storage-backup edge-pops lab-firmware lab-qa "
+    "spare-pool quarantine tenant-acme tenant-globex"
+).split()
+SERVER_COLUMNS = (
+    "server.id, server.uuid, server.node_id, server.resource_pool_id, server.name, "
+    "server.hostname, server.model, server.manufacturer, server.serial_number, server.sku, "
+    "server.bios_version, server.power_state, server.health, server.bmc_url, "
+    "server.description, server.location, server.inventory_status, server.inventory_error, "
+    "server.last_inventory_at, server.created_at, server.updated_at"
+)
+SERVER_SEARCH_COLUMNS = ("name", "model", "serial_number", "manufacturer", "sku", "bmc_url")
+SERVERS_SEARCH = (
+    "(" + " OR ".join(f"server.{c} ILIKE ? ESCAPE '\\'" for c in SERVER_SEARCH_COLUMNS) + ")"
+)
+_ALNUM = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def _code(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(_ALNUM) for _ in range(n))
+
+
+def _vendor_facts(manufacturer: str, i: int, rng: random.Random) -> tuple[str, str, str]:
+    """(serial number, SKU, BIOS version) shaped like each vendor's."""
+    if manufacturer == "Dell Inc.":  # serial = board PPID-like, SKU = service tag
+        return (
+            f"CN{rng.randint(1000, 9999)}{_code(rng, 4)}{i:06d}",
+            f"{_code(rng, 3)}{i % 10_000:04d}",
+            rng.choice(("1.10.2", "1.11.2", "1.12.1", "1.13.2", "2.1.5")),
+        )
+    if manufacturer == "HPE":
+        return (
+            f"CZJ{i:07d}",
+            rng.choice(("P28948-B21", "P39121-B21", "P19766-B21", "P55246-B21")),
+            f"U46 v{rng.choice(('2.68', '2.72', '2.80'))} ({rng.choice(('03/08/2024', '11/14/2024'))})",  # noqa: E501
+        )
+    if manufacturer == "Supermicro":
+        return (
+            f"S{rng.randint(100, 999)}{i:07d}",
+            rng.choice(("To Be Filled By O.E.M.", "Default string")),
+            rng.choice(("1.4a", "1.5", "2.0b")),
+        )
+    return (  # Wiwynn / OpenBMC
+        f"WYN{i:08d}",
+        rng.choice(("SV7220G3-A1", "YV3-1S-02")),
+        rng.choice(("F0E_3A17", "F0E_3A19", "F0T_3B05")),
+    )
+
+
+def _server_row(
+    i: int, position: int, rng: random.Random, now: datetime, pool_ids: list[int]
+) -> dict[str, Any]:
+    manufacturer, model = rng.choices(
+        [(m, n) for m, n, _ in SERVER_MODELS], weights=[w for _, _, w in SERVER_MODELS]
+    )[0]
+    serial, sku, bios = _vendor_facts(manufacturer, i, rng)
+    site = SITES[position % len(SITES)]
+    rack, unit = divmod(position // len(SITES), 40)
+    name = f"{site}-r{rack:04d}-u{unit + 1:02d}"
+    collected = rng.random() < 0.97
+    last = now - timedelta(seconds=rng.uniform(0, 6 * 3600)) if collected else None
+    created = now - timedelta(seconds=rng.uniform(86400, 3 * 365 * 86400))
+    return {
+        "node_id": None,  # the bench needs no discovery rows; registration would link them
+        "system_path": "/redfish/v1/Systems/"
+        + {"Dell Inc.": "System.Embedded.1", "HPE": "1", "Wiwynn": "system"}.get(manufacturer, "1"),
+        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "name": name,
+        "hostname": f"{name}.{site}.example.net",
+        "model": model,
+        "manufacturer": manufacturer,
+        "serial_number": serial,
+        "sku": sku,
+        "bios_version": bios,
+        "power_state": "On" if rng.random() < 0.85 else "Off",
+        "health": rng.choices(("OK", "Warning", "Critical"), weights=(92, 6, 2))[0],
+        "bmc_url": f"https://10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+        "resource_pool_id": rng.choice(pool_ids) if rng.random() < 0.9 else None,
+        "description": "",
+        "location": f"{site} rack {rack} U{unit + 1}",
+        "inventory_status": "collected" if collected else "error",
+        "inventory_error": None if collected else "BMC unreachable: connect timed out",
+        "last_inventory_at": last,
+        "inventory_hashes": {},
+        "created_at": created,
+        "updated_at": last or created,
+        "version": 1,
+    }
+
+
+async def seed_servers(engine: AsyncEngine, n: int, rng: random.Random) -> SeedResult:
+    """N servers (ids in random order of name), 20 pools (pool 1 included), 90% in a pool."""
+    servers, pools = metadata.tables["server"], metadata.tables["pool"]
+    now = datetime.now(UTC)
+    # Rack positions shuffled against ids, so ordering by name is not ordering by id.
+    positions = list(range(n))
+    rng.shuffle(positions)
+    async with engine.begin() as conn:
+        await conn.execute(
+            pools.insert(),
+            [
+                {"name": name, "description": "", "created_at": now, "updated_at": now}
+                for name in POOL_NAMES
+            ],
+        )
+        pool_ids = sorted((await conn.execute(text("SELECT id FROM pool"))).scalars())
+        for start in range(0, n, SEED_CHUNK):
+            rows = [
+                _server_row(i, positions[i], rng, now, pool_ids)
+                for i in range(start, min(n, start + SEED_CHUNK))
+            ]
+            await conn.execute(servers.insert(), rows)
+    return SeedResult(n, f"{n} servers, {len(pool_ids)} pools (ids {pool_ids[0]}…{pool_ids[-1]})")
+
+
+def server_mixes(n: int) -> list[Mix]:
+    del n
+
+    def page(order: str, where: str = "", args: tuple[Any, ...] = (), **kw: Any) -> SqlPage:
+        return SqlPage(
+            table="server", columns=SERVER_COLUMNS, order=order, where=where, args=args, **kw
+        )
+
+    def search(term: str) -> tuple[str, tuple[str, ...]]:
+        return SERVERS_SEARCH, (f"%{term}%",) * len(SERVER_SEARCH_COLUMNS)
+
+    return [
+        Mix("page 1", {"page_size": "50"}, page("server.id", limit=50)),
+        Mix(
+            "search PowerEdge",
+            {"search": "PowerEdge", "page_size": "50"},
+            page("server.id", *search("PowerEdge"), limit=50),
+        ),
+        Mix(
+            "search serial",  # a selective term: what the trigram indexes are for
+            {"search": "CZJ00123", "page_size": "50"},
+            page("server.id", *search("CZJ00123"), limit=50),
+        ),
+        Mix(
+            "pool+On by name",
+            {"resource_pool": "1", "power_state": "On", "ordering": "name", "page_size": "50"},
+            page(
+                "server.name, server.id",
+                "server.resource_pool_id = ? AND server.power_state = ?",
+                (1, "On"),
+                limit=50,
+            ),
+        ),
+        Mix(
+            "by pool name",
+            {"ordering": "resource_pool__name", "page_size": "50"},
+            SqlPage(
+                table="server LEFT OUTER JOIN pool ON pool.id = server.resource_pool_id",
+                columns=SERVER_COLUMNS,
+                order="pool.name, server.id",
+                limit=50,
+                count_table="server",
+            ),
+        ),
+        Mix(
+            "guide walkthrough",
+            {"search": "PowerEdge", "ordering": "-id", "page_size": "10"},
+            page("server.id DESC", *search("PowerEdge"), limit=10),
+        ),
+        Mix("page_size 1000", {"page_size": "1000"}, page("server.id", limit=1000)),
+        Mix("full list", {}, page("server.id")),
+    ]
+
+
 DATASETS: list[Dataset] = [
     Dataset(
         name="users",
@@ -283,6 +471,13 @@ DATASETS: list[Dataset] = [
         seed=seed_users,
         mixes=user_mixes,
         related_key="groups",
+    ),
+    Dataset(
+        name="servers",
+        endpoint="/api/server/",
+        default_size=100_000,
+        seed=seed_servers,
+        mixes=server_mixes,
     ),
 ]
 
@@ -381,7 +576,7 @@ async def run_sql(driver: Driver, page: SqlPage) -> SqlResult:
     if page.limit is not None:
         select += f" LIMIT {page.limit} OFFSET {page.offset}"
         count_rows = await driver.fetch(
-            driver.render(f"SELECT count(*) FROM {page.table}{where}"),  # noqa: S608
+            driver.render(f"SELECT count(*) FROM {page.count_table or page.table}{where}"),  # noqa: S608
             page.args,
         )
         count = int(count_rows[0][0])
