@@ -91,8 +91,9 @@ CASES: list[Case] = [
     ("GET", "/api/server/", None, (200, 200, 200, 401)),
     ("GET", "/api/server/{server}/", None, (200, 200, 404, 401)),
     ("PATCH", "/api/server/{server}/", {"description": "rack 5"}, (200, 200, 404, 401)),
-    ("PATCH", "/api/server/{server}/", {"resource_pool": "{sub}"}, (200, 403, 404, 401)),
-    ("PUT", "/api/server/{server}/", {"name": "n", "resource_pool": "{sub}"}, (200, 403, 404, 401)),
+    # Sending the server's current pool is not a move: members may (moves are tested below).
+    ("PATCH", "/api/server/{server}/", {"resource_pool": "{sub}"}, (200, 200, 404, 401)),
+    ("PUT", "/api/server/{server}/", {"name": "n", "resource_pool": "{sub}"}, (200, 200, 404, 401)),
     ("GET", "/api/server/{server}/processors/", None, (200, 200, 404, 401)),
     ("GET", "/api/server/{server}/memory/", None, (200, 200, 404, 401)),
     ("GET", "/api/server/{server}/ethernet_interfaces/", None, (200, 200, 404, 401)),
@@ -179,3 +180,18 @@ async def test_access_matrix(
         headers=headers_for(world, admin_headers, role),
     )
     assert response.status_code == expected[ROLES.index(role)], response.text
+
+
+async def test_members_cannot_move_servers_between_pools(
+    client: httpx.AsyncClient, runtime: Runtime, world: dict[str, Any]
+) -> None:
+    a = world["a"]
+    (spare,) = await make_servers(runtime, f"spare{world['tag']}", 1, pool_id=a["sub"])
+    owner = world["a_headers"]
+    for body in ({"resource_pool": a["pool"]}, {"resource_pool": None}):
+        moved = await client.patch(f"/api/server/{spare.id}/", json=body, headers=owner)
+        assert moved.status_code == 403
+    kept = await client.put(
+        f"/api/server/{spare.id}/", json={"name": "kept", "resource_pool": a["sub"]}, headers=owner
+    )
+    assert kept.status_code == 200 and kept.json()["resource_pool"] == a["sub"]

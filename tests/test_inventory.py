@@ -225,7 +225,7 @@ async def test_schedule_queues_the_oldest_first_and_spreads_the_load(
             await session.exec(
                 update(Server)
                 .where(col(Server.id) == server_id)
-                .values(last_inventory_at=long_ago - timedelta(hours=age))
+                .values(inventory_attempted_at=long_ago - timedelta(hours=age))
             )
         await session.commit()
     spread = workers.settings.model_copy(

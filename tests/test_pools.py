@@ -261,3 +261,33 @@ async def test_switches(
     assert (
         await client.delete(f"/api/switch/{switch['id']}/", headers=admin_headers)
     ).status_code == 204
+
+
+async def test_explicit_nulls_on_required_fields_are_400(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime, unique: str
+) -> None:
+    pool = await _pool(client, admin_headers, name=f"nulls-{unique}")
+    (server,) = await make_servers(runtime, f"nulls{unique}", 1)
+    switch = await make_switch(runtime, f"nulls-sw-{unique}")
+    profile = (
+        await client.post(
+            "/api/node_discovery/auth_profile/",
+            json={"node_classification": "x"},
+            headers=admin_headers,
+        )
+    ).json()
+    for url, body, field in [
+        (f"{POOLS}{pool['id']}/", {"name": None}, "name"),
+        (f"/api/server/{server.id}/", {"description": None}, "description"),
+        (f"/api/switch/{switch.id}/", {"name": None}, "name"),
+        (f"/api/node_discovery/auth_profile/{profile['id']}/", {"verify_tls": None}, "verify_tls"),
+        (
+            f"/api/node_discovery/auth_profile/{profile['id']}/",
+            {"ca_bundle": "garbage"},
+            "ca_bundle",
+        ),
+        ("/api/users/1/", {"email": None}, "email"),
+    ]:
+        response = await client.patch(url, json=body, headers=admin_headers)
+        assert response.status_code == 400, (url, response.text)
+        assert list(response.json()) == [field]

@@ -51,3 +51,13 @@ async def publish(runtime: Runtime, commands: list[Command]) -> None:
     except BrokerUnavailableError as exc:
         log.error("dispatch.broker_unavailable", error=str(exc))
         raise APIError(503, "The message broker is unavailable; the work was not queued.") from exc
+
+
+async def announce(runtime: Runtime) -> None:
+    """Relay the events of a change that is already committed. A broker outage must not turn a
+    saved change into an error (the client would retry and duplicate it): the outbox sweep
+    delivers the events when the broker is back."""
+    try:
+        await outbox.relay(runtime.db, runtime.publisher)
+    except BrokerUnavailableError as exc:
+        log.warning("events.delayed", error=str(exc))

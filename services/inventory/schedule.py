@@ -36,9 +36,11 @@ async def queue_due(
     interval = settings.inventory_interval_s
     now = now or datetime.now(UTC)
     managed = col(Server.node_id).is_not(None)
+    # By the last attempt, not the last success: a server whose BMC keeps failing is retried
+    # once per interval like everyone else instead of taking every tick's budget.
     due = or_(
-        col(Server.last_inventory_at) <= now - timedelta(seconds=interval),
-        (col(Server.last_inventory_at).is_(None))
+        col(Server.inventory_attempted_at) <= now - timedelta(seconds=interval),
+        (col(Server.inventory_attempted_at).is_(None))
         & (col(Server.created_at) <= now - FIRST_COLLECTION_GRACE),
     )
     async with db.session() as session:
@@ -48,7 +50,7 @@ async def queue_due(
             await session.exec(
                 select(Server.id)
                 .where(managed, due)
-                .order_by(col(Server.last_inventory_at).asc().nulls_first(), col(Server.id))
+                .order_by(col(Server.inventory_attempted_at).asc().nulls_first(), col(Server.id))
                 .limit(budget)
             )
         ).all()

@@ -52,6 +52,7 @@ async def record_inventory(
     server.inventory_status = InventoryStatus.collected
     server.inventory_error = None
     server.last_inventory_at = now
+    server.inventory_attempted_at = now
     server.updated_at = now
     if changed:
         server.version += 1
@@ -63,6 +64,7 @@ async def record_inventory(
 
 
 def record_failure(session: AsyncSession, server: Server, reason: str) -> None:
+    server.inventory_attempted_at = datetime.now(UTC)
     server.inventory_status = InventoryStatus.error
     server.inventory_error = reason
     server.version += 1

@@ -49,9 +49,12 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
     async with ctx.db.session() as session:
         node = await records.current_registration(session, cmd.node_id, cmd.registration)
         if node is None:
-            # Done by an earlier delivery, or superseded by a newer register request.
+            # Done by an earlier delivery, or superseded by a newer register request. If this
+            # registration is the one that succeeded, make sure its first inventory was queued
+            # (the earlier delivery may have died right after committing).
             await session.commit()
             await outbox.relay(ctx.db, ctx.publisher)
+            await _queue_first_inventory(ctx, cmd, await records.registered_servers(ctx.db, cmd))
             return
         profile = (
             await session.get(AuthProfile, node.auth_profile_id) if node.auth_profile_id else None
@@ -89,10 +92,15 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         records.mark_registered(session, current, logged_in.credential_id, servers)
         await session.commit()
     await outbox.relay(ctx.db, ctx.publisher)
-    # Inventory right away; the token makes a redelivered registration queue it only once.
-    for server in servers:
-        assert server.id is not None
-        await ctx.publisher.command(
-            ServerInventoryCommand(server_id=server.id, token=f"reg{cmd.registration}")
-        )
+    await _queue_first_inventory(ctx, cmd, [s.id for s in servers if s.id is not None])
     log.info("registration.done", node=cmd.node_id, servers=len(servers))
+
+
+async def _queue_first_inventory(
+    ctx: CommandContext, cmd: NodeRegisterCommand, server_ids: list[int]
+) -> None:
+    # The token makes every delivery of one registration queue the same, deduplicated, commands.
+    for server_id in server_ids:
+        await ctx.publisher.command(
+            ServerInventoryCommand(server_id=server_id, token=f"reg{cmd.registration}")
+        )

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.db import Database
 from shared.messaging import catalog
+from shared.messaging.commands import NodeRegisterCommand
 from shared.models import Node, NodeStatus, Server
 from shared.redfish import ComputerSystem
 
@@ -91,3 +93,15 @@ def mark_error(session: AsyncSession, node: Node, reason: str) -> None:
     node.version += 1
     session.add(node)
     catalog.stage_node_event(session, node, "error")
+
+
+async def registered_servers(db: Database, cmd: NodeRegisterCommand) -> list[int]:
+    """The servers of the node if ``cmd`` is the registration that succeeded; else none."""
+    async with db.session() as session:
+        node = await session.get(Node, cmd.node_id)
+        if node is None or node.registration != cmd.registration:
+            return []
+        if node.status != NodeStatus.registered:
+            return []
+        ids = (await session.exec(select(Server.id).where(col(Server.node_id) == node.id))).all()
+    return [i for i in ids if i is not None]

@@ -110,7 +110,9 @@ class Prober:
             return None
         try:
             return await self._read_service_root(ip, port, fingerprint)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, ssl.SSLError):
+        except (
+            Exception
+        ):  # whatever a device answers (even JSON nested to RecursionError): not Redfish
             return None
 
     async def _read_service_root(

@@ -208,7 +208,10 @@ class CommandRouter:
                 return
             log.error("command.failed_finally", error=str(exc))
             if route.on_exhausted is not None:
-                await route.on_exhausted(payload, ctx, exc)
+                try:
+                    await route.on_exhausted(payload, ctx, exc)
+                except Exception as hook_error:  # still end the command: it has no deliveries left
+                    log.error("command.exhausted_hook_failed", error=str(hook_error))
             await message.reject()
             return
         await message.ack()

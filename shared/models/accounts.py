@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import Field, Relationship, SQLModel
 
+from shared.models.base import reject_null
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -79,6 +81,8 @@ class UserReplace(BaseModel):
 
 class UserUpdate(BaseModel):
     """PATCH: only the fields sent are touched."""
+
+    _not_null = reject_null("username", "password", "email", "is_superuser", "is_active", "groups")
 
     username: str | None = PField(
         default=None, min_length=1, max_length=150, pattern=USERNAME_PATTERN

@@ -8,6 +8,7 @@ from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
+from shared.models.base import reject_null
 
 
 class Pool(SQLModel, table=True):
@@ -38,6 +39,8 @@ class PoolCreate(BaseModel):
 
 
 class PoolUpdate(BaseModel):
+    _not_null = reject_null("name", "description")
+
     name: str | None = PField(default=None, min_length=1, max_length=200)
     description: str | None = PField(default=None, max_length=2000)
     group: int | None = None

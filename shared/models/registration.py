@@ -9,6 +9,7 @@ from sqlalchemy import Text
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
+from shared.models.base import reject_null
 
 
 class AuthProfile(SQLModel, table=True):
@@ -43,6 +44,12 @@ class Credential(SQLModel, table=True):
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 
 
+def _pem_certificates(value: str | None) -> str | None:
+    if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("Expected one or more PEM certificates.")
+    return value
+
+
 class AuthProfileCreate(BaseModel):
     node_classification: str = PField(min_length=1, max_length=200)
     bmc: Literal["redfish"] = "redfish"
@@ -50,15 +57,13 @@ class AuthProfileCreate(BaseModel):
     ca_bundle: str | None = None
     tls_fingerprint: str | None = PField(default=None, pattern=SHA256_HEX)
 
-    @field_validator("ca_bundle")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("Expected one or more PEM certificates.")
-        return value
+    _pem = field_validator("ca_bundle")(_pem_certificates)
 
 
 class AuthProfileUpdate(BaseModel):
+    _not_null = reject_null("node_classification", "bmc", "verify_tls")
+    _pem = field_validator("ca_bundle")(_pem_certificates)
+
     node_classification: str | None = PField(default=None, min_length=1, max_length=200)
     bmc: Literal["redfish"] | None = None
     verify_tls: bool | None = None

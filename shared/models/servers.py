@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
+from shared.models.base import reject_null
 
 
 class InventoryStatus(StrEnum):
@@ -57,6 +58,9 @@ class Server(SQLModel, table=True):
     )
     inventory_error: str | None = Field(default=None, sa_type=Text)
     last_inventory_at: datetime | None = Field(default=None, index=True)
+    # Every collection attempt, successful or not: the scheduler queues by this, so servers whose
+    # BMC keeps failing go to the back of the queue instead of starving the rest.
+    inventory_attempted_at: datetime | None = Field(default=None, index=True)
     # Per resource family content hashes: what changed is what an event reports.
     inventory_hashes: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
@@ -110,6 +114,8 @@ class ServerReplace(BaseModel):
 
 class ServerUpdate(BaseModel):
     """PATCH: only what is sent changes."""
+
+    _not_null = reject_null("description", "location")
 
     name: str | None = PField(default=None, max_length=200)
     resource_pool: int | None = None

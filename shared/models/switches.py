@@ -7,6 +7,7 @@ from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
+from shared.models.base import reject_null
 
 
 class Switch(SQLModel, table=True):
@@ -36,6 +37,8 @@ class SwitchCreate(BaseModel):
 
 
 class SwitchUpdate(BaseModel):
+    _not_null = reject_null("name", "model", "manufacturer", "serial_number", "mgmt_address")
+
     name: str | None = PField(default=None, min_length=1, max_length=200)
     model: str | None = PField(default=None, max_length=200)
     manufacturer: str | None = PField(default=None, max_length=200)

@@ -20,10 +20,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.api import membership
 from services.api.access import ScopeDep
 from services.api.deps import SessionDep, StateDep
+from services.api.dispatch import announce
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import resolve_ids
-from shared.messaging import catalog, outbox
+from shared.messaging import catalog
 from shared.models import Group, Pool, Server, Switch
 from shared.models.pools import (
     Assignment,
@@ -128,9 +129,11 @@ async def _check_relations(
         return
     # Walk up from the new parent: reaching the pool itself would close a cycle.
     ancestor: int | None = parent
-    while ancestor is not None:
+    seen: set[int] = set()
+    while ancestor is not None and ancestor not in seen:  # `seen`: never loop on bad data
         if ancestor == pool.id:
             raise FieldErrors.single("parent", "A pool cannot be placed inside its own subtree.")
+        seen.add(ancestor)
         ancestor = (
             await session.exec(select(Pool.parent_id).where(col(Pool.id) == ancestor))
         ).one()
@@ -138,7 +141,7 @@ async def _check_relations(
 
 async def _commit_and_announce(session: AsyncSession, runtime: Runtime) -> None:
     await session.commit()
-    await outbox.relay(runtime.db, runtime.publisher)
+    await announce(runtime)
 
 
 @router.post("/", status_code=201, summary="Create a pool")

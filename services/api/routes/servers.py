@@ -15,11 +15,10 @@ from sqlmodel import SQLModel, col, select
 from services.api import membership
 from services.api.access import ScopeDep
 from services.api.deps import SessionDep, StateDep
-from services.api.dispatch import BROKER_UNAVAILABLE, publish
+from services.api.dispatch import BROKER_UNAVAILABLE, announce, publish
 from services.api.errors import APIError, documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
-from shared.messaging import outbox
 from shared.messaging.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
@@ -128,8 +127,21 @@ async def remove_from_pool(
     servers = await membership.resolve_servers(session, scope, body.servers)
     await membership.unassign(session, list(servers))
     await session.commit()
-    await outbox.relay(state.runtime.db, state.runtime.publisher)
+    await announce(state.runtime)
     return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+
+
+async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
+    """Moving a server between pools is pool management: superusers only, locks respected."""
+    scope.require_superuser()
+    if server.locked_by:
+        raise APIError(409, f"The server is locked by {server.locked_by}.")
+    if server.resource_pool_id is not None:
+        await membership.unassign(session, [server])
+        await session.flush()
+    if pool_id is not None:
+        pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
+        await membership.assign(session, Server, [server], pool)
 
 
 async def _update(
@@ -137,27 +149,15 @@ async def _update(
 ) -> ServerPublic:
     server = await scope.get(session, Server, server_id)
     if "resource_pool" in changes:
-        # Moving a server between pools is pool management: superusers only.
-        scope.require_superuser()
         pool_id = changes.pop("resource_pool")
         if pool_id != server.resource_pool_id:
-            if server.locked_by:
-                raise APIError(409, f"The server is locked by {server.locked_by}.")
-            if pool_id is None:
-                await membership.unassign(session, [server])
-            else:
-                pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
-                previous = server.resource_pool_id
-                if previous is not None:
-                    await membership.unassign(session, [server])
-                    await session.flush()
-                await membership.assign(session, Server, [server], pool)
+            await _move(session, scope, server, pool_id)
     for name, value in changes.items():
         setattr(server, name, value)
     server.updated_at = datetime.now(UTC)
     session.add(server)
     await session.commit()
-    await outbox.relay(state.runtime.db, state.runtime.publisher)
+    await announce(state.runtime)
     return ServerPublic.of(server)
 
 

@@ -10,12 +10,15 @@ from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.api import membership
 from services.api.access import Scope, ScopeDep
-from services.api.deps import SessionDep
+from services.api.deps import SessionDep, StateDep
+from services.api.dispatch import announce
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
 from shared.models import Pool, Switch
 from shared.models.switches import SwitchCreate, SwitchPublic, SwitchUpdate
+from shared.runtime import Runtime
 
 router = APIRouter(prefix="/api/switch", tags=["switches"])
 
@@ -58,26 +61,38 @@ async def list_switches(
 
 
 async def _save(
-    session: AsyncSession, scope: Scope, switch: Switch, changes: dict[str, Any]
+    session: AsyncSession,
+    scope: Scope,
+    runtime: Runtime,
+    switch: Switch,
+    changes: dict[str, Any],
 ) -> SwitchPublic:
     scope.require_superuser()
-    if "resource_pool" in changes:
-        pool = changes.pop("resource_pool")
-        if pool is not None:
-            await resolve_ids(session, Pool, [pool], "resource_pool")
-        switch.resource_pool_id = pool
+    pool_id = changes.pop("resource_pool", switch.resource_pool_id)
     for name, value in changes.items():
         setattr(switch, name, value)
     switch.updated_at = datetime.now(UTC)
     session.add(switch)
+    await session.flush()
+    if pool_id != switch.resource_pool_id:
+        # The same rules (and events) as assign_switches/ — a move is an unassign plus an assign.
+        if switch.resource_pool_id is not None:
+            await membership.unassign(session, [switch])
+            await session.flush()
+        if pool_id is not None:
+            pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
+            await membership.assign(session, Switch, [switch], pool)
     await session.commit()
+    await announce(runtime)
     return SwitchPublic.of(switch)
 
 
 @router.post("/", status_code=201, summary="Create a switch")
-async def create_switch(body: SwitchCreate, session: SessionDep, scope: ScopeDep) -> SwitchPublic:
+async def create_switch(
+    body: SwitchCreate, session: SessionDep, scope: ScopeDep, state: StateDep
+) -> SwitchPublic:
     scope.require_superuser()
-    return await _save(session, scope, Switch(name=body.name), body.model_dump())
+    return await _save(session, scope, state.runtime, Switch(name=body.name), body.model_dump())
 
 
 @router.get("/{switch_id}/", summary="Retrieve a switch")
@@ -87,18 +102,18 @@ async def read_switch(switch_id: int, session: SessionDep, scope: ScopeDep) -> S
 
 @router.put("/{switch_id}/", summary="Replace a switch")
 async def replace_switch(
-    switch_id: int, body: SwitchCreate, session: SessionDep, scope: ScopeDep
+    switch_id: int, body: SwitchCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> SwitchPublic:
     switch = await scope.get(session, Switch, switch_id)
-    return await _save(session, scope, switch, body.model_dump())
+    return await _save(session, scope, state.runtime, switch, body.model_dump())
 
 
 @router.patch("/{switch_id}/", summary="Update some fields of a switch")
 async def update_switch(
-    switch_id: int, body: SwitchUpdate, session: SessionDep, scope: ScopeDep
+    switch_id: int, body: SwitchUpdate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> SwitchPublic:
     switch = await scope.get(session, Switch, switch_id)
-    return await _save(session, scope, switch, body.model_dump(exclude_unset=True))
+    return await _save(session, scope, state.runtime, switch, body.model_dump(exclude_unset=True))
 
 
 @router.delete("/{switch_id}/", status_code=204, summary="Delete a switch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -82,7 +83,7 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
         email=body.email,
         is_superuser=body.is_superuser,
         is_active=body.is_active,
-        password_hash=hash_password(body.password),
+        password_hash=await asyncio.to_thread(hash_password, body.password),
         groups=groups,
     )
     return await _save(session, user)
@@ -103,7 +104,7 @@ async def _update(session: SessionDep, user_id: int, changes: dict[str, object])
         user.groups = await resolve_ids(session, Group, group_ids, "groups")
     password = changes.pop("password", None)
     if password is not None:
-        user.password_hash = hash_password(str(password))
+        user.password_hash = await asyncio.to_thread(hash_password, str(password))
     for name, value in changes.items():
         setattr(user, name, value)
     return await _save(session, user)
