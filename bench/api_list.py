@@ -31,7 +31,6 @@ import gc
 import json
 import math
 import os
-import platform
 import random
 import re
 import secrets
@@ -52,6 +51,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
+from harness import machine_description
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -846,30 +846,6 @@ async def measure_floor(client: httpx.AsyncClient, path: str, requests: int) -> 
 
 
 # --- reporting ----------------------------------------------------------------------------------
-
-
-def machine_description(database: str) -> list[tuple[str, str]]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [
-        ("cpus (nproc)", str(usable)),
-        ("cpu model", cpu),
-        ("memory", memory),
-        ("os", platform.platform()),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("database", database),
-    ]
 
 
 def _ms(value: float) -> str:

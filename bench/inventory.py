@@ -46,11 +46,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import json
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -68,8 +66,17 @@ from typing import Any
 
 import httpx
 import nats
-from api_list import machine_description, percentile, prepare_postgres
+from api_list import percentile, prepare_postgres
 from cryptography.fernet import Fernet
+from harness import (
+    Child,
+    cpu_seconds,
+    die_with_parent,
+    machine_description,
+    postgres_pids,
+    racksmith,
+    raise_fd_limit,
+)
 
 from bmclab import Lab, LabConfig
 from shared.log import configure_logging
@@ -91,99 +98,15 @@ POLL_S = 0.5
 # --- processes ------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the benchmark dies without cleaning up (Linux only)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A ``racksmith`` subprocess in its own session, logging to a file; SIGTERM then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name, self.argv, self.env, self.log_path = name, argv, env, log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    async def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                env=self.env,
-                cwd=REPO_ROOT,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-
-    async def wait_ready(self, url: str, within_s: float = 60.0) -> None:
-        deadline = time.monotonic() + within_s
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process is None or self.process.returncode is not None:
-                    raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url)).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready in {within_s:g} s:\n{self.log_tail()}")
-
-    async def run(self, within_s: float = 120.0) -> None:
-        await self.start()
-        assert self.process is not None
-        code = await asyncio.wait_for(self.process.wait(), within_s)
-        if code != 0:
-            raise RuntimeError(f"{self.name} failed ({code}):\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
-
-    async def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-def racksmith(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _postgres_cpu() -> float:
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if stat.read_text().startswith(f"{stat.parent.name} (postgres)"):
-                total += _cpu_seconds(int(stat.parent.name))
-    return total
+    return sum(cpu_seconds(pid) for pid in postgres_pids())
 
 
 def cpu_snapshot(children: dict[str, Child], nats_pid: int | None) -> dict[str, float]:
-    snapshot = {name: _cpu_seconds(c.pid or 0) for name, c in children.items()}
-    snapshot["nats-server"] = _cpu_seconds(nats_pid or 0)
+    snapshot = {name: cpu_seconds(c.pid or 0) for name, c in children.items()}
+    snapshot["nats-server"] = cpu_seconds(nats_pid or 0)
     snapshot["postgres"] = _postgres_cpu()
-    snapshot["bench + lab"] = _cpu_seconds(os.getpid())
+    snapshot["bench + lab"] = cpu_seconds(os.getpid())
     return snapshot
 
 
@@ -286,7 +209,7 @@ async def run_sushy(lab: Lab, sample: list[str], port: int) -> list[SushyWalk]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         out, err = await process.communicate()
@@ -737,13 +660,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        target = hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def _progress(text: str) -> None:
     print(text, end="", flush=True)
 
@@ -752,7 +668,7 @@ async def run(args: argparse.Namespace) -> Results:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    _raise_fd_limit(8 * args.bmcs + 1024)
+    raise_fd_limit(8 * args.bmcs + 1024)
     results = Results(bmcs=args.bmcs)
     async with AsyncExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="racksmith-bench-inventory-"))

@@ -1,0 +1,210 @@
+"""Shared plumbing of the benchmarks: ``racksmith`` subprocesses, CPU accounting, the machine.
+
+Not run on its own. Used by ``scan.py``, ``inventory.py``, ``api_list.py`` and ``scale.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import platform
+import re
+import resource
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy import URL, make_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM if the benchmark dies without cleaning up (Linux only)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """A subprocess in its own session, logging to a file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                env=self.env,
+                cwd=REPO_ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+
+    async def wait_ready(self, url: str, within_s: float = 60.0) -> None:
+        """Poll ``url`` until it answers 200; fail if the process exits first."""
+        deadline = time.monotonic() + within_s
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process is None or self.process.returncode is not None:
+                    raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready in {within_s:g} s:\n{self.log_tail()}")
+
+    async def run(self, within_s: float = 120.0) -> None:
+        """Start, wait for exit, fail loudly on a non-zero status."""
+        await self.start()
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), within_s)
+        if code != 0:
+            raise RuntimeError(f"{self.name} failed ({code}):\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await process.wait()
+
+
+def racksmith(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Raise the soft open-files limit towards ``needed`` (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = hard if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+# --- the database -------------------------------------------------------------------------------
+
+
+async def prepare_database(url: str, bench_db: str, tmp: Path) -> tuple[str, str]:
+    """The SQLAlchemy URL the platform uses, and a description. PostgreSQL: own, empty database."""
+    if url == "sqlite" or url.startswith("sqlite"):
+        path = tmp / "racksmith.db"
+        return f"sqlite+aiosqlite:///{path}", f"SQLite file {path}"
+    if not url.startswith("postgresql"):
+        raise SystemExit(f"bench: unsupported database URL {url!r}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", bench_db):
+        raise SystemExit(f"bench: --pg-database {bench_db!r} must be a plain lower-case name")
+    parsed = make_url(url)
+    maintenance_db = parsed.database if parsed.database not in (None, bench_db) else "postgres"
+
+    def dsn(u: URL, database: str) -> str:
+        return u.set(drivername="postgresql", database=database).render_as_string(
+            hide_password=False
+        )
+
+    maintenance = await asyncpg.connect(dsn(parsed, maintenance_db or "postgres"))
+    try:
+        version = await maintenance.fetchval("SHOW server_version")
+        exists = await maintenance.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", bench_db
+        )
+        if not exists:
+            await maintenance.execute(f'CREATE DATABASE "{bench_db}"')
+    finally:
+        await maintenance.close()
+    conn = await asyncpg.connect(dsn(parsed, bench_db))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    app_url = parsed.set(drivername="postgresql+asyncpg", database=bench_db)
+    where = f"{parsed.host}:{parsed.port or 5432}"
+    return (
+        app_url.render_as_string(hide_password=False),
+        f"PostgreSQL {version}, database {bench_db} on {where} (emptied by this benchmark)",
+    )
+
+
+# --- CPU accounting -------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Every ``postgres`` process on this host (backends included)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if stat.read_text().startswith(f"{stat.parent.name} (postgres)"):
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+# --- the machine ----------------------------------------------------------------------------------
+
+
+def machine_description(
+    database: str, extra: Sequence[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        ("cpus (nproc)", str(usable)),
+        ("cpu model", cpu),
+        ("memory", memory),
+        ("os", platform.platform()),
+        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("database", database),
+        *extra,
+    ]
