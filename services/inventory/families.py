@@ -17,7 +17,6 @@ from typing import Any
 from sqlmodel import SQLModel
 
 from shared.models import EthernetInterface, FirmwareComponent, MemoryModule, Processor, Storage
-from shared.redfish import resources
 from shared.redfish.inventory import Inventory
 
 Row = dict[str, Any]
@@ -98,23 +97,6 @@ FAMILIES: tuple[Family, ...] = (
     Family("storages", Storage, _storage),
     Family("firmwares", FirmwareComponent, _firmware),
 )
-
-# The server's own facts, refreshed on every collection (power state changes most often).
-SYSTEM_FIELDS = {
-    "uuid": "uuid",
-    "hostname": "host_name",
-    "model": "model",
-    "manufacturer": "manufacturer",
-    "serial_number": "serial_number",
-    "sku": "sku",
-    "bios_version": "bios_version",
-    "power_state": "power_state",
-    "health": "health",
-}
-
-
-def system_row(system: resources.ComputerSystem) -> Row:
-    return {column: getattr(system, attribute) for column, attribute in SYSTEM_FIELDS.items()}
 
 
 def content_hash(rows: Sequence[Row] | Row) -> str:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from sqlmodel import col, delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.inventory.families import FAMILIES, content_hash, system_row
+from services.inventory.families import FAMILIES, content_hash
 from shared.messaging import catalog
 from shared.models import InventoryStatus, Server
 from shared.redfish.inventory import Inventory
+from shared.server_facts import system_facts
 
 SYSTEM = "system"
 
@@ -32,7 +33,7 @@ async def record_inventory(
     assert server.id is not None
     hashes: dict[str, str] = {}
     changed: list[str] = []
-    facts = system_row(inventory.system)
+    facts = system_facts(inventory.system)
     hashes[SYSTEM] = content_hash(facts)
     for column, value in facts.items():
         setattr(server, column, value)

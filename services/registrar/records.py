@@ -16,18 +16,7 @@ from shared.messaging import catalog
 from shared.messaging.commands import NodeRegisterCommand
 from shared.models import Node, NodeStatus, Server
 from shared.redfish import ComputerSystem
-
-_SYSTEM_FIELDS = {
-    "uuid": "uuid",
-    "hostname": "host_name",
-    "model": "model",
-    "manufacturer": "manufacturer",
-    "serial_number": "serial_number",
-    "sku": "sku",
-    "bios_version": "bios_version",
-    "power_state": "power_state",
-    "health": "health",
-}
+from shared.server_facts import system_facts
 
 
 async def current_registration(
@@ -60,8 +49,8 @@ async def upsert_servers(
         created = server is None
         if server is None:
             server = Server(node_id=node.id, system_path=system.odata_id)
-        for column, attribute in _SYSTEM_FIELDS.items():
-            setattr(server, column, getattr(system, attribute))
+        for column, value in system_facts(system).items():
+            setattr(server, column, value)
         if created or not server.name:
             # A name an operator gave the server survives re-registration.
             server.name = system.name or system.host_name
