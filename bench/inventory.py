@@ -744,7 +744,7 @@ async def run(args: argparse.Namespace) -> Results:
         password = secrets.token_urlsafe(16)
         await Child(
             "createsuperuser",
-            racksmith("createsuperuser", "--username", ADMIN_USERNAME, "--password", password),
+            racksmith("createsuperuser", "--username", ADMIN_USERNAME, f"--password={password}"),
             env,
             tmp / "createsuperuser.log",
         ).run()

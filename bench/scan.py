@@ -759,7 +759,7 @@ async def run(args: argparse.Namespace) -> None:
         password = secrets.token_urlsafe(16)
         await Child(
             "createsuperuser",
-            racksmith("createsuperuser", "--username", ADMIN_USERNAME, "--password", password),
+            racksmith("createsuperuser", "--username", ADMIN_USERNAME, f"--password={password}"),
             env,
             tmp / "createsuperuser.log",
         ).run()
