@@ -30,7 +30,6 @@ import contextlib
 import gc
 import json
 import math
-import os
 import random
 import re
 import secrets
@@ -51,7 +50,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from harness import machine_description
+from harness import machine_description, platform_env
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -1001,15 +1000,7 @@ async def run(args: argparse.Namespace) -> bool:
         await after_seed(target)
         await db.dispose()
 
-        env = {
-            **os.environ,
-            "RACKSMITH_STATE_DIR": str(tmp / "state"),
-            "RACKSMITH_DATABASE_URL": target.app_url,
-            "RACKSMITH_NATS_URL": nats.url,
-            "RACKSMITH_SECRET_KEY": secrets.token_urlsafe(48),
-            "RACKSMITH_LOG_LEVEL": "WARNING",
-            "RACKSMITH_LOG_FORMAT": "console",
-        }
+        env = platform_env(tmp, target.app_url, nats.url, RACKSMITH_LOG_FORMAT="console")
         api = ApiProcess(env, free_port(), tmp / "api.log", args.profile_server)
         started = _step("Starting racksmith api…")
         stack.push_async_callback(api.stop)

@@ -12,14 +12,18 @@ import os
 import platform
 import re
 import resource
+import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import URL, make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +105,53 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
         await process.wait()
+
+
+def work_dir(
+    stack: contextlib.AsyncExitStack, prefix: str, keep_logs: bool
+) -> tuple[Path, list[bool]]:
+    """A temporary folder for logs and state, removed at exit unless ``keep[0]`` is set (a
+    script sets it when a check fails, so the logs survive)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    keep = [keep_logs]
+
+    def remove() -> None:
+        if keep[0]:
+            print(f"Logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    stack.callback(remove)
+    return tmp, keep
+
+
+def platform_env(tmp: Path, database_url: str, nats_url: str, **settings: str) -> dict[str, str]:
+    """The environment of every ``racksmith`` process of one bench run (same keys for all)."""
+    return {
+        **os.environ,
+        "RACKSMITH_STATE_DIR": str(tmp / "state"),
+        "RACKSMITH_DATABASE_URL": database_url,
+        "RACKSMITH_NATS_URL": nats_url,
+        "RACKSMITH_SECRET_KEY": secrets.token_urlsafe(48),
+        "RACKSMITH_CREDENTIAL_KEY": Fernet.generate_key().decode(),
+        "RACKSMITH_LOG_LEVEL": "WARNING",
+        "RACKSMITH_LOG_FORMAT": "json",
+        **settings,
+    }
+
+
+async def migrate_and_create_admin(env: dict[str, str], tmp: Path, username: str) -> str:
+    """``racksmith migrate`` then ``createsuperuser``; returns the generated password."""
+    await Child("migrate", racksmith("migrate"), env, tmp / "migrate.log").run()
+    password = secrets.token_urlsafe(16)
+    await Child(
+        "createsuperuser",
+        # `=`: a generated password may start with "-".
+        racksmith("createsuperuser", "--username", username, f"--password={password}"),
+        env,
+        tmp / "createsuperuser.log",
+    ).run()
+    return password
 
 
 def racksmith(*args: str) -> list[str]:

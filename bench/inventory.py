@@ -49,11 +49,8 @@ import contextlib
 import ipaddress
 import json
 import os
-import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -67,15 +64,17 @@ from typing import Any
 import httpx
 import nats
 from api_list import percentile, prepare_postgres
-from cryptography.fernet import Fernet
 from harness import (
     Child,
     cpu_seconds,
     die_with_parent,
     machine_description,
+    migrate_and_create_admin,
+    platform_env,
     postgres_pids,
     racksmith,
     raise_fd_limit,
+    work_dir,
 )
 
 from bmclab import Lab, LabConfig
@@ -671,16 +670,7 @@ async def run(args: argparse.Namespace) -> Results:
     raise_fd_limit(8 * args.bmcs + 1024)
     results = Results(bmcs=args.bmcs)
     async with AsyncExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="racksmith-bench-inventory-"))
-        keep = [args.keep_logs]
-
-        def remove_tmp() -> None:
-            if keep[0]:
-                print(f"Logs kept in {tmp}")
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-        stack.callback(remove_tmp)
+        tmp, keep = work_dir(stack, "racksmith-bench-inventory-", args.keep_logs)
 
         config = LabConfig(
             count=args.bmcs,
@@ -726,28 +716,16 @@ async def run(args: argparse.Namespace) -> Results:
         nats_server = EmbeddedNatsServer(tmp / "nats")
         await nats_server.start()
         stack.push_async_callback(nats_server.stop)
-        env = {
-            **os.environ,
-            "RACKSMITH_STATE_DIR": str(tmp / "state"),
-            "RACKSMITH_DATABASE_URL": database_url,
-            "RACKSMITH_NATS_URL": nats_server.url,
-            "RACKSMITH_SECRET_KEY": secrets.token_urlsafe(48),
-            "RACKSMITH_CREDENTIAL_KEY": Fernet.generate_key().decode(),
-            "RACKSMITH_LOG_LEVEL": "WARNING",
-            "RACKSMITH_LOG_FORMAT": "json",
-            "RACKSMITH_SCAN_ALLOWED_NETWORKS": args.network,
-            "RACKSMITH_INVENTORY_INTERVAL_S": "0",  # no scheduled re-collection mid-run
-        }
+        env = platform_env(
+            tmp,
+            database_url,
+            nats_server.url,
+            RACKSMITH_SCAN_ALLOWED_NETWORKS=args.network,
+            RACKSMITH_INVENTORY_INTERVAL_S="0",  # no scheduled re-collection mid-run
+        )
         _progress("racksmith migrate, createsuperuser, api, workers…")
         started = time.perf_counter()
-        await Child("migrate", racksmith("migrate"), env, tmp / "migrate.log").run()
-        password = secrets.token_urlsafe(16)
-        await Child(
-            "createsuperuser",
-            racksmith("createsuperuser", "--username", ADMIN_USERNAME, f"--password={password}"),
-            env,
-            tmp / "createsuperuser.log",
-        ).run()
+        password = await migrate_and_create_admin(env, tmp, ADMIN_USERNAME)
         children: dict[str, Child] = {}
         api_port = free_port()
         api = Child(

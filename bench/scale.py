@@ -55,12 +55,9 @@ import contextlib
 import ipaddress
 import json
 import os
-import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -73,15 +70,17 @@ from typing import Any
 import asyncpg
 import httpx
 import nats
-from cryptography.fernet import Fernet
 from harness import (
     Child,
     cpu_seconds,
     machine_description,
+    migrate_and_create_admin,
+    platform_env,
     postgres_pids,
     prepare_database,
     racksmith,
     raise_fd_limit,
+    work_dir,
 )
 from scan import (
     Layout,
@@ -757,45 +756,24 @@ async def run(args: argparse.Namespace) -> bool:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     raise_fd_limit(2 * 8192 + 8 * args.bmcs + 4096)
     async with AsyncExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="racksmith-bench-scale-"))
-        keep = [args.keep_logs]
-
-        def remove_tmp() -> None:
-            if keep[0]:
-                print(f"Logs kept in {tmp}")
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-        stack.callback(remove_tmp)
+        tmp, keep = work_dir(stack, "racksmith-bench-scale-", args.keep_logs)
         database_url, database = await prepare_database(args.database_url, args.pg_database, tmp)
         dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
         nats_server = EmbeddedNatsServer(tmp / "nats")
         await nats_server.start()
         stack.push_async_callback(nats_server.stop)
-        env = {
-            **os.environ,
-            "RACKSMITH_STATE_DIR": str(tmp / "state"),
-            "RACKSMITH_DATABASE_URL": database_url,
-            "RACKSMITH_NATS_URL": nats_server.url,
-            "RACKSMITH_SECRET_KEY": secrets.token_urlsafe(48),
-            "RACKSMITH_CREDENTIAL_KEY": Fernet.generate_key().decode(),
-            "RACKSMITH_LOG_LEVEL": "WARNING",
-            "RACKSMITH_LOG_FORMAT": "json",
-            "RACKSMITH_SCAN_CONNECT_TIMEOUT_S": str(args.connect_timeout),
-            "RACKSMITH_SCAN_ALLOWED_NETWORKS": str(LOOPBACK),
-            "RACKSMITH_INVENTORY_INTERVAL_S": "0",  # no scheduled re-collection mid-run
-            "RACKSMITH_COMMAND_ACK_WAIT_S": str(args.ack_wait),
-        }
+        env = platform_env(
+            tmp,
+            database_url,
+            nats_server.url,
+            RACKSMITH_SCAN_CONNECT_TIMEOUT_S=str(args.connect_timeout),
+            RACKSMITH_SCAN_ALLOWED_NETWORKS=str(LOOPBACK),
+            RACKSMITH_INVENTORY_INTERVAL_S="0",  # no scheduled re-collection mid-run
+            RACKSMITH_COMMAND_ACK_WAIT_S=str(args.ack_wait),
+        )
         _progress("racksmith migrate, createsuperuser, api…")
         started = time.perf_counter()
-        await Child("migrate", racksmith("migrate"), env, tmp / "migrate.log").run()
-        password = secrets.token_urlsafe(16)
-        await Child(
-            "createsuperuser",
-            racksmith("createsuperuser", "--username", ADMIN_USERNAME, f"--password={password}"),
-            env,
-            tmp / "createsuperuser.log",
-        ).run()
+        password = await migrate_and_create_admin(env, tmp, ADMIN_USERNAME)
         api_port = free_port()
         api = Child(
             "api",

@@ -49,14 +49,12 @@ import os
 import random
 import re
 import resource
-import secrets
 import shlex
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -72,10 +70,13 @@ from harness import (
     cpu_seconds,
     die_with_parent,
     machine_description,
+    migrate_and_create_admin,
+    platform_env,
     postgres_pids,
     prepare_database,
     racksmith,
     raise_fd_limit,
+    work_dir,
 )
 from silence import SilentListeners, classify
 
@@ -698,16 +699,7 @@ async def run(args: argparse.Namespace) -> None:
     _raise_fd_limit(2 * len(layout.silent) + 4 * len(layout.bmcs) + 1024 + 512)
     nmap_binary = None if args.no_nmap else ensure_nmap(not args.no_install)
     async with AsyncExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="racksmith-bench-scan-"))
-        keep = [args.keep_logs]
-
-        def remove_tmp() -> None:
-            if keep[0]:
-                print(f"Logs kept in {tmp}")
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-        stack.callback(remove_tmp)
+        tmp, keep = work_dir(stack, "racksmith-bench-scan-", args.keep_logs)
 
         started = _step(
             f"Targets: {len(layout.bmcs)} lab BMCs, {len(layout.silent)} silent listeners…"
@@ -742,27 +734,16 @@ async def run(args: argparse.Namespace) -> None:
         stack.push_async_callback(nats_server.stop)
         _done(started)
 
-        env = {
-            **os.environ,
-            "RACKSMITH_STATE_DIR": str(tmp / "state"),
-            "RACKSMITH_DATABASE_URL": database_url,
-            "RACKSMITH_NATS_URL": nats_server.url,
-            "RACKSMITH_SECRET_KEY": secrets.token_urlsafe(48),
-            "RACKSMITH_LOG_LEVEL": "WARNING",
-            "RACKSMITH_LOG_FORMAT": "json",
-            "RACKSMITH_SCAN_CONNECT_TIMEOUT_S": str(args.connect_timeout),
-            "RACKSMITH_SCAN_ALLOWED_NETWORKS": str(LOOPBACK),
-        }
+        env = platform_env(
+            tmp,
+            database_url,
+            nats_server.url,
+            RACKSMITH_SCAN_CONNECT_TIMEOUT_S=str(args.connect_timeout),
+            RACKSMITH_SCAN_ALLOWED_NETWORKS=str(LOOPBACK),
+        )
         scanner_env = dict(item.split("=", 1) for item in args.scanner_env)
         started = _step("racksmith migrate, createsuperuser…")
-        await Child("migrate", racksmith("migrate"), env, tmp / "migrate.log").run()
-        password = secrets.token_urlsafe(16)
-        await Child(
-            "createsuperuser",
-            racksmith("createsuperuser", "--username", ADMIN_USERNAME, f"--password={password}"),
-            env,
-            tmp / "createsuperuser.log",
-        ).run()
+        password = await migrate_and_create_admin(env, tmp, ADMIN_USERNAME)
         _done(started)
 
         api_port = free_port()
