@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI schema")
     openapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    asyncapi = commands.add_parser(
+        "asyncapi", help="print the AsyncAPI document of the events (docs/asyncapi.yaml)"
+    )
+    asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    asyncapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
     return parser
 
 
@@ -148,10 +153,23 @@ def _print_openapi(fmt: str) -> None:
         credential_key=SecretStr(Fernet.generate_key().decode()),
     )
     schema = create_app(Runtime(settings, "nats://127.0.0.1:0")).openapi()
+    print(_render(schema, fmt), end="")
+
+
+def _render(document: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        print(json.dumps(schema, indent=2))
+        return json.dumps(document, indent=2) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _write_asyncapi(fmt: str, output: Path | None) -> None:
+    from shared.messaging import asyncapi
+
+    text = _render(asyncapi.document(), fmt)
+    if output is None:
+        print(text, end="")
     else:
-        print(yaml.safe_dump(schema, sort_keys=False, allow_unicode=True), end="")
+        output.write_text(text)
 
 
 async def _create_superuser(settings: Settings, args: argparse.Namespace) -> None:
@@ -182,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "openapi":
         _print_openapi(args.format)
+        return 0
+    if args.command == "asyncapi":
+        _write_asyncapi(args.format, args.output)
         return 0
     if args.command == "lab":
         # SIGTERM cancels the lab's task, Ctrl-C interrupts: both are a normal stop.

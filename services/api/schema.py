@@ -1,7 +1,8 @@
-"""The OpenAPI document and its viewers, served without any request leaving the host.
+"""The OpenAPI and AsyncAPI documents and their viewers, served with no request leaving the host.
 
 Data centres are often air-gapped: Swagger UI and ReDoc assets come from the fastapi-offline
-package's bundled copies, and ReDoc's web fonts are switched off.
+package's bundled copies, ReDoc's web fonts are switched off, and the AsyncAPI viewer is the
+self-contained web component that the asyncapi-viewer package ships.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncapi_viewer
 import fastapi_offline
 import yaml
 from fastapi import APIRouter, FastAPI, Request
@@ -17,8 +19,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from shared.messaging import asyncapi
+
 ASSETS_PATH = "/api/schema/assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).with_name("static")
+ASYNCAPI_ASSETS_PATH = "/api/schema/asyncapi/assets"
+ASYNCAPI_ASSETS_DIR = Path(asyncapi_viewer.__file__).with_name("static")
 
 _VALIDATION_ERROR_SCHEMA = {
     "type": "object",
@@ -74,14 +80,52 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "yaml" not in accept
 
 
+def _document_response(
+    request: Request, document: dict[str, Any], *, yaml_type: str, json_type: str
+) -> Response:
+    """``document`` as YAML (the default) or JSON, by ``?format=`` or the Accept header."""
+    if _wants_json(request):
+        return JSONResponse(document, media_type=json_type)
+    return Response(
+        yaml.safe_dump(document, sort_keys=False, allow_unicode=True), media_type=yaml_type
+    )
+
+
 @router.get("/")
 async def openapi_document(request: Request) -> Response:
-    schema = build_openapi(request.app)
-    if _wants_json(request):
-        return JSONResponse(schema, media_type="application/vnd.oai.openapi+json")
-    return Response(
-        yaml.safe_dump(schema, sort_keys=False, allow_unicode=True),
-        media_type="application/vnd.oai.openapi",
+    return _document_response(
+        request,
+        build_openapi(request.app),
+        yaml_type="application/vnd.oai.openapi",
+        json_type="application/vnd.oai.openapi+json",
+    )
+
+
+@router.get("/asyncapi/")
+async def asyncapi_document(request: Request) -> Response:
+    return _document_response(
+        request,
+        asyncapi.document(),
+        yaml_type="application/vnd.aai.asyncapi+yaml",
+        json_type="application/vnd.aai.asyncapi+json",
+    )
+
+
+@router.get("/asyncapi/viewer/")
+async def asyncapi_viewer_page() -> HTMLResponse:
+    return HTMLResponse(
+        f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{asyncapi.TITLE} — AsyncAPI</title>
+<script src="{ASYNCAPI_ASSETS_PATH}/asyncapi-viewer.iife.js"></script>
+</head>
+<body>
+<asyncapi-viewer src="/api/schema/asyncapi/?format=json" sidebar></asyncapi-viewer>
+</body>
+</html>
+"""
     )
 
 
@@ -113,3 +157,8 @@ def install(app: FastAPI) -> None:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.include_router(router)
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="schema-assets")
+    app.mount(
+        ASYNCAPI_ASSETS_PATH,
+        StaticFiles(directory=ASYNCAPI_ASSETS_DIR),
+        name="asyncapi-assets",
+    )

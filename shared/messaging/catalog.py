@@ -1,23 +1,28 @@
-"""Every event type Racksmith emits, in one place, and the one way to stage each.
+"""Every event type Racksmith emits, with its payload, in one place — and the one way to stage each.
 
 An event's ``data`` is the entity as the REST API shows it (its ``…Public`` model) plus what
-changed; its version is the entity's change counter (``version`` column, or the scan run), so the
-same change always has the same event id.
+changed; the payload models below say exactly which fields. Its version is the entity's change
+counter (``version`` column, or the scan run), so the same change always has the same event id.
+
+This catalog is the contract: the AsyncAPI document is generated from it, the SSE and webhook
+filters validate against it, and staging an event that is not listed here (or whose data does not
+fit its payload) raises — so the code cannot emit what the document does not describe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.messaging import outbox
-from shared.messaging.events import make_event
-from shared.models import Node, Pool, ScanRange, Server, Switch
+from shared.messaging.events import TYPE_PREFIX, CloudEvent, make_event
+from shared.models import Node, Pool, ScanRange, Server, Switch, Webhook
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.servers import ServerPublic
 from shared.models.switches import SwitchPublic
+from shared.models.webhooks import WebhookPublic
 
 
 class PoolEventData(BaseModel):
@@ -26,6 +31,29 @@ class PoolEventData(BaseModel):
     description: str
     group: int | None
     parent: int | None
+
+
+class NodeUpdatedData(NodePublic):
+    changed: list[str] = Field(description="The facts discovery saw change, e.g. `vendor`.")
+
+
+class NodeRegisteredData(NodePublic):
+    servers: list[int] = Field(description="Ids of the servers behind this BMC.")
+
+
+class ServerInventoriedData(ServerPublic):
+    changed: list[str] = Field(
+        description="Families that changed: system, processors, memory, ethernet_interfaces, "
+        "storages, firmwares."
+    )
+
+
+class ServerUnassignedData(ServerPublic):
+    previous_pool: int = Field(description="The pool the server left.")
+
+
+class SwitchUnassignedData(SwitchPublic):
+    previous_pool: int = Field(description="The pool the switch left.")
 
 
 @dataclass(frozen=True)
@@ -37,7 +65,12 @@ class EventType:
 
     @property
     def type(self) -> str:
-        return f"io.racksmith.{self.entity}.{self.change}"
+        return f"{TYPE_PREFIX}.{self.entity}.{self.change}"
+
+    @property
+    def short(self) -> str:
+        """``entity.change``, the form filters accept besides the full type."""
+        return f"{self.entity}.{self.change}"
 
 
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -48,86 +81,127 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(
         "node",
         "updated",
-        NodePublic,
+        NodeUpdatedData,
         "Discovery saw different facts; `changed` lists them, `fingerprint_changed` flags a new "
         "certificate.",
     ),
     EventType("node", "registering", NodePublic, "Registration was requested."),
-    EventType("node", "registered", NodePublic, "Registration succeeded; `servers` lists ids."),
+    EventType("node", "registered", NodeRegisteredData, "Registration succeeded."),
     EventType("node", "error", NodePublic, "Registration failed; `error` says why."),
     EventType("server", "created", ServerPublic, "A ComputerSystem became a managed server."),
-    EventType(
-        "server",
-        "inventoried",
-        ServerPublic,
-        "A collection found changes; `changed` lists the families (system, processors, memory, "
-        "ethernet_interfaces, storages, firmwares).",
-    ),
-    EventType("server", "assigned", ServerPublic, "The server was put in a pool."),
-    EventType(
-        "server",
-        "unassigned",
-        ServerPublic,
-        "The server left its pool; `previous_pool` says which.",
-    ),
-    EventType("switch", "assigned", SwitchPublic, "The switch was put in a pool."),
-    EventType(
-        "switch",
-        "unassigned",
-        SwitchPublic,
-        "The switch left its pool; `previous_pool` says which.",
-    ),
-    EventType("pool", "created", PoolEventData, "A pool was created."),
-    EventType(
-        "pool", "updated", PoolEventData, "A pool's name, description, group or parent changed."
-    ),
-    EventType("pool", "deleted", PoolEventData, "A pool was deleted."),
+    EventType("server", "inventoried", ServerInventoriedData, "A collection found changes."),
     EventType(
         "server",
         "inventory_failed",
         ServerPublic,
         "A collection failed; `inventory_error` says why, the previous inventory is kept.",
     ),
+    EventType("server", "assigned", ServerPublic, "The server was put in a pool."),
+    EventType("server", "unassigned", ServerUnassignedData, "The server left its pool."),
+    EventType("switch", "assigned", SwitchPublic, "The switch was put in a pool."),
+    EventType("switch", "unassigned", SwitchUnassignedData, "The switch left its pool."),
+    EventType("pool", "created", PoolEventData, "A pool was created."),
+    EventType(
+        "pool", "updated", PoolEventData, "A pool's name, description, group or parent changed."
+    ),
+    EventType("pool", "deleted", PoolEventData, "A pool was deleted."),
+    EventType(
+        "webhook",
+        "disabled",
+        WebhookPublic,
+        "Sustained delivery failures disabled the webhook; `disabled_reason` says why.",
+    ),
 )
+
+BY_TYPE: dict[str, EventType] = {t.type: t for t in EVENT_TYPES}
+ENTITIES: tuple[str, ...] = tuple(dict.fromkeys(t.entity for t in EVENT_TYPES))
+
+
+class UnknownEventTypeError(ValueError):
+    """An event type that is not in the catalog (a programming error, or a bad filter)."""
+
+
+def lookup(name: str) -> EventType:
+    """The event type for ``io.racksmith.node.registered`` or its short form ``node.registered``."""
+    full = name if name.startswith(f"{TYPE_PREFIX}.") else f"{TYPE_PREFIX}.{name}"
+    try:
+        return BY_TYPE[full]
+    except KeyError:
+        raise UnknownEventTypeError(f"Unknown event type {name!r}.") from None
+
+
+def stage(
+    session: AsyncSession,
+    entity: str,
+    entity_id: int,
+    change: str,
+    *,
+    version: int,
+    public: BaseModel,
+    extra: dict[str, object],
+) -> CloudEvent:
+    """Stage the event for ``change`` of one entity, its data checked against the catalog."""
+    event_type = lookup(f"{entity}.{change}")
+    data = event_type.payload.model_validate(public.model_dump() | extra)
+    event = make_event(
+        entity, entity_id, change, version=version, data=data.model_dump(mode="json")
+    )
+    outbox.stage(session, event)
+    return event
 
 
 def stage_scan_range_event(session: AsyncSession, scan_range: ScanRange, change: str) -> None:
     assert scan_range.id is not None
-    data = ScanRangePublic.of(scan_range).model_dump(mode="json")
-    outbox.stage(
-        session, make_event("scan_range", scan_range.id, change, version=scan_range.run, data=data)
+    public = ScanRangePublic.of(scan_range)
+    stage(
+        session,
+        "scan_range",
+        scan_range.id,
+        change,
+        version=scan_range.run,
+        public=public,
+        extra={},
     )
 
 
 def stage_node_event(session: AsyncSession, node: Node, change: str, **extra: object) -> None:
     assert node.id is not None
-    data = NodePublic.of(node).model_dump(mode="json") | extra
-    outbox.stage(session, make_event("node", node.id, change, version=node.version, data=data))
+    stage(
+        session,
+        "node",
+        node.id,
+        change,
+        version=node.version,
+        public=NodePublic.of(node),
+        extra=extra,
+    )
 
 
 def stage_pool_event(session: AsyncSession, pool: Pool, change: str) -> None:
     assert pool.id is not None
-    data = PoolEventData(
+    public = PoolEventData(
         id=pool.id,
         name=pool.name,
         description=pool.description,
         group=pool.group_id,
         parent=pool.parent_id,
-    ).model_dump(mode="json")
-    outbox.stage(session, make_event("pool", pool.id, change, version=pool.version, data=data))
+    )
+    stage(session, "pool", pool.id, change, version=pool.version, public=public, extra={})
 
 
 def stage_switch_event(session: AsyncSession, switch: Switch, change: str, **extra: object) -> None:
     assert switch.id is not None
-    data = SwitchPublic.of(switch).model_dump(mode="json") | extra
-    outbox.stage(
-        session, make_event("switch", switch.id, change, version=switch.version, data=data)
-    )
+    public = SwitchPublic.of(switch)
+    stage(session, "switch", switch.id, change, version=switch.version, public=public, extra=extra)
 
 
 def stage_server_event(session: AsyncSession, server: Server, change: str, **extra: object) -> None:
     assert server.id is not None
-    data = ServerPublic.of(server).model_dump(mode="json") | extra
-    outbox.stage(
-        session, make_event("server", server.id, change, version=server.version, data=data)
-    )
+    public = ServerPublic.of(server)
+    stage(session, "server", server.id, change, version=server.version, public=public, extra=extra)
+
+
+def stage_webhook_event(session: AsyncSession, webhook: Webhook, change: str) -> None:
+    assert webhook.id is not None
+    public = WebhookPublic.of(webhook)
+    stage(session, "webhook", webhook.id, change, version=webhook.version, public=public, extra={})

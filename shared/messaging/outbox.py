@@ -1,10 +1,14 @@
 """Staging events in the database transaction and relaying them to NATS afterwards.
 
-``stage`` adds the event to the session of the change it describes; after the commit, ``relay``
-publishes what is pending, oldest first. Rows are claimed by deleting them in the transaction that
-publishes them: a second relay (another handler, the periodic sweep, another process) waits for
-that transaction and then finds them gone, so each event goes out once — also to plain NATS
-subscribers, which JetStream's ``Nats-Msg-Id`` deduplication does not protect. If publishing
+``stage`` attaches the event to the session of the change it describes; the session's commit
+writes it, stamped with the commit time (an event's ``time`` is when the change became true, not
+when the handler started building it). After the commit, ``relay`` publishes what is pending,
+oldest first, which keeps each entity's events in the order their changes committed.
+
+Rows are claimed by deleting them in the transaction that publishes them: a second relay
+(another handler, the periodic sweep, another process) waits for that transaction and then finds
+them gone, so each event goes out once — also to plain NATS subscribers, which JetStream's
+``Nats-Msg-Id`` deduplication does not protect. If publishing
 fails, the transaction rolls back and the rows stay for the next relay; a process that dies after
 publishing but before committing leaves them too, and the id-based deduplication covers that.
 """
@@ -12,7 +16,10 @@ publishing but before committing leaves them too, and the id-based deduplication
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,12 +34,34 @@ log = get_logger(__name__)
 RELAY_BATCH = 500
 
 
+# Key in ``Session.info`` under which a transaction's staged events wait for its commit.
+_STAGED = "racksmith.outbox.staged"
+
+
 def stage(session: AsyncSession, event: CloudEvent) -> None:
-    session.add(
-        OutboxEvent(
-            event_id=event.id, subject=event.nats_subject, body=event.model_dump(mode="json")
+    """Write ``event`` with the session's next commit (dropped if it rolls back)."""
+    session.sync_session.info.setdefault(_STAGED, []).append(event)
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _write_staged(session: Session) -> None:
+    # Runs inside the transaction, before its final flush: the rows commit with the change.
+    staged: list[CloudEvent] = session.info.pop(_STAGED, [])
+    committed_at = datetime.now(UTC)
+    for event in staged:
+        stamped = event.model_copy(update={"time": committed_at})
+        session.add(
+            OutboxEvent(
+                event_id=stamped.id,
+                subject=stamped.nats_subject,
+                body=stamped.model_dump(mode="json"),
+            )
         )
-    )
+
+
+@orm_event.listens_for(Session, "after_rollback")
+def _drop_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
 
 
 async def relay(db: Database, publisher: Publisher) -> int:
