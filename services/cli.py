@@ -24,10 +24,9 @@ from pydantic import SecretStr
 from bmclab import cli as bmclab_cli
 from bmclab.fleet import LabConfig
 from services.processes import StartupError, run_api, run_migrate, run_up, run_worker
+from services.workers import KINDS as WORKER_KINDS
 from shared.log import configure_logging
 from shared.settings import Settings
-
-WORKER_KINDS = ("scanner", "registrar", "inventory")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ import uvicorn
 from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
+from services.api.routes.events import end_streams
 from shared import migrate
 from shared.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.log import get_logger
@@ -59,8 +60,9 @@ async def serve_api(
     runtime: Runtime, stop: asyncio.Event, on_listening: Callable[[], None] | None = None
 ) -> None:
     settings = runtime.settings
+    app = create_app(runtime)
     config = uvicorn.Config(
-        create_app(runtime),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -78,6 +80,8 @@ async def serve_api(
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
+    # uvicorn waits for open responses before it stops, and event streams never end by themselves.
+    end_streams(app)
     stopping.cancel()
     await serving
 
@@ -105,7 +109,8 @@ def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out:
         "",
         f"Racksmith is running: {url}/api/",
         f"  API docs:   {url}/api/schema/swagger-ui/",
-        f"  NATS:       {runtime.nats_url}",
+        f"  events:     {url}/api/schema/asyncapi/viewer/ (SSE: {url}/api/events/stream/)",
+        f"  NATS:       {runtime.nats_url}  (stream RACKSMITH_EVENTS, docs/events.md)",
         f"  database:   {settings.effective_database_url}",
         f"  state dir:  {settings.state_dir.resolve()}",
     ]
@@ -151,7 +156,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
         await migrate.upgrade(runtime.db.engine)
         await ensure_defaults(runtime.db)
         admin = await ensure_admin(runtime.db, settings)
-        workers.attach(runtime, list(workers.ROUTERS))
+        workers.attach(runtime, list(workers.KINDS))
         await runtime.start_consuming()
         running_lab = await stack.enter_async_context(Lab(lab)) if lab else None
 

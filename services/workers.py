@@ -8,20 +8,27 @@ from services.inventory.app import router as inventory_router
 from services.inventory.schedule import schedule_forever
 from services.registrar.app import router as registrar_router
 from services.scanner.app import router as scanner_router
+from services.webhooks import app as webhooks
 from shared.messaging.consumer import CommandRouter
+from shared.messaging.streams import WEBHOOKS
 from shared.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
     r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router)
 }
+# Every worker kind: the command consumers, and webhooks (fed by its own consumer on the events).
+KINDS: tuple[str, ...] = (*ROUTERS, WEBHOOKS.kind)
 
 
 def attach(runtime: Runtime, kinds: list[str]) -> None:
     """Subscribe the worker kinds' consumers; the inventory kind also runs its scheduler."""
     for kind in kinds:
-        ROUTERS[kind].attach(runtime)
+        if kind in ROUTERS:
+            ROUTERS[kind].attach(runtime)
     if "inventory" in kinds:
         runtime.spawn(schedule_forever(runtime))
+    if WEBHOOKS.kind in kinds:
+        webhooks.attach(runtime)
 
 
 async def start_health_server(runtime: Runtime, host: str, port: int) -> web.AppRunner:

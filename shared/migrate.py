@@ -31,8 +31,26 @@ async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revisio
         config.attributes["connection"] = connection
         step(config, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_on)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table by copy, drop and rename; with enforcement on, the drop
+            # would cascade into every table referencing it. Off outside the transaction (SQLite
+            # ignores the pragma inside one), checked after, on again for the pool.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(_on)
+            if sqlite:
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left dangling references: {broken[:5]}")
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

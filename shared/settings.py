@@ -48,6 +48,17 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="Port for the embedded nats-server; 0 picks a free one."
     )
     events_max_age_days: float = Field(7.0, gt=0, description="Retention of RACKSMITH_EVENTS.")
+    events_max_bytes: int = Field(
+        8 * 1024**3,
+        gt=0,
+        description="Size cap of RACKSMITH_EVENTS; beyond it the oldest events are discarded.",
+    )
+    sse_heartbeat_s: float = Field(
+        15.0,
+        gt=0,
+        description="An idle `/api/events/stream/` sends a heartbeat comment this often (so "
+        "proxies keep it open) and re-reads the user's visible pools at least this often.",
+    )
 
     secret_key: SecretStr | None = Field(
         None,
@@ -55,8 +66,8 @@ class Settings(BaseSettings):
     )
     credential_key: SecretStr | None = Field(
         None,
-        description="Fernet key encrypting stored BMC passwords. Unset in embedded mode: "
-        "generated into the state dir; required in production mode.",
+        description="Fernet key encrypting stored BMC passwords and webhook secrets. Unset in "
+        "embedded mode: generated into the state dir; required in production mode.",
     )
     access_token_lifetime_s: int = Field(24 * 3600, gt=0, description="Access token lifetime.")
     refresh_token_lifetime_s: int = Field(7 * 24 * 3600, gt=0, description="Refresh lifetime.")
@@ -143,6 +154,45 @@ class Settings(BaseSettings):
     redfish_total: int = Field(256, ge=1, description="Requests in flight per process.")
     redfish_connect_timeout_s: float = Field(5.0, gt=0, description="BMC connect timeout.")
     redfish_read_timeout_s: float = Field(30.0, gt=0, description="BMC read timeout.")
+
+    webhook_allowed_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs webhook URLs must resolve into (e.g. `10.20.0.0/16`); "
+        "empty: any address except loopback, link-local, multicast and reserved ones.",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of one webhook delivery attempt (connect to last byte)."
+    )
+    webhook_max_attempts: int = Field(
+        15, ge=1, description="Attempts at one delivery before it is marked `failed`."
+    )
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, description="Back-off before the 2nd attempt; doubles per attempt (full jitter)."
+    )
+    webhook_retry_max_s: float = Field(
+        3600.0, gt=0, description="Longest back-off between attempts (also caps `Retry-After`)."
+    )
+    webhook_disable_after_failures: int = Field(
+        20,
+        ge=1,
+        description="Consecutive failed attempts that, lasting at least "
+        "`webhook_disable_after_s`, disable a webhook.",
+    )
+    webhook_disable_after_s: float = Field(
+        86400.0,
+        ge=0,
+        description="How long a webhook must have been failing, without one success, before it "
+        "is disabled.",
+    )
+    webhook_max_in_flight: int = Field(
+        4, ge=1, description="Deliveries in flight per webhook per worker process."
+    )
+    webhook_concurrency: int = Field(
+        64, ge=1, description="Deliveries in flight per webhooks worker process (all webhooks)."
+    )
+    webhook_delivery_retention_days: float = Field(
+        30.0, gt=0, description="Finished deliveries older than this leave the delivery log."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.workers import KINDS
 from shared.messaging.streams import COMMANDS_STREAM, WORKER_CONSUMERS
 from shared.settings import Settings
 
@@ -263,7 +264,7 @@ def test_every_deployment_has_a_disruption_budget_and_spreads(
     deployments = _racksmith_deployments(docs)
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
         "api",
-        *WORKER_CONSUMERS,
+        *KINDS,
     }
     for deployment in deployments:
         selector = deployment["spec"]["selector"]["matchLabels"]
@@ -317,6 +318,12 @@ def test_only_the_api_accepts_ingress(
     expressions = bmc[0]["spec"]["podSelector"]["matchExpressions"]
     (selector,) = [e for e in expressions if e["key"] == "app.kubernetes.io/component"]
     assert set(selector["values"]) == set(WORKER_CONSUMERS)
+    # Webhook receivers are reached by the webhooks worker alone (and it reaches no BMC).
+    (webhooks,) = [p for p in racksmith if p["metadata"]["name"] == "racksmith-webhooks-egress"]
+    assert webhooks["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "racksmith",
+        "app.kubernetes.io/component": "webhooks",
+    }
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -212,3 +212,12 @@ async def test_a_rolled_back_change_stages_nothing(runtime: Runtime, unique: str
             )
         ).all()
     assert rows == []
+
+
+def test_docs_list_every_event_type() -> None:
+    listed = set(
+        re.findall(
+            r"^\| `(io\.racksmith\.[\w.]+)` \|", (ROOT / "docs" / "events.md").read_text(), re.M
+        )
+    )
+    assert listed == {t.type for t in catalog.EVENT_TYPES}

@@ -7,10 +7,12 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared import migrate
 from shared.db import create_engine
-from shared.models import metadata
+from shared.models import Node, Processor, Server, metadata
 
 
 async def test_fresh_database_round_trip(tmp_path: Path) -> None:
@@ -41,5 +43,39 @@ async def test_models_and_migrations_agree(runtime: object, database_url: str) -
     try:
         async with engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_ids_are_never_reused_and_rebuilding_keeps_referencing_rows(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'ids.db'}")
+    try:
+        await migrate.upgrade(engine, "aaa8ffb4d49d")  # before the AUTOINCREMENT rebuild
+        async with AsyncSession(engine) as session:
+            node = Node(ip="10.0.0.1", port=443, url="https://10.0.0.1")
+            session.add(node)
+            await session.flush()
+            server = Server(node_id=node.id, system_path="/redfish/v1/Systems/1", name="s")
+            session.add(server)
+            await session.flush()
+            session.add(
+                Processor(server_id=server.id, odata_id="/redfish/v1/Systems/1/Processors/1")
+            )
+            node_id, server_id = node.id, server.id
+            await session.commit()
+        await migrate.upgrade(engine)
+        async with AsyncSession(engine) as session:
+            # The rebuilt tables kept their rows and what references them (no cascade).
+            assert len((await session.exec(select(Processor))).all()) == 1
+            assert (await session.exec(select(Server.node_id))).one() == node_id
+            await session.delete(await session.get(Server, server_id))
+            await session.commit()
+            again = Server(node_id=node_id, system_path="/redfish/v1/Systems/2", name="t")
+            session.add(again)
+            await session.flush()
+            # SQLite without AUTOINCREMENT would hand out the deleted server's id again.
+            assert again.id == (server_id or 0) + 1
     finally:
         await engine.dispose()

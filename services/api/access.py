@@ -20,9 +20,14 @@ from sqlmodel.sql.expression import SelectOfScalar
 from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import not_found, permission_denied
 from services.api.lookup import get_or_404
+from shared.messaging.events import CloudEvent
 from shared.models import GroupMembership, Pool, Server, Switch, User
 
 M = TypeVar("M", bound=SQLModel)
+
+# The entities whose events a group member may receive; every other event (nodes, scan ranges,
+# …) is about something only superusers see in the REST API.
+MEMBER_EVENT_ENTITIES = frozenset({"server", "switch", "pool"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class Scope:
     user: User
     # None: no restriction (superuser).
     pool_ids: frozenset[int] | None
+    # The user's groups: a deleted pool is in no one's visible pools any more, yet the members of
+    # its group should still hear that it went.
+    group_ids: frozenset[int] = frozenset()
 
     @property
     def is_superuser(self) -> bool:
@@ -54,6 +62,33 @@ class Scope:
             return self.sees_pool(obj.id)
         return self.sees_pool(obj.resource_pool_id)
 
+    @property
+    def event_entities(self) -> frozenset[str] | None:
+        """The entities whose events this user may receive (None: all)."""
+        return None if self.pool_ids is None else MEMBER_EVENT_ENTITIES
+
+    def sees_event(self, event: CloudEvent) -> bool:
+        """Whether the user may receive ``event`` (SSE, the event list).
+
+        The rule of the object it is about, applied to the pools the event names: a server or
+        switch event names the pool it is in and, when it left one, ``previous_pool`` — so
+        members of the pool it left hear that it went. A pool event names the pool, its parent
+        and its group.
+        """
+        if self.pool_ids is None:
+            return True
+        entity = event.subject.partition("/")[0]
+        data = event.data
+        if entity in ("server", "switch"):
+            named = (data.get("resource_pool"), data.get("previous_pool"))
+        elif entity == "pool":
+            if data.get("group") in self.group_ids:
+                return True
+            named = (data.get("id"), data.get("parent"))
+        else:
+            return False
+        return any(isinstance(pool, int) and pool in self.pool_ids for pool in named)
+
     async def get(self, session: AsyncSession, model: type[M], pk: int) -> M:
         """The object, or 404 if it does not exist or is outside the scope."""
         obj = await get_or_404(session, model, pk)
@@ -62,15 +97,18 @@ class Scope:
         return obj
 
 
-async def visible_pools(session: AsyncSession, user: User) -> frozenset[int]:
-    """The pools of the user's groups and all their descendants."""
-    group_ids = set(
+async def _group_ids(session: AsyncSession, user: User) -> frozenset[int]:
+    return frozenset(
         (
             await session.exec(
                 select(GroupMembership.group_id).where(col(GroupMembership.user_id) == user.id)
             )
         ).all()
     )
+
+
+async def _pools_of_groups(session: AsyncSession, group_ids: frozenset[int]) -> frozenset[int]:
+    """The pools of these groups and all their descendants."""
     pools = (await session.exec(select(Pool.id, Pool.parent_id, Pool.group_id))).all()
     children: dict[int, list[int]] = {}
     for pool_id, parent_id, _ in pools:
@@ -86,10 +124,16 @@ async def visible_pools(session: AsyncSession, user: User) -> frozenset[int]:
     return frozenset(seen)
 
 
-async def get_scope(user: CurrentUser, session: SessionDep) -> Scope:
+async def scope_of(session: AsyncSession, user: User) -> Scope:
+    """What ``user`` may see now (also re-read by long-lived event streams)."""
     if user.is_superuser:
         return Scope(user, None)
-    return Scope(user, await visible_pools(session, user))
+    group_ids = await _group_ids(session, user)
+    return Scope(user, await _pools_of_groups(session, group_ids), group_ids)
+
+
+async def get_scope(user: CurrentUser, session: SessionDep) -> Scope:
+    return await scope_of(session, user)
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]

@@ -11,6 +11,7 @@ from services.api import errors, observability, schema
 from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
+    events,
     groups,
     nodes,
     pools,
@@ -19,6 +20,7 @@ from services.api.routes import (
     switches,
     tokens,
     users,
+    webhooks,
 )
 from services.api.state import ApiState
 from shared.runtime import Runtime
@@ -73,6 +75,8 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         servers,
         pools,
         switches,
+        webhooks,
+        events,
     ):
         app.include_router(module.router, responses=COMMON_ERRORS)
     return app

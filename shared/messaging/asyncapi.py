@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field, create_model
 
 from shared.messaging import subjects
 from shared.messaging.catalog import EVENT_TYPES, EventType
-from shared.messaging.events import SOURCE
 from shared.messaging.streams import EVENTS_STREAM
 
 TITLE = "Racksmith events"
@@ -44,7 +43,7 @@ class CloudEventEnvelope(BaseModel):
         description="`evt:<entity>:<id>:<change>:<version>`; the same change always has the "
         "same id (it is also the JetStream Nats-Msg-Id)."
     )
-    source: Literal["/racksmith"] = SOURCE
+    source: Literal["/racksmith"] = "/racksmith"
     subject: str = Field(description="`<entity>/<id>`, e.g. `node/42`.")
     time: datetime = Field(description="When the change was committed (UTC).")
     datacontenttype: Literal["application/json"] = "application/json"
@@ -61,7 +60,7 @@ def message_model(event_type: EventType) -> type[BaseModel]:
         name,
         __base__=CloudEventEnvelope,
         __doc__=event_type.description,
-        type=(Literal[event_type.type], Field(description="The event type.")),  # type: ignore[valid-type]
+        type=(Literal[event_type.type], Field(description="The event type.")),  # type: ignore[arg-type]
         data=(event_type.payload, Field(description="The entity as the REST API shows it.")),
     )
     return model

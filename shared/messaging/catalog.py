@@ -12,6 +12,8 @@ fit its payload) raises — so the code cannot emit what the document does not d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,6 +56,31 @@ class ServerUnassignedData(ServerPublic):
 
 class SwitchUnassignedData(SwitchPublic):
     previous_pool: int = Field(description="The pool the switch left.")
+
+
+class WebhookEventData(BaseModel):
+    """A webhook as its events show it: like the API, but only the origin of its URL — paths and
+    queries often carry the receiver's token (Slack-style), and events reach every subscriber."""
+
+    id: int
+    name: str
+    origin: str = Field(description="`scheme://host[:port]` of the webhook's URL.")
+    event_types: list[str]
+    content_mode: str
+    active: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    consecutive_failures: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal goes back in brackets
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 @dataclass(frozen=True)
@@ -108,7 +135,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(
         "webhook",
         "disabled",
-        WebhookPublic,
+        WebhookEventData,
         "Sustained delivery failures disabled the webhook; `disabled_reason` says why.",
     ),
 )
@@ -203,5 +230,6 @@ def stage_server_event(session: AsyncSession, server: Server, change: str, **ext
 
 def stage_webhook_event(session: AsyncSession, webhook: Webhook, change: str) -> None:
     assert webhook.id is not None
-    public = WebhookPublic.of(webhook)
+    shown = WebhookPublic.of(webhook).model_dump(exclude={"url"})
+    public = WebhookEventData.model_validate(shown | {"origin": origin_of(webhook.url)})
     stage(session, "webhook", webhook.id, change, version=webhook.version, public=public, extra={})

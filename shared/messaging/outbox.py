@@ -47,6 +47,12 @@ def stage(session: AsyncSession, event: CloudEvent) -> None:
 def _write_staged(session: Session) -> None:
     # Runs inside the transaction, before its final flush: the rows commit with the change.
     staged: list[CloudEvent] = session.info.pop(_STAGED, [])
+    if not staged:
+        return
+    # Write the changes (and take their row locks) before the outbox rows get their ids: a
+    # transaction changing the same entity later then waits for this one to commit before it
+    # can number its own events, so outbox order is each entity's commit order.
+    session.flush()
     committed_at = datetime.now(UTC)
     for event in staged:
         stamped = event.model_copy(update={"time": committed_at})

@@ -52,6 +52,7 @@ def events_stream_config(settings: Settings) -> StreamConfig:
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         max_age=settings.events_max_age_days * DAY_S,
+        max_bytes=settings.events_max_bytes,
         duplicate_window=DUPLICATE_WINDOW_S,
     )
 
@@ -66,10 +67,16 @@ class WorkerConsumer:
     concurrency: int
     max_ack_pending: int
     # A setting name overriding `command_max_deliver` for this consumer (BMC work waits out
-    # busy BMCs far longer than other work).
-    max_deliver_setting: str = "command_max_deliver"
+    # busy BMCs far longer than other work); None: redelivered until it succeeds.
+    max_deliver_setting: str | None = "command_max_deliver"
+    stream: str = COMMANDS_STREAM
+    # Commands queued before a worker first started are work to do; events published before a
+    # consumer existed are history that nobody subscribed to.
+    deliver_policy: DeliverPolicy = DeliverPolicy.ALL
 
     def max_deliver(self, settings: Settings) -> int:
+        if self.max_deliver_setting is None:
+            return -1
         value: int = getattr(settings, self.max_deliver_setting)
         return value
 
@@ -82,7 +89,7 @@ class WorkerConsumer:
             durable_name=self.durable,
             name=self.durable,
             filter_subject=self.filter_subject,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=self.deliver_policy,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.command_ack_wait_s,
             max_deliver=self.max_deliver(settings),
@@ -109,7 +116,22 @@ INVENTORY = WorkerConsumer(
     max_ack_pending=2048,
     max_deliver_setting="bmc_max_deliver",
 )
+# The command consumers; KEDA scales each worker kind on its lag (deploy/k8s/base/keda.yaml).
 WORKER_CONSUMERS: dict[str, WorkerConsumer] = {c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY)}
+# Turns every event into delivery rows for the matching webhooks (services/webhooks). As many
+# events in flight as one batch, so batches are recorded one after another in stream order (the
+# order each entity's deliveries go out in); redelivered until recorded, since a dropped event
+# would be a delivery lost.
+WEBHOOKS = WorkerConsumer(
+    "webhooks",
+    f"{subjects.EVENT_PREFIX}.>",
+    concurrency=1,
+    max_ack_pending=100,
+    max_deliver_setting=None,
+    stream=EVENTS_STREAM,
+    deliver_policy=DeliverPolicy.NEW,
+)
+CONSUMERS: tuple[WorkerConsumer, ...] = (*WORKER_CONSUMERS.values(), WEBHOOKS)
 
 
 async def declare(js: JetStreamContext, settings: Settings) -> None:
@@ -125,5 +147,5 @@ async def declare(js: JetStreamContext, settings: Settings) -> None:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
-    for consumer in WORKER_CONSUMERS.values():
-        await js.add_consumer(COMMANDS_STREAM, consumer.config(settings))
+    for consumer in CONSUMERS:
+        await js.add_consumer(consumer.stream, consumer.config(settings))

@@ -15,10 +15,12 @@ from shared.models.pools import Pool
 from shared.models.registration import AuthProfile, Credential
 from shared.models.servers import InventoryStatus, Server
 from shared.models.switches import Switch
+from shared.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 
 __all__ = [
     "AuthProfile",
     "Credential",
+    "DeliveryStatus",
     "EthernetInterface",
     "FirmwareComponent",
     "Group",
@@ -37,5 +39,7 @@ __all__ = [
     "Storage",
     "Switch",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "metadata",
 ]

@@ -15,6 +15,13 @@ metadata.naming_convention = {
 }
 
 
+# For tables whose ids appear in events and API URLs. SQLite otherwise hands a deleted row's id
+# (the highest) to the next insert: a new pool would reuse the old one's id, its events' ids
+# (`evt:pool:5:created:1`) would repeat the old ones and be dropped as duplicates, and a CMDB
+# keyed on the id would merge two pools. PostgreSQL sequences never reuse ids anyway.
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 def reject_null(*fields: str) -> Any:
     """A validator for PATCH shapes: these fields may be omitted, but not sent as null (their
     columns are NOT NULL), which answers 400 naming the field instead of a database error."""

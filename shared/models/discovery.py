@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
+from shared.models.base import NEVER_REUSE_IDS
 
 
 # Statuses are stored as plain strings (not database enums) so adding one needs no type migration.
@@ -28,6 +29,7 @@ class NodeStatus(StrEnum):
 
 class ScanRange(SQLModel, table=True):
     __tablename__ = "scan_range"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, index=True)
@@ -70,7 +72,7 @@ class Node(SQLModel, table=True):
     """A BMC endpoint, keyed by (ip, port)."""
 
     __tablename__ = "node"
-    __table_args__ = (UniqueConstraint("ip", "port"),)
+    __table_args__ = (UniqueConstraint("ip", "port"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     ip: str = Field(max_length=45)

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
-from shared.models.base import reject_null
+from shared.models.base import NEVER_REUSE_IDS, reject_null
 
 
 class InventoryStatus(StrEnum):
@@ -26,6 +26,7 @@ class Server(SQLModel, table=True):
         UniqueConstraint("node_id", "system_path"),
         # The guide's "servers of pool X that are On, by name" in one index range scan.
         Index("ix_server_pool_power_name", "resource_pool_id", "power_state", "name"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -7,11 +7,12 @@ from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from shared.models.accounts import utcnow
-from shared.models.base import reject_null
+from shared.models.base import NEVER_REUSE_IDS, reject_null
 
 
 class Switch(SQLModel, table=True):
     __tablename__ = "switch"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, index=True)

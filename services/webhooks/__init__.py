@@ -1,0 +1,1 @@
+"""Webhooks worker: turns events into deliveries for the matching webhooks and sends them."""
