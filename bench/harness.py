@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import platform
 import re
@@ -26,16 +25,12 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import URL, make_url
 
+from shared.orphans import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- processes ------------------------------------------------------------------------------------
-
-
-def die_with_parent() -> None:
-    """In the child: get SIGTERM if the benchmark dies without cleaning up (Linux only)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Child:

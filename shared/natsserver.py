@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from shared.log import get_logger
+from shared.orphans import die_with_parent
 
 log = get_logger(__name__)
 
@@ -100,6 +101,7 @@ class EmbeddedNatsServer:
             # Own process group: a Ctrl-C in the terminal reaches us, and we stop the server
             # in order (after the workers drained) instead of it dying first.
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         await self._wait_ready()
         log.info("nats.embedded.started", url=self.url, pid=self._process.pid)

@@ -42,6 +42,7 @@ class Runtime:
             max_reconnect_attempts=-1,
         )
         self.publisher = Publisher(self.broker)
+        self.outbox = outbox.Relayer(self.db, self.publisher)
         self.nats: NatsClient | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -68,7 +69,7 @@ class Runtime:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
         await streams.declare(self.nats.jetstream(), self.settings)
-        self.spawn(outbox.sweep_forever(self.db, self.publisher))
+        self.spawn(self.outbox.sweep_forever())
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background for the life of this runtime (cancelled on close)."""

@@ -14,7 +14,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import APIError, documented
 from shared.log import get_logger
-from shared.messaging import outbox
 from shared.messaging.commands import Command
 from shared.messaging.publish import BrokerUnavailableError
 from shared.runtime import Runtime
@@ -34,7 +33,7 @@ async def commit_and_publish(
     try:
         # Events of the started state (e.g. `registering`) go out before the command, so no
         # subscriber can see the worker's outcome before the start.
-        await outbox.relay(runtime.db, runtime.publisher)
+        await runtime.outbox.relay()
         await runtime.publisher.command(command)
     except BrokerUnavailableError as exc:
         log.error("dispatch.broker_unavailable", command=command.msg_id(), error=str(exc))
@@ -58,6 +57,6 @@ async def announce(runtime: Runtime) -> None:
     saved change into an error (the client would retry and duplicate it): the outbox sweep
     delivers the events when the broker is back."""
     try:
-        await outbox.relay(runtime.db, runtime.publisher)
+        await runtime.outbox.relay()
     except BrokerUnavailableError as exc:
         log.warning("events.delayed", error=str(exc))

@@ -10,7 +10,6 @@ from services.bmc_failures import reason_or_retry
 from services.inventory import store
 from shared.bmc_access import tls_policy
 from shared.log import get_logger
-from shared.messaging import outbox
 from shared.messaging.commands import ServerInventoryCommand
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
@@ -64,7 +63,7 @@ async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
         if server is not None:
             store.record_failure(session, server, reason)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     log.warning("inventory.failed", server=server_id, reason=reason)
 
 
@@ -107,5 +106,5 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
             return
         changed = await store.record_inventory(session, server, inventory)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     log.info("inventory.collected", server=cmd.server_id, changed=changed)

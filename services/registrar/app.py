@@ -14,7 +14,6 @@ from services.bmc_failures import reason_or_retry
 from services.registrar import records
 from services.registrar.login import RegistrationRefused, log_in_and_read_systems
 from shared.log import get_logger
-from shared.messaging import outbox
 from shared.messaging.commands import NodeRegisterCommand, ServerInventoryCommand
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import REGISTRAR
@@ -32,7 +31,7 @@ async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> No
         if node is not None:
             records.mark_error(session, node, reason)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     log.warning("registration.failed", node=cmd.node_id, reason=reason)
 
 
@@ -53,7 +52,7 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
             # registration is the one that succeeded, make sure its first inventory was queued
             # (the earlier delivery may have died right after committing).
             await session.commit()
-            await outbox.relay(ctx.db, ctx.publisher)
+            await ctx.runtime.outbox.relay()
             await _queue_first_inventory(ctx, cmd, await records.registered_servers(ctx.db, cmd))
             return
         profile = (
@@ -91,7 +90,7 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         servers = await records.upsert_servers(session, current, logged_in.systems)
         records.mark_registered(session, current, logged_in.credential_id, servers)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     await _queue_first_inventory(ctx, cmd, [s.id for s in servers if s.id is not None])
     log.info("registration.done", node=cmd.node_id, servers=len(servers))
 

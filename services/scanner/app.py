@@ -10,7 +10,6 @@ from contextlib import suppress
 from services.scanner import runs
 from services.scanner.probe import Prober, RedfishService
 from shared.log import get_logger
-from shared.messaging import outbox
 from shared.messaging.commands import ScanChunkCommand, ScanRangeCommand
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import SCANNER
@@ -37,7 +36,7 @@ async def range_failed(cmd: ScanRangeCommand, ctx: CommandContext, error: BaseEx
             session, cmd.scan_range_id, cmd.run, f"could not start the scan: {error}"
         )
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
 
 
 @router.command(ScanRangeCommand.subject, ScanRangeCommand, on_exhausted=range_failed)
@@ -49,7 +48,7 @@ async def expand_range(cmd: ScanRangeCommand, ctx: CommandContext) -> None:
             return
         indexes = await runs.create_chunks(session, scan_range, ctx.settings.scan_chunk_size)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     # Re-publishing after a redelivery is harmless: chunk ids are deterministic, so JetStream
     # drops the copies.
     for index in indexes:
@@ -65,7 +64,7 @@ async def chunk_failed(cmd: ScanChunkCommand, ctx: CommandContext, error: BaseEx
             session, cmd.scan_range_id, cmd.run, cmd.index, [], error=f"chunk {cmd.index}: {error}"
         )
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
 
 
 @router.command(ScanChunkCommand.subject, ScanChunkCommand, on_exhausted=chunk_failed)
@@ -75,14 +74,14 @@ async def scan_chunk(cmd: ScanChunkCommand, ctx: CommandContext) -> None:
         chunk = await runs.get_chunk(session, cmd.scan_range_id, cmd.run, cmd.index)
     if scan_range is None or chunk is None or chunk.done_at is not None:
         # Stale, or done by an earlier delivery: only make sure its events went out.
-        await outbox.relay(ctx.db, ctx.publisher)
+        await ctx.runtime.outbox.relay()
         return
     targets = [(ip, port) for ip in runs.chunk_addresses(chunk) for port in scan_range.ports]
     found = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
     async with ctx.db.session() as session:
         await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
         await session.commit()
-    await outbox.relay(ctx.db, ctx.publisher)
+    await ctx.runtime.outbox.relay()
     log.info("scan.chunk_done", probes=len(targets), found=len(found))
 
 

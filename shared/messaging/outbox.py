@@ -92,11 +92,39 @@ async def relay(db: Database, publisher: Publisher) -> int:
             published += len(claimed)
 
 
-async def sweep_forever(db: Database, publisher: Publisher, interval_s: float = 2.0) -> None:
-    """Background safety net: relay what crashed handlers left behind."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await relay(db, publisher)
-        except Exception as exc:  # keep sweeping: broker or database may be briefly away
-            log.warning("outbox.sweep_failed", error=str(exc))
+class Relayer:
+    """The process's way to relay: one relay at a time, shared by everyone who asks meanwhile.
+
+    Every committed request and handler asks for a relay. Run side by side, their relays would
+    queue on the same rows (each claims the oldest) and each caller would wait for all the
+    others' publishes. Here a caller whose rows were committed before a relay *started* is
+    served by that relay and returns when it ends; so a burst of commits costs one or two relays,
+    not one each.
+    """
+
+    def __init__(self, db: Database, publisher: Publisher) -> None:
+        self.db = db
+        self.publisher = publisher
+        self._lock = asyncio.Lock()
+        self._asked = 0  # tickets handed out
+        self._covered = 0  # every ticket up to this one was asked before a finished relay began
+
+    async def relay(self) -> None:
+        """Return once every event committed before this call has been published."""
+        self._asked += 1
+        ticket = self._asked
+        async with self._lock:
+            if self._covered >= ticket:
+                return
+            starting_after = self._asked
+            await relay(self.db, self.publisher)
+            self._covered = starting_after
+
+    async def sweep_forever(self, interval_s: float = 2.0) -> None:
+        """Background safety net: relay what crashed handlers (here or elsewhere) left behind."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.relay()
+            except Exception as exc:  # keep sweeping: broker or database may be briefly away
+                log.warning("outbox.sweep_failed", error=str(exc))
