@@ -12,9 +12,11 @@ from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
 
+from shared.db import Database
 from shared.messaging import outbox, streams
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.events import make_event
+from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -230,3 +232,37 @@ async def test_concurrent_relays_publish_each_event_once(runtime: Runtime, uniqu
     await asyncio.sleep(0.3)
     await subscription.unsubscribe()
     assert sorted(received) == sorted(f"racksmith.evt.relay.{unique}.c{n}" for n in range(40))
+
+
+async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_relay(
+    runtime: Runtime, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight callers commit, then ask at once: every one returns only once its own event is on
+    the stream, and they share two relays (the first caller's, and one for everyone who asked
+    while it ran) instead of running eight on the same rows."""
+    assert runtime.nats is not None
+    relayer = outbox.Relayer(runtime.db, runtime.publisher)
+    relays = 0
+    real_relay = outbox.relay
+
+    async def counted(db: Database, publisher: Publisher) -> int:
+        nonlocal relays
+        relays += 1
+        return await real_relay(db, publisher)
+
+    monkeypatch.setattr(outbox, "relay", counted)
+    js = runtime.nats.jetstream()
+    all_committed = asyncio.Barrier(8)
+
+    async def commit_and_relay(n: int) -> None:
+        async with runtime.db.session() as session:
+            outbox.stage(session, make_event("relayer", unique, f"c{n}", version=1, data={}))
+            await session.commit()
+        await all_committed.wait()
+        await relayer.relay()
+        # Published before relay() returned: the stream already holds it.
+        stored = await js.get_last_msg(EVENTS_STREAM, f"racksmith.evt.relayer.{unique}.c{n}")
+        assert stored.data
+
+    await asyncio.gather(*(commit_and_relay(n) for n in range(8)))
+    assert relays == 2
