@@ -39,6 +39,13 @@ async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Pro
     )
 
 
+async def subscribed(log: Path) -> None:
+    """Wait until the worker logging to ``log`` consumes (a loaded machine starts slowly)."""
+    async with asyncio.timeout(60):
+        while '"worker.started"' not in await asyncio.to_thread(log.read_text):
+            await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 async def slow_lab() -> AsyncIterator[Lab]:
     # Every fourth BMC hangs, so chunks take a probe timeout each: slow enough to kill mid-scan.
@@ -73,7 +80,7 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
             )
         ).json()
         url = f"/api/node_discovery/scan_range/{scan_range['id']}/"
-        await asyncio.sleep(1.5)  # the victim is subscribed
+        await subscribed(tmp_path / "victim.log")
         started = await client.post(
             "/api/node_discovery/run_scan/",
             json={"scan_ranges": [scan_range["id"]]},
@@ -81,7 +88,8 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
         )
         assert started.status_code == 202
         survivor = await start_scanner(settings, tmp_path / "survivor.log")
-        await asyncio.sleep(2.5)  # the survivor is subscribed; the victim is mid-chunk
+        await subscribed(tmp_path / "survivor.log")
+        await asyncio.sleep(1.0)  # the victim is mid-chunk
         mid = (await client.get(url, headers=admin_headers)).json()
         assert mid["status"] == "scanning", "the scan finished before the kill; make it slower"
         victim.send_signal(signal.SIGKILL)
