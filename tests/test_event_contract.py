@@ -21,6 +21,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.messaging import asyncapi, catalog, outbox
 from shared.messaging.events import CloudEvent
@@ -172,12 +173,18 @@ async def test_asyncapi_viewer_is_served_from_local_assets(client: httpx.AsyncCl
         assert not re.search(r"https?://(?!example\.com/)[\w.-]+", asset.text), source
 
 
+async def _create_pool(session: AsyncSession, name: str) -> Pool:
+    """A pool added to ``session`` with its ``created`` event staged, not yet committed."""
+    pool = Pool(name=name, description="")
+    session.add(pool)
+    await session.flush()
+    catalog.stage_pool_event(session, pool, "created")
+    return pool
+
+
 async def test_event_time_is_the_commit_time(runtime: Runtime, unique: str) -> None:
     async with runtime.db.session() as session:
-        pool = Pool(name=f"timed {unique}", description="")
-        session.add(pool)
-        await session.flush()
-        catalog.stage_pool_event(session, pool, "created")
+        pool = await _create_pool(session, f"timed {unique}")
         await asyncio.sleep(0.05)  # a handler's work between building the event and committing
         before_commit = datetime.now(UTC)
         await session.commit()
@@ -197,10 +204,7 @@ async def test_event_time_is_the_commit_time(runtime: Runtime, unique: str) -> N
 
 async def test_a_rolled_back_change_stages_nothing(runtime: Runtime, unique: str) -> None:
     async with runtime.db.session() as session:
-        pool = Pool(name=f"undone {unique}", description="")
-        session.add(pool)
-        await session.flush()
-        catalog.stage_pool_event(session, pool, "created")
+        pool = await _create_pool(session, f"undone {unique}")
         await session.rollback()
         await session.commit()
     async with runtime.db.session() as session:

@@ -56,19 +56,20 @@ class Received:
     body: bytes
     status: int | None = None  # what the receiver answered (None: never answered)
 
+    def _attribute(self, name: str) -> str:
+        """A CloudEvents attribute: a ``ce-`` header in binary mode, in the body otherwise."""
+        if f"ce-{name}" in self.headers:
+            return self.headers[f"ce-{name}"]
+        value: str = json.loads(self.body)[name]
+        return value
+
     @property
     def event_id(self) -> str:
-        if "ce-id" in self.headers:
-            return self.headers["ce-id"]
-        event_id: str = json.loads(self.body)["id"]
-        return event_id
+        return self._attribute("id")
 
     @property
     def subject(self) -> str:
-        if "ce-subject" in self.headers:
-            return self.headers["ce-subject"]
-        subject: str = json.loads(self.body)["subject"]
-        return subject
+        return self._attribute("subject")
 
 
 @dataclass

@@ -12,7 +12,6 @@ fit its payload) raises — so the code cannot emit what the document does not d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -24,7 +23,7 @@ from shared.models import Node, Pool, ScanRange, Server, Switch, Webhook
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.servers import ServerPublic
 from shared.models.switches import SwitchPublic
-from shared.models.webhooks import WebhookPublic
+from shared.models.webhooks import WebhookPublic, WebhookState
 
 
 class PoolEventData(BaseModel):
@@ -58,21 +57,11 @@ class SwitchUnassignedData(SwitchPublic):
     previous_pool: int = Field(description="The pool the switch left.")
 
 
-class WebhookEventData(BaseModel):
-    """A webhook as its events show it: like the API, but only the origin of its URL — paths and
-    queries often carry the receiver's token (Slack-style), and events reach every subscriber."""
+class WebhookEventData(WebhookState):
+    """A webhook as its events show it: only the origin of its URL — paths and queries often
+    carry the receiver's token (Slack-style), and events reach every subscriber."""
 
-    id: int
-    name: str
     origin: str = Field(description="`scheme://host[:port]` of the webhook's URL.")
-    event_types: list[str]
-    content_mode: str
-    active: bool
-    disabled_reason: str | None
-    disabled_at: datetime | None
-    consecutive_failures: int
-    created_at: datetime
-    updated_at: datetime
 
 
 def origin_of(url: str) -> str:

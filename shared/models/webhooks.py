@@ -127,12 +127,11 @@ class WebhookUpdate(BaseModel):
     )
 
 
-class WebhookPublic(BaseModel):
-    """A webhook as the API (and its events) show it: never the secret."""
+class WebhookState(BaseModel):
+    """A webhook's name, filters and health, which both the API and its events show."""
 
     id: int
     name: str
-    url: str
     event_types: list[str]
     content_mode: ContentMode
     active: bool
@@ -141,6 +140,12 @@ class WebhookPublic(BaseModel):
     consecutive_failures: int
     created_at: datetime
     updated_at: datetime
+
+
+class WebhookPublic(WebhookState):
+    """A webhook as the API shows it: never the secret."""
+
+    url: str
 
     @classmethod
     def of(cls, webhook: Webhook) -> "WebhookPublic":
