@@ -68,6 +68,7 @@ class Runtime:
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
+        self.publisher.attach(self.nats)
         await streams.declare(self.nats.jetstream(), self.settings)
         self.spawn(self.outbox.sweep_forever())
 

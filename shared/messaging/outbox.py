@@ -86,8 +86,9 @@ async def relay(db: Database, publisher: Publisher) -> int:
             if not claimed:
                 await session.commit()
                 return published
-            for _, body in sorted(claimed, key=lambda row: row[0]):
-                await publisher.event(CloudEvent.model_validate(body))
+            await publisher.events(
+                [CloudEvent.model_validate(body) for _, body in sorted(claimed, key=lambda r: r[0])]
+            )
             await session.commit()
             published += len(claimed)
 
