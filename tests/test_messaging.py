@@ -13,10 +13,10 @@ from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
 
 from shared.db import Database
-from shared.messaging import outbox, streams
+from shared.messaging import outbox, publish, streams
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.events import make_event
-from shared.messaging.publish import Publisher
+from shared.messaging.publish import BrokerUnavailableError, Publisher
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -266,3 +266,41 @@ async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_rela
 
     await asyncio.gather(*(commit_and_relay(n) for n in range(8)))
     assert relays == 2
+
+
+async def test_a_refused_event_batch_raises_and_frees_its_pending_slots(
+    runtime: Runtime, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runtime.nats is not None
+    publisher = Publisher(runtime.broker)
+    publisher.attach(runtime.nats)
+    # JetStream refuses a publish whose expected stream does not hold the subject.
+    monkeypatch.setattr(publish, "EVENTS_STREAM", f"NOT_{unique}")
+    batch = [make_event("refused", unique, f"c{n}", version=1, data={}) for n in range(3)]
+    with pytest.raises(BrokerUnavailableError):
+        await publisher.events(batch)
+    js = publisher._js
+    assert js is not None and js.publish_async_pending() == 0
+
+
+async def test_a_failed_event_batch_gives_back_the_slots_of_acks_still_pending(
+    runtime: Runtime, unique: str
+) -> None:
+    """The broker refuses one event of a batch and never acknowledges the others: the batch
+    fails at once, and the other ack futures are cancelled, which frees the client's
+    pending-publish slots (otherwise a few thousand such events would stall every publish)."""
+    acks: list[asyncio.Future[object]] = []
+
+    class HalfDeadJetStream:
+        async def publish_async(self, *args: object, **kwargs: object) -> asyncio.Future[object]:
+            acks.append(asyncio.get_running_loop().create_future())
+            if len(acks) == 1:
+                acks[0].set_exception(RuntimeError("refused"))
+            return acks[-1]
+
+    publisher = Publisher(runtime.broker)
+    publisher._js = HalfDeadJetStream()  # type: ignore[assignment]
+    batch = [make_event("stalled", unique, f"c{n}", version=1, data={}) for n in range(3)]
+    with pytest.raises(BrokerUnavailableError, match="refused"):
+        await publisher.events(batch)
+    assert len(acks) == 3 and all(ack.cancelled() for ack in acks[1:])

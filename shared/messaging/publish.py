@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from pydantic import BaseModel
 
 from shared.messaging.commands import Command
@@ -42,22 +43,26 @@ class Publisher:
             for event in events:
                 await self.event(event)
             return
+        acks: list[asyncio.Future[PubAck]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                acks = [
-                    await self._js.publish_async(
-                        event.nats_subject,
-                        event.model_dump_json().encode(),
-                        stream=EVENTS_STREAM,
-                        headers={"Nats-Msg-Id": event.id, "content-type": EVENT_CONTENT_TYPE},
+                for event in events:
+                    acks.append(
+                        await self._js.publish_async(
+                            event.nats_subject,
+                            event.model_dump_json().encode(),
+                            stream=EVENTS_STREAM,
+                            headers={"Nats-Msg-Id": event.id, "content-type": EVENT_CONTENT_TYPE},
+                        )
                     )
-                    for event in events
-                ]
                 await asyncio.gather(*acks)
         except Exception as exc:  # any failure means "not durably accepted"
-            raise BrokerUnavailableError(
-                f"NATS did not accept {len(events)} events: {exc}"
-            ) from exc
+            raise BrokerUnavailableError(f"NATS did not accept the events: {exc!r}") from exc
+        finally:
+            # An ack that never comes would hold one of the client's pending-publish slots for
+            # good; cancelling gives it back (the relay publishes these events again).
+            for ack in acks:
+                ack.cancel()
 
     async def command(self, command: Command) -> None:
         await self.raw_command(command.subject, command, msg_id=command.msg_id())
