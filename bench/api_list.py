@@ -50,18 +50,16 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from harness import machine_description, platform_env
-from sqlalchemy import URL, make_url, text
+from harness import empty_postgres_database, machine_description, platform_env, run_benchmark
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import migrate
 from shared.bootstrap import create_user
 from shared.db import Database, is_sqlite
-from shared.log import configure_logging
 from shared.models import metadata
 from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.security import hash_password
-from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 50.0
@@ -623,48 +621,12 @@ async def prepare_sqlite(url: str | None, tmp: Path) -> Target:
 
 async def prepare_postgres(url: str, bench_db: str) -> Target:
     """Create ``bench_db`` on the URL's server if needed and empty its public schema."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", bench_db):
-        raise SystemExit(f"api_list: --pg-database {bench_db!r} must be a plain lower-case name")
-    parsed = make_url(url)
-    maintenance_db = parsed.database or "postgres"
-    if maintenance_db == bench_db:
-        maintenance_db = "postgres"
-
-    def dsn(u: URL, database: str) -> str:
-        return u.set(drivername="postgresql", database=database).render_as_string(
-            hide_password=False
-        )
-
-    print(
-        f"WARNING: PostgreSQL database {bench_db!r} on {parsed.host}:{parsed.port or 5432} is "
-        "used by this benchmark: its public schema is dropped and recreated now.",
-        flush=True,
-    )
-    maintenance = await asyncpg.connect(dsn(parsed, maintenance_db))
-    try:
-        exists = await maintenance.fetchval(
-            "SELECT 1 FROM pg_database WHERE datname = $1", bench_db
-        )
-        if not exists:
-            await maintenance.execute(f'CREATE DATABASE "{bench_db}"')
-    finally:
-        await maintenance.close()
-    conn = await asyncpg.connect(dsn(parsed, bench_db))
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
-    bench_dsn = dsn(parsed, bench_db)
+    pg = await empty_postgres_database(url, bench_db)
 
     async def connect() -> Driver:
-        return await PostgresDriver.connect(bench_dsn)
+        return await PostgresDriver.connect(pg.dsn)
 
-    app_url = parsed.set(drivername="postgresql+asyncpg", database=bench_db)
-    return Target(
-        app_url.render_as_string(hide_password=False),
-        connect,
-        f"PostgreSQL database {bench_db} on {parsed.host}:{parsed.port or 5432}",
-    )
+    return Target(pg.app_url, connect, f"PostgreSQL database {bench_db} on {pg.where}")
 
 
 async def after_seed(target: Target) -> None:
@@ -1048,14 +1010,7 @@ async def run(args: argparse.Namespace) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(Settings(log_level="WARNING", log_format="console"))
-    try:
-        asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nInterrupted; subprocesses stopped.", file=sys.stderr)
-        return 130
-    # A benchmark reports; missing a target is a finding, not a failure of the script.
-    return 0
+    return run_benchmark(run(args))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from harness import (
     platform_env,
     prepare_database,
     racksmith,
+    run_benchmark,
     work_dir,
 )
 
@@ -354,10 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.receive:
         asyncio.run(receive(ReceiverConfig(**json.loads(args.receive))))
         return 0
-    try:
-        return asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        return 130
+    return run_benchmark(run(args))
 
 
 if __name__ == "__main__":

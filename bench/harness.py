@@ -17,15 +17,19 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import URL, make_url
 
+from shared.log import configure_logging
 from shared.orphans import die_with_parent
+from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,6 +153,19 @@ async def migrate_and_create_admin(env: dict[str, str], tmp: Path, username: str
     return password
 
 
+def run_benchmark(work: Coroutine[Any, Any, object]) -> int:
+    """A benchmark's ``main``: quiet logging, run, exit 130 on Ctrl-C (everything started is
+    stopped by then). A benchmark reports: missing a target is a finding, not a failure, so the
+    exit status is 0 unless ``work`` returns an int status of its own."""
+    configure_logging(Settings(log_level="WARNING", log_format="console"))
+    try:
+        result = asyncio.run(work)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\nInterrupted; everything started by the benchmark was stopped.", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
 def racksmith(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
@@ -164,13 +181,17 @@ def raise_fd_limit(needed: int) -> None:
 # --- the database -------------------------------------------------------------------------------
 
 
-async def prepare_database(url: str, bench_db: str, tmp: Path) -> tuple[str, str]:
-    """The SQLAlchemy URL the platform uses, and a description. PostgreSQL: own, empty database."""
-    if url == "sqlite" or url.startswith("sqlite"):
-        path = tmp / "racksmith.db"
-        return f"sqlite+aiosqlite:///{path}", f"SQLite file {path}"
-    if not url.startswith("postgresql"):
-        raise SystemExit(f"bench: unsupported database URL {url!r}")
+@dataclass(frozen=True)
+class BenchPostgres:
+    app_url: str  # for Racksmith (asyncpg)
+    dsn: str  # for a raw driver (libpq form)
+    version: str
+    where: str  # host:port
+
+
+async def empty_postgres_database(url: str, bench_db: str) -> BenchPostgres:
+    """Create ``bench_db`` on the URL's server if needed and empty its public schema. The URL's
+    own database (or ``postgres``) is only the maintenance connection; nothing else is touched."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", bench_db):
         raise SystemExit(f"bench: --pg-database {bench_db!r} must be a plain lower-case name")
     parsed = make_url(url)
@@ -181,6 +202,12 @@ async def prepare_database(url: str, bench_db: str, tmp: Path) -> tuple[str, str
             hide_password=False
         )
 
+    where = f"{parsed.host}:{parsed.port or 5432}"
+    print(
+        f"WARNING: PostgreSQL database {bench_db!r} on {where} is used by this benchmark: "
+        "its public schema is dropped and recreated now.",
+        flush=True,
+    )
     maintenance = await asyncpg.connect(dsn(parsed, maintenance_db or "postgres"))
     try:
         version = await maintenance.fetchval("SHOW server_version")
@@ -197,10 +224,22 @@ async def prepare_database(url: str, bench_db: str, tmp: Path) -> tuple[str, str
     finally:
         await conn.close()
     app_url = parsed.set(drivername="postgresql+asyncpg", database=bench_db)
-    where = f"{parsed.host}:{parsed.port or 5432}"
+    return BenchPostgres(
+        app_url.render_as_string(hide_password=False), dsn(parsed, bench_db), version, where
+    )
+
+
+async def prepare_database(url: str, bench_db: str, tmp: Path) -> tuple[str, str]:
+    """The SQLAlchemy URL the platform uses, and a description. PostgreSQL: own, empty database."""
+    if url == "sqlite" or url.startswith("sqlite"):
+        path = tmp / "racksmith.db"
+        return f"sqlite+aiosqlite:///{path}", f"SQLite file {path}"
+    if not url.startswith("postgresql"):
+        raise SystemExit(f"bench: unsupported database URL {url!r}")
+    pg = await empty_postgres_database(url, bench_db)
     return (
-        app_url.render_as_string(hide_password=False),
-        f"PostgreSQL {version}, database {bench_db} on {where} (emptied by this benchmark)",
+        pg.app_url,
+        f"PostgreSQL {pg.version}, database {bench_db} on {pg.where} (emptied by this benchmark)",
     )
 
 

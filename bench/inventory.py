@@ -74,13 +74,12 @@ from harness import (
     postgres_pids,
     racksmith,
     raise_fd_limit,
+    run_benchmark,
     work_dir,
 )
 
 from bmclab import Lab, LabConfig
-from shared.log import configure_logging
 from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.settings import Settings
 
 THIS_SCRIPT = Path(__file__).resolve()
 REPO_ROOT = THIS_SCRIPT.parent.parent
@@ -807,13 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--sushy-walk"]:  # the baseline's child process
         return sushy_main(argv[1:])
     args = parse_args(argv)
-    configure_logging(Settings(log_level="WARNING", log_format="console"))
-    try:
-        asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nInterrupted; subprocesses stopped.", file=sys.stderr)
-        return 130
-    return 0
+    return run_benchmark(run(args))
 
 
 if __name__ == "__main__":

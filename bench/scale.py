@@ -80,6 +80,7 @@ from harness import (
     prepare_database,
     racksmith,
     raise_fd_limit,
+    run_benchmark,
     work_dir,
 )
 from scan import (
@@ -93,10 +94,8 @@ from scan import (
 from silence import SilentListeners
 from sqlalchemy import make_url
 
-from shared.log import configure_logging
 from shared.messaging.streams import COMMANDS_STREAM, INVENTORY
 from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -829,13 +828,7 @@ async def run(args: argparse.Namespace) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(Settings(log_level="WARNING", log_format="console"))
-    try:
-        asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nInterrupted; everything started by the benchmark was stopped.", file=sys.stderr)
-        return 130
-    return 0
+    return run_benchmark(run(args))
 
 
 if __name__ == "__main__":

@@ -76,12 +76,12 @@ from harness import (
     prepare_database,
     racksmith,
     raise_fd_limit,
+    run_benchmark,
     work_dir,
 )
 from silence import SilentListeners, classify
 
 from bmclab import Lab, LabConfig
-from shared.log import configure_logging
 from shared.messaging.streams import SCANNER
 from shared.natsserver import EmbeddedNatsServer, free_port
 from shared.settings import Settings
@@ -804,14 +804,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(Settings(log_level="WARNING", log_format="console"))
-    try:
-        asyncio.run(run(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\nInterrupted; everything started by the benchmark was stopped.", file=sys.stderr)
-        return 130
-    # A benchmark reports; missing a target is a finding, not a failure of the script.
-    return 0
+    return run_benchmark(run(args))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+@cache  # the document and its conforming pass ask for each type's model several times
 def message_model(event_type: EventType) -> type[BaseModel]:
     """The full message of one event type: the envelope with its ``type`` and ``data`` fixed."""
     name = f"{_pascal(event_type.entity)}{_pascal(event_type.change)}Event"
