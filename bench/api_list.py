@@ -54,12 +54,12 @@ from harness import empty_postgres_database, machine_description, platform_env, 
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import migrate
-from shared.bootstrap import create_user
-from shared.db import Database, is_sqlite
+from shared.core.db import Database, is_sqlite
+from shared.core.security import hash_password
 from shared.models import metadata
-from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.security import hash_password
+from shared.platform import migrate
+from shared.platform.bootstrap import create_user
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 50.0

@@ -48,7 +48,7 @@ from harness import (
     work_dir,
 )
 
-from shared.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 
 ADMIN = "bench-admin"
 EVENT_TYPE = "io.racksmith.pool.updated"

@@ -27,9 +27,9 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import URL, make_url
 
-from shared.log import configure_logging
-from shared.orphans import die_with_parent
-from shared.settings import Settings
+from shared.core.log import configure_logging
+from shared.core.settings import Settings
+from shared.platform.orphans import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

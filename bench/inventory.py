@@ -79,7 +79,7 @@ from harness import (
 )
 
 from bmclab import Lab, LabConfig
-from shared.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 
 THIS_SCRIPT = Path(__file__).resolve()
 REPO_ROOT = THIS_SCRIPT.parent.parent

@@ -95,7 +95,7 @@ from silence import SilentListeners
 from sqlalchemy import make_url
 
 from shared.messaging.streams import COMMANDS_STREAM, INVENTORY
-from shared.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

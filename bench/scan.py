@@ -82,9 +82,9 @@ from harness import (
 from silence import SilentListeners, classify
 
 from bmclab import Lab, LabConfig
+from shared.core.settings import Settings
 from shared.messaging.streams import SCANNER
-from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.settings import Settings
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

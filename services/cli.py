@@ -1,7 +1,7 @@
 """The ``racksmith`` command line.
 
-Every setting is an environment variable (``RACKSMITH_*``, see shared/settings.py); the flags here
-override the few an operator types most often.
+Every setting is an environment variable (``RACKSMITH_*``, see shared/core/settings.py); the flags
+here override the few an operator types most often.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from bmclab import cli as bmclab_cli
 from bmclab.fleet import LabConfig
 from services.processes import StartupError, run_api, run_migrate, run_up, run_worker
 from services.workers import KINDS as WORKER_KINDS
-from shared.log import configure_logging
-from shared.settings import Settings
+from shared.core.log import configure_logging
+from shared.core.settings import Settings
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +144,7 @@ def _lab_config(args: argparse.Namespace) -> LabConfig | None:
 
 def _print_openapi(fmt: str) -> None:
     from services.api.app import create_app
-    from shared.runtime import Runtime
+    from shared.platform.runtime import Runtime
 
     # Building the schema needs no connection and must not create keys in a state dir.
     settings = Settings(
@@ -162,7 +162,7 @@ def _render(document: dict[str, Any], fmt: str) -> str:
 
 
 def _write_asyncapi(fmt: str, output: Path | None) -> None:
-    from shared.messaging import asyncapi
+    from shared.contracts import asyncapi
 
     text = _render(asyncapi.document(), fmt)
     if output is None:
@@ -172,8 +172,8 @@ def _write_asyncapi(fmt: str, output: Path | None) -> None:
 
 
 async def _create_superuser(settings: Settings, args: argparse.Namespace) -> None:
-    from shared.bootstrap import create_user
-    from shared.db import Database
+    from shared.core.db import Database
+    from shared.platform.bootstrap import create_user
 
     password = args.password or os.environ.get("RACKSMITH_NEW_PASSWORD")
     if not password:

@@ -19,12 +19,12 @@ from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from services.api.routes.events import end_streams
-from shared import migrate
-from shared.bootstrap import AdminAccount, ensure_admin, ensure_defaults
-from shared.log import get_logger
-from shared.natsserver import EmbeddedNatsServer, port_is_free
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.core.log import get_logger
+from shared.core.settings import Settings
+from shared.platform import migrate
+from shared.platform.bootstrap import AdminAccount, ensure_admin, ensure_defaults
+from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -199,7 +199,7 @@ async def run_worker(settings: Settings, kinds: list[str]) -> None:
 
 async def run_migrate(settings: Settings) -> None:
     """Upgrade the database; with an external NATS also declare streams and consumers."""
-    from shared.db import Database
+    from shared.core.db import Database
 
     db = Database(settings.effective_database_url)
     try:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.inventory.app import router as inventory_router
+from services.inventory.handlers import router as inventory_router
 from services.inventory.schedule import schedule_forever
-from services.registrar.app import router as registrar_router
-from services.scanner.app import router as scanner_router
-from services.webhooks import app as webhooks
+from services.registrar.handlers import router as registrar_router
+from services.scanner.handlers import router as scanner_router
+from services.webhooks import worker as webhooks
 from shared.messaging.consumer import CommandRouter
 from shared.messaging.streams import WEBHOOKS
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
     r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router)

@@ -20,11 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api.app import create_app
-from shared import migrate
-from shared.bootstrap import create_user, ensure_defaults
-from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.platform import migrate
+from shared.platform.bootstrap import create_user, ensure_defaults
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.runtime import Runtime
 
 TEST_CREDENTIAL_KEY = Fernet.generate_key().decode()
 ADMIN_USERNAME = "admin"

@@ -14,8 +14,8 @@ import httpx
 
 from bmclab import Lab
 from services.workers import attach
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.platform.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 

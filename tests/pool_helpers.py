@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from shared.models import Node, Server, Switch
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 _addresses = itertools.count(1)
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.natsserver import free_port
+from shared.platform.natsserver import free_port
 
 RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 STARTUP_TIMEOUT_S = 60

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 from tests.conftest import bearer, obtain_tokens
 from tests.pool_helpers import make_servers, make_switch
 

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from services.api.app import create_app
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, bearer, make_settings, obtain_tokens
 
 

@@ -7,11 +7,11 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import col, select
 
-from shared.crypto import CredentialCipher
+from shared.core.crypto import CredentialCipher
+from shared.core.security import MissingSecretError
+from shared.core.settings import Settings
 from shared.models import Credential
-from shared.runtime import Runtime
-from shared.security import MissingSecretError
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.conftest import bearer, obtain_tokens
 
 PROFILES = "/api/node_discovery/auth_profile/"

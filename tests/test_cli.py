@@ -17,8 +17,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 from tests.conftest import worker_env
 from tests.processes import RACKSMITH, STARTUP_TIMEOUT_S, Up, nats_children, racksmith_env
 

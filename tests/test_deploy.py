@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from services.workers import KINDS
+from shared.core.settings import Settings
 from shared.messaging.streams import COMMANDS_STREAM, WORKER_CONSUMERS
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

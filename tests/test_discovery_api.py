@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from services.api.app import create_app
-from shared.natsserver import EmbeddedNatsServer
-from shared.runtime import Runtime
+from shared.platform.natsserver import EmbeddedNatsServer
+from shared.platform.runtime import Runtime
 from tests.conftest import bearer, make_settings, obtain_tokens
 
 RANGES = "/api/node_discovery/scan_range/"

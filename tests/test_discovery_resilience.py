@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bmclab import Lab, LabConfig
-from shared.settings import Settings
+from shared.core.settings import Settings
 from tests.conftest import worker_env
 from tests.discovery_helpers import nodes_of_range, redfish_addresses
 

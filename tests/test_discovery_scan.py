@@ -10,9 +10,9 @@ import pytest
 from sqlmodel import col, update
 
 from bmclab import Lab, LabConfig
+from shared.core.settings import Settings
 from shared.models import Node, NodeStatus
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import (
     events,
     nodes_of_range,

@@ -23,13 +23,14 @@ from referencing.jsonschema import DRAFT202012
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.messaging import asyncapi, catalog, outbox
-from shared.messaging.events import CloudEvent
+from shared.contracts import asyncapi, catalog
+from shared.contracts.events import CloudEvent
+from shared.messaging import outbox
 from shared.models import OutboxEvent, Pool
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_CALL = re.compile(r"^(?:_stage|stage_(?P<entity>\w+?)_event)$")
+EVENT_BUILDER = re.compile(rf"^(?:_member_event|(?P<entity>{'|'.join(catalog.ENTITIES)})_event)$")
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -65,9 +66,9 @@ def validator_for(document: dict[str, Any], event_type: str) -> jsonschema.Valid
 
 
 def emitted_in_code() -> set[tuple[str | None, str]]:
-    """(entity or None, change) for every literal change passed to a staging call in the code.
+    """(entity or None, change) for every literal change passed to an event builder in the code.
 
-    ``None`` is for the pool-membership helper, which stages for servers and switches alike.
+    ``None`` is for the pool-membership helper, which builds for servers and switches alike.
     """
     found: set[tuple[str | None, str]] = set()
     for path in [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py")]:
@@ -76,10 +77,10 @@ def emitted_in_code() -> set[tuple[str | None, str]]:
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            match = STAGE_CALL.match(name)
-            if not match or len(node.args) < 3:
+            match = EVENT_BUILDER.match(name)
+            if not match or len(node.args) < 2:
                 continue
-            change = node.args[2]
+            change = node.args[1]
             if isinstance(change, ast.Constant) and isinstance(change.value, str):
                 found.add((match.group("entity"), change.value))
     return found
@@ -134,10 +135,9 @@ def test_code_emits_only_catalogued_types_and_every_type_is_emitted() -> None:
 def test_staging_outside_the_catalog_or_with_wrong_data_raises() -> None:
     pool = Pool(id=1, name="p", description="", version=1)
     with pytest.raises(catalog.UnknownEventTypeError):
-        catalog.stage_pool_event(None, pool, "renamed")  # type: ignore[arg-type]
+        catalog.pool_event(pool, "renamed")
     with pytest.raises(ValueError, match="servers"):
-        catalog.stage(
-            None,  # type: ignore[arg-type]
+        catalog.build(
             "node",
             1,
             "registered",
@@ -178,7 +178,7 @@ async def _create_pool(session: AsyncSession, name: str) -> Pool:
     pool = Pool(name=name, description="")
     session.add(pool)
     await session.flush()
-    catalog.stage_pool_event(session, pool, "created")
+    outbox.stage(session, catalog.pool_event(pool, "created"))
     return pool
 
 

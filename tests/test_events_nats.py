@@ -22,10 +22,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bmclab import Lab, LabConfig
-from shared.messaging import asyncapi
+from shared.contracts import asyncapi
+from shared.core.settings import Settings
 from shared.messaging.streams import EVENTS_STREAM
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, nodes_of_range, scanner
 from tests.test_event_contract import validator_for
 

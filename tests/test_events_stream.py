@@ -24,10 +24,10 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.api.event_feed import StreamBounds, resume
 from services.processes import serve_api
-from shared.messaging.events import make_event
+from shared.contracts.events import make_event
 from shared.messaging.streams import EVENTS_STREAM
-from shared.natsserver import EmbeddedNatsServer, free_port
-from shared.runtime import Runtime
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.runtime import Runtime
 from tests.conftest import bearer, make_settings, obtain_tokens
 from tests.pool_helpers import make_servers
 from tests.processes import Up

@@ -14,9 +14,9 @@ from sqlmodel import col, update
 
 from bmclab import Lab, LabConfig
 from services.inventory.schedule import queue_due
+from shared.core.settings import Settings
 from shared.models import Server
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, mockup_dirs, scanner
 from tests.redfish_trees import expected_inventory
 

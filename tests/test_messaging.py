@@ -12,14 +12,14 @@ from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
 
-from shared.db import Database
+from shared.contracts.events import make_event
+from shared.core.db import Database
+from shared.core.settings import Settings
 from shared.messaging import outbox, publish, streams
 from shared.messaging.consumer import CommandContext, CommandRouter
-from shared.messaging.events import make_event
 from shared.messaging.publish import BrokerUnavailableError, Publisher
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 
 pytestmark = pytest.mark.broker
 

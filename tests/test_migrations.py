@@ -10,9 +10,9 @@ from sqlalchemy.engine import Connection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import migrate
-from shared.db import create_engine
+from shared.core.db import create_engine
 from shared.models import Node, Processor, Server, metadata
+from shared.platform import migrate
 
 
 async def test_fresh_database_round_trip(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, update
 
 from shared.models import Server
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
 from tests.pool_helpers import make_servers, make_switch
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from bmclab import Lab, LabConfig
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, mockup_dirs, scanner
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from bmclab import Lab, LabConfig
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.conftest import worker_env
 from tests.discovery_helpers import create_profile, discover, events, scanner
 

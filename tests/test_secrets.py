@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from bmclab import Lab, LabConfig
+from shared.core.settings import Settings
 from shared.models import metadata
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, scanner
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]

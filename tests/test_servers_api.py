@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from shared.models import Node, Pool, Processor, Server
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,12 @@ from services.cli import build_parser
 from services.webhooks import deliveries, dispatch
 from services.webhooks.targets import GuardedResolver, TargetPolicy, TargetRefusedError
 from services.workers import attach
+from shared.contracts.events import make_event
+from shared.core.settings import Settings
 from shared.messaging import streams
-from shared.messaging.events import make_event
 from shared.messaging.streams import EVENTS_STREAM, WEBHOOKS
 from shared.models import Webhook, WebhookDelivery
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
 
 pytestmark = pytest.mark.broker

@@ -20,7 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import not_found, permission_denied
 from services.api.lookup import get_or_404
-from shared.messaging.events import CloudEvent
+from shared.contracts.events import CloudEvent
 from shared.models import GroupMembership, Pool, Server, Switch, User
 
 M = TypeVar("M", bound=SQLModel)

@@ -23,7 +23,7 @@ from services.api.routes import (
     webhooks,
 )
 from services.api.state import ApiState
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 DESCRIPTION = """Racksmith manages the lifecycle of physical servers: discovery of BMCs,
 registration, hardware inventory, pools with group-based access, and events. Paths, fields,

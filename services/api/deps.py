@@ -11,9 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import APIError, permission_denied
 from services.api.state import ApiState
+from shared.core.security import InvalidTokenError
 from shared.messaging.publish import Publisher
 from shared.models import User
-from shared.security import InvalidTokenError
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/token/.")
 

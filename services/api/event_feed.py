@@ -29,9 +29,9 @@ from nats.js.errors import Error as JetStreamError
 from pydantic import ValidationError
 
 from services.api.errors import FieldErrors
-from shared.log import get_logger
-from shared.messaging import catalog, subjects
-from shared.messaging.events import CloudEvent
+from shared.contracts import catalog, subjects
+from shared.contracts.events import CloudEvent
+from shared.core.log import get_logger
 from shared.messaging.streams import EVENTS_STREAM
 
 log = get_logger(__name__)

@@ -16,7 +16,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.access import Scope
 from services.api.errors import APIError, FieldErrors
-from shared.messaging import catalog
+from shared.contracts import catalog
+from shared.contracts.events import CloudEvent
+from shared.messaging import outbox
 from shared.models import Pool, Server, Switch
 
 
@@ -107,7 +109,7 @@ async def assign(
         )
     for member in members:
         await session.refresh(member)
-        _stage(session, member, "assigned")
+        outbox.stage(session, _member_event(member, "assigned"))
 
 
 async def unassign(session: AsyncSession, members: list[Any]) -> None:
@@ -125,11 +127,10 @@ async def unassign(session: AsyncSession, members: list[Any]) -> None:
         member.version += 1
         member.updated_at = datetime.now(UTC)
         session.add(member)
-        _stage(session, member, "unassigned", previous_pool=previous)
+        outbox.stage(session, _member_event(member, "unassigned", previous_pool=previous))
 
 
-def _stage(session: AsyncSession, member: Server | Switch, change: str, **extra: object) -> None:
+def _member_event(member: Server | Switch, change: str, **extra: object) -> CloudEvent:
     if isinstance(member, Server):
-        catalog.stage_server_event(session, member, change, **extra)
-    else:
-        catalog.stage_switch_event(session, member, change, **extra)
+        return catalog.server_event(member, change, **extra)
+    return catalog.switch_event(member, change, **extra)

@@ -17,14 +17,15 @@ from nats.aio.msg import Msg
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.dispatch import commit_and_publish
-from shared.messaging import catalog
-from shared.messaging.commands import NodeRegisterCommand
-from shared.messaging.events import make_event
-from shared.messaging.subjects import EVENT_PREFIX
+from services.api.broker import commit_and_publish
+from shared.contracts import catalog
+from shared.contracts.commands import NodeRegisterCommand
+from shared.contracts.events import make_event
+from shared.contracts.subjects import EVENT_PREFIX
+from shared.messaging import outbox
 from shared.models import Node, NodeStatus, OutboxEvent, Server
 from shared.models.discovery import NodePublic
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 FINAL_CHANGES = ("registered", "error")
 
@@ -55,7 +56,7 @@ async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profil
     if flipped.rowcount == 0:
         return False
     await session.refresh(node)
-    catalog.stage_node_event(session, node, "registering")
+    outbox.stage(session, catalog.node_event(node, "registering"))
     event_id = make_event("node", node.id, "registering", version=node.version, data={}).id
     registration = node.registration
 

@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from shared.messaging import asyncapi
+from shared.contracts import asyncapi
 
 ASSETS_PATH = "/api/schema/assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).with_name("static")

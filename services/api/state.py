@@ -8,10 +8,10 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from shared.crypto import CredentialCipher
-from shared.runtime import Runtime
-from shared.security import TokenCodec, load_or_create_secret
-from shared.settings import Settings
+from shared.core.crypto import CredentialCipher
+from shared.core.security import TokenCodec, load_or_create_secret
+from shared.core.settings import Settings
+from shared.platform.runtime import Runtime
 
 
 @dataclass

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
-from shared.db import Database
-from shared.log import get_logger
-from shared.messaging.commands import ServerInventoryCommand
+from shared.contracts.commands import ServerInventoryCommand
+from shared.core.db import Database
+from shared.core.log import get_logger
+from shared.core.settings import Settings
 from shared.messaging.publish import Publisher
 from shared.models import Server
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 

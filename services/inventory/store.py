@@ -10,10 +10,11 @@ from sqlmodel import col, delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.inventory.families import FAMILIES, content_hash
-from shared.messaging import catalog
+from shared.bmc.facts import system_facts
+from shared.contracts import catalog
+from shared.messaging import outbox
 from shared.models import InventoryStatus, Server
 from shared.redfish.inventory import Inventory
-from shared.server_facts import system_facts
 
 SYSTEM = "system"
 
@@ -59,7 +60,7 @@ async def record_inventory(
         server.version += 1
         session.add(server)
         await session.flush()
-        catalog.stage_server_event(session, server, "inventoried", changed=changed)
+        outbox.stage(session, catalog.server_event(server, "inventoried", changed=changed))
     session.add(server)
     return changed
 
@@ -70,4 +71,4 @@ def record_failure(session: AsyncSession, server: Server, reason: str) -> None:
     server.inventory_error = reason
     server.version += 1
     session.add(server)
-    catalog.stage_server_event(session, server, "inventory_failed")
+    outbox.stage(session, catalog.server_event(server, "inventory_failed"))

@@ -4,7 +4,7 @@ One attempt at a time matters: BMCs lock accounts after a few failures, and a bu
 wrong passwords is exactly what triggers that. The TLS policy defaults to trusting the
 certificate discovery recorded for the node (so a BMC whose certificate changed since discovery
 is refused), unless the profile pins its own fingerprint or verifies against a CA bundle
-(``shared.bmc_access.tls_policy``).
+(``shared.bmc.access.tls_policy``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.bmc_access import tls_policy
-from shared.crypto import CredentialCipher
+from shared.bmc.access import tls_policy
+from shared.core.crypto import CredentialCipher
 from shared.models import AuthProfile, Credential, Node
 from shared.redfish import (
     AuthenticationFailed,

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import Database
-from shared.messaging import catalog
-from shared.messaging.commands import NodeRegisterCommand
+from shared.bmc.facts import system_facts
+from shared.contracts import catalog
+from shared.contracts.commands import NodeRegisterCommand
+from shared.core.db import Database
+from shared.messaging import outbox
 from shared.models import Node, NodeStatus, Server
 from shared.redfish import ComputerSystem
-from shared.server_facts import system_facts
 
 
 async def current_registration(
@@ -59,7 +60,7 @@ async def upsert_servers(
         session.add(server)
         await session.flush()
         if created:
-            catalog.stage_server_event(session, server, "created")
+            outbox.stage(session, catalog.server_event(server, "created"))
         servers.append(server)
     return servers
 
@@ -73,7 +74,7 @@ def mark_registered(
     node.registered_at = datetime.now(UTC)
     node.version += 1
     session.add(node)
-    catalog.stage_node_event(session, node, "registered", servers=[s.id for s in servers])
+    outbox.stage(session, catalog.node_event(node, "registered", servers=[s.id for s in servers]))
 
 
 def mark_error(session: AsyncSession, node: Node, reason: str) -> None:
@@ -81,7 +82,7 @@ def mark_error(session: AsyncSession, node: Node, reason: str) -> None:
     node.error = reason
     node.version += 1
     session.add(node)
-    catalog.stage_node_event(session, node, "error")
+    outbox.stage(session, catalog.node_event(node, "error"))
 
 
 async def registered_servers(db: Database, cmd: NodeRegisterCommand) -> list[int]:

@@ -12,7 +12,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.scanner.probe import RedfishService
-from shared.messaging import catalog
+from shared.contracts import catalog
+from shared.messaging import outbox
 from shared.models import Node
 
 # Fields discovery owns; a change in any of them is reported in the node's `updated` event.
@@ -43,7 +44,7 @@ async def record(
         )
         session.add(node)
         await session.flush()
-        catalog.stage_node_event(session, node, "discovered")
+        outbox.stage(session, catalog.node_event(node, "discovered"))
         return node
 
     changed = [f for f in _DISCOVERED_FIELDS if getattr(node, f) != getattr(service, f)]
@@ -59,8 +60,11 @@ async def record(
         node.version += 1
         session.add(node)
         await session.flush()
-        catalog.stage_node_event(
-            session, node, "updated", changed=changed, fingerprint_changed=fingerprint_changed
+        outbox.stage(
+            session,
+            catalog.node_event(
+                node, "updated", changed=changed, fingerprint_changed=fingerprint_changed
+            ),
         )
     else:
         session.add(node)

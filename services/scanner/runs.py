@@ -17,8 +17,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.scanner import nodes
 from services.scanner.probe import RedfishService
-from shared import iprange
-from shared.messaging import catalog
+from shared.contracts import catalog
+from shared.core import iprange
+from shared.messaging import outbox
 from shared.models import ScanChunk, ScanRange, ScanStatus
 
 
@@ -62,7 +63,7 @@ async def create_chunks(session: AsyncSession, scan_range: ScanRange, chunk_size
                 )
             )
     if not existing:
-        catalog.stage_scan_range_event(session, scan_range, "started")
+        outbox.stage(session, catalog.scan_range_event(scan_range, "started"))
     return indexes
 
 
@@ -177,10 +178,10 @@ async def _end_run(session: AsyncSession, scan_range: ScanRange, timestamp: date
     if errors:
         scan_range.status = ScanStatus.error
         scan_range.last_error = f"{len(errors)} chunk(s) failed; first: {errors[0]}"
-        catalog.stage_scan_range_event(session, scan_range, "failed")
+        outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
     else:
         scan_range.status = ScanStatus.ready
-        catalog.stage_scan_range_event(session, scan_range, "completed")
+        outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
 
 
 async def fail_run(session: AsyncSession, scan_range_id: int, run: int, reason: str) -> None:
@@ -192,4 +193,4 @@ async def fail_run(session: AsyncSession, scan_range_id: int, run: int, reason: 
     scan_range.last_error = reason
     scan_range.last_scan_finished_at = now()
     session.add(scan_range)
-    catalog.stage_scan_range_event(session, scan_range, "failed")
+    outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))

@@ -38,16 +38,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.webhooks import sending
 from services.webhooks.targets import TargetPolicy
-from shared.db import Database
-from shared.log import get_logger
-from shared.messaging import catalog
-from shared.messaging.events import make_event
+from shared.contracts import catalog
+from shared.contracts.events import make_event
+from shared.core.clock import utcnow
+from shared.core.db import Database
+from shared.core.log import get_logger
+from shared.core.settings import Settings
+from shared.messaging import outbox
 from shared.messaging.publish import BrokerUnavailableError
 from shared.models import DeliveryStatus, Webhook, WebhookDelivery
-from shared.models.accounts import utcnow
 from shared.models.webhooks import WebhookPublic
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -377,7 +378,7 @@ class DeliveryLoop:
         webhook.updated_at = now
         webhook.version += 1
         session.add(webhook)
-        catalog.stage_webhook_event(session, webhook, "disabled")
+        outbox.stage(session, catalog.webhook_event(webhook, "disabled"))
         log.warning("webhooks.disabled", webhook=webhook_id, reason=webhook.disabled_reason)
         return True
 

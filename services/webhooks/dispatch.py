@@ -22,14 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from services.webhooks import filters
-from shared.db import Database
-from shared.log import get_logger
+from shared.contracts.events import CloudEvent
+from shared.core.clock import utcnow
+from shared.core.db import Database
+from shared.core.log import get_logger
 from shared.messaging.consumer import retry_delay
-from shared.messaging.events import CloudEvent
 from shared.messaging.streams import WEBHOOKS
 from shared.models import DeliveryStatus, Webhook, WebhookDelivery
-from shared.models.accounts import utcnow
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 

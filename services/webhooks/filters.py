@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.messaging import catalog
+from shared.contracts import catalog
 
 
 def normalize(names: Sequence[str]) -> list[str]:

@@ -21,8 +21,8 @@ from urllib.parse import SplitResult, urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from shared.iprange import IPAddress, IPNetwork, parse_networks
-from shared.settings import Settings
+from shared.core.iprange import IPAddress, IPNetwork, parse_networks
+from shared.core.settings import Settings
 
 SCHEMES = {"http": 80, "https": 443}
 SETTING = "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS"

@@ -22,14 +22,14 @@ from faststream.nats import JStream, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
-from shared.db import Database
-from shared.log import get_logger
+from shared.core.db import Database
+from shared.core.log import get_logger
+from shared.core.settings import Settings
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
-from shared.settings import Settings
 
 if TYPE_CHECKING:  # the runtime attaches routers; importing it here would be circular
-    from shared.runtime import Runtime
+    from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import Database
-from shared.log import get_logger
-from shared.messaging.events import CloudEvent
+from shared.contracts.events import CloudEvent
+from shared.core.db import Database
+from shared.core.log import get_logger
 from shared.messaging.publish import Publisher
 from shared.models.outbox import OutboxEvent
 

@@ -11,8 +11,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
-from shared.messaging.commands import Command
-from shared.messaging.events import CloudEvent
+from shared.contracts.commands import Command
+from shared.contracts.events import CloudEvent
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
 
 PUBLISH_TIMEOUT_S = 5.0

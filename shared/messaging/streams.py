@@ -20,8 +20,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from shared.messaging import subjects
-from shared.settings import Settings
+from shared.contracts import subjects
+from shared.core.settings import Settings
 
 COMMANDS_STREAM = "RACKSMITH_COMMANDS"
 EVENTS_STREAM = "RACKSMITH_EVENTS"

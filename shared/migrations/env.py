@@ -1,4 +1,5 @@
-"""Alembic environment: runs on a connection handed in by shared.migrate (sync or async)."""
+"""Alembic environment: runs on a connection handed in by shared.platform.migrate (sync or
+async)."""
 
 from __future__ import annotations
 

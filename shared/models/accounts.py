@@ -3,17 +3,14 @@
 Groups are how access is granted later (a pool belongs to a group); superusers bypass them.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import Field, Relationship, SQLModel
 
+from shared.core.clock import utcnow
 from shared.models.base import reject_null
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class GroupMembership(SQLModel, table=True):

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from shared.models.accounts import utcnow
+from shared.core.clock import utcnow
 
 
 class OutboxEvent(SQLModel, table=True):

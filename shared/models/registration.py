@@ -8,7 +8,7 @@ from pydantic import Field as PField
 from sqlalchemy import Text
 from sqlmodel import Field, SQLModel
 
-from shared.models.accounts import utcnow
+from shared.core.clock import utcnow
 from shared.models.base import reject_null
 
 

@@ -9,7 +9,7 @@ from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from shared.models.accounts import utcnow
+from shared.core.clock import utcnow
 from shared.models.base import NEVER_REUSE_IDS, reject_null
 
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
-from shared.models.accounts import utcnow
+from shared.core.clock import utcnow
 from shared.models.base import NEVER_REUSE_IDS, reject_null
 
 

@@ -28,7 +28,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from shared.log import get_logger
+from shared.core.log import get_logger
 from shared.redfish.errors import (
     AuthenticationFailed,
     BmcBusy,

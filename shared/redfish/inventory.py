@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from shared.log import get_logger
+from shared.core.log import get_logger
 from shared.redfish.client import RedfishSession
 from shared.redfish.errors import ResourceNotFound
 from shared.redfish.resources import (

@@ -18,7 +18,7 @@ from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import not_found
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404
-from shared.log import get_logger
+from shared.core.log import get_logger
 from shared.models import AuthProfile, Credential
 from shared.models.registration import (
     AuthProfileCreate,

@@ -44,9 +44,9 @@ from services.api.event_feed import (
     sequence_before,
 )
 from services.api.listing import MAX_PAGE_SIZE
-from shared.db import Database
-from shared.log import get_logger
-from shared.messaging.events import CloudEvent
+from shared.contracts.events import CloudEvent
+from shared.core.db import Database
+from shared.core.log import get_logger
 from shared.models import User
 
 log = get_logger(__name__)

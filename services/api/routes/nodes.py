@@ -10,8 +10,8 @@ from pydantic import Field as PField
 from sqlmodel import col, select
 
 from services.api import registration
+from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import SessionDep, StateDep, get_superuser
-from services.api.dispatch import BROKER_UNAVAILABLE
 from services.api.errors import FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids

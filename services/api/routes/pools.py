@@ -19,12 +19,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api import membership
 from services.api.access import ScopeDep
+from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
-from services.api.dispatch import announce
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import resolve_ids
-from shared.messaging import catalog
+from shared.contracts import catalog
+from shared.messaging import outbox
 from shared.models import Group, Pool, Server, Switch
 from shared.models.pools import (
     Assignment,
@@ -36,7 +37,7 @@ from shared.models.pools import (
     SubPoolCreate,
     SwitchAssignment,
 )
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 router = APIRouter(prefix="/api/pool", tags=["pools"])
 
@@ -155,7 +156,7 @@ async def create_pool(
     )
     session.add(pool)
     await session.flush()
-    catalog.stage_pool_event(session, pool, "created")
+    outbox.stage(session, catalog.pool_event(pool, "created"))
     await _commit_and_announce(session, state.runtime)
     return await _detail(session, pool)
 
@@ -189,7 +190,7 @@ async def _update(
     pool.updated_at = datetime.now(UTC)
     pool.version += 1
     session.add(pool)
-    catalog.stage_pool_event(session, pool, "updated")
+    outbox.stage(session, catalog.pool_event(pool, "updated"))
     await _commit_and_announce(session, runtime)
     return await _detail(session, pool)
 
@@ -235,7 +236,7 @@ async def delete_pool(
     await membership.unassign(session, held)
     await session.flush()
     pool.version += 1
-    catalog.stage_pool_event(session, pool, "deleted")
+    outbox.stage(session, catalog.pool_event(pool, "deleted"))
     await session.delete(pool)
     await _commit_and_announce(session, state.runtime)
     return Response(status_code=204)

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.api.broker import BROKER_UNAVAILABLE, commit_and_publish
 from services.api.deps import SessionDep, StateDep, get_superuser
-from services.api.dispatch import BROKER_UNAVAILABLE, commit_and_publish
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
-from shared import iprange
-from shared.messaging.commands import ScanRangeCommand
+from shared.contracts.commands import ScanRangeCommand
+from shared.core import iprange
+from shared.core.settings import Settings
 from shared.models import ScanRange, ScanStatus
 from shared.models.discovery import (
     RunScan,
@@ -29,8 +30,7 @@ from shared.models.discovery import (
     ScanRangePublic,
     ScanRangeUpdate,
 )
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.platform.runtime import Runtime
 
 router = APIRouter(
     prefix="/api/node_discovery",

@@ -14,12 +14,12 @@ from sqlmodel import SQLModel, col, select
 
 from services.api import membership
 from services.api.access import ScopeDep
+from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep
-from services.api.dispatch import BROKER_UNAVAILABLE, announce, publish
 from services.api.errors import APIError, documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
-from shared.messaging.commands import ServerInventoryCommand
+from shared.contracts.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
     FirmwareComponent,

@@ -12,13 +12,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api import membership
 from services.api.access import Scope, ScopeDep
+from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
-from services.api.dispatch import announce
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
 from shared.models import Pool, Switch
 from shared.models.switches import SwitchCreate, SwitchPublic, SwitchUpdate
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 router = APIRouter(prefix="/api/switch", tags=["switches"])
 

@@ -11,9 +11,9 @@ from sqlmodel import select
 
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
-from shared.log import get_logger
+from shared.core.log import get_logger
+from shared.core.security import InvalidTokenError, verify_password
 from shared.models import User
-from shared.security import InvalidTokenError, verify_password
 
 log = get_logger(__name__)
 

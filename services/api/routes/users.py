@@ -14,9 +14,9 @@ from services.api.deps import CurrentUser, SessionDep, get_superuser
 from services.api.errors import FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
+from shared.core.security import hash_password
 from shared.models import Group, User
 from shared.models.accounts import UserCreate, UserPublic, UserReplace, UserUpdate
-from shared.security import hash_password
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 

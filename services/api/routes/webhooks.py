@@ -23,8 +23,8 @@ from services.api.lookup import get_or_404
 from services.api.state import ApiState
 from services.webhooks import deliveries, filters
 from services.webhooks.targets import TargetError, TargetPolicy, check_url
-from shared.log import get_logger
-from shared.messaging.catalog import UnknownEventTypeError
+from shared.contracts.catalog import UnknownEventTypeError
+from shared.core.log import get_logger
 from shared.models import User, Webhook, WebhookDelivery
 from shared.models.webhooks import (
     WebhookCreate,

@@ -13,7 +13,7 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 TokenType = Literal["access", "refresh"]
 ALGORITHM = "HS256"

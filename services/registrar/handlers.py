@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from services.bmc_failures import reason_or_retry
 from services.registrar import records
 from services.registrar.login import RegistrationRefused, log_in_and_read_systems
-from shared.log import get_logger
-from shared.messaging.commands import NodeRegisterCommand, ServerInventoryCommand
+from shared.bmc.failures import reason_or_retry
+from shared.contracts.commands import NodeRegisterCommand, ServerInventoryCommand
+from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import REGISTRAR
 from shared.models import AuthProfile, Credential

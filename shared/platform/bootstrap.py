@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
-from shared.db import Database
+from shared.core.db import Database
+from shared.core.security import hash_password
+from shared.core.settings import Settings
 from shared.models import Group, Pool, User
 from shared.models.pools import DEFAULT_POOL
-from shared.security import hash_password
-from shared.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.errors import APIError, documented
-from shared.log import get_logger
-from shared.messaging.commands import Command
+from shared.contracts.commands import Command
+from shared.core.log import get_logger
 from shared.messaging.publish import BrokerUnavailableError
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -13,8 +13,8 @@ import socket
 import sys
 from pathlib import Path
 
-from shared.log import get_logger
-from shared.orphans import die_with_parent
+from shared.core.log import get_logger
+from shared.platform.orphans import die_with_parent
 
 log = get_logger(__name__)
 

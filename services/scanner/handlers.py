@@ -9,11 +9,11 @@ from contextlib import suppress
 
 from services.scanner import runs
 from services.scanner.probe import Prober, RedfishService
-from shared.log import get_logger
-from shared.messaging.commands import ScanChunkCommand, ScanRangeCommand
+from shared.contracts.commands import ScanChunkCommand, ScanRangeCommand
+from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import SCANNER
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 

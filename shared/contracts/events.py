@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messaging import subjects
+from shared.contracts import subjects
 
 SOURCE = "/racksmith"
 TYPE_PREFIX = "io.racksmith"

@@ -1,11 +1,11 @@
-"""Every event type Racksmith emits, with its payload, in one place — and the one way to stage each.
+"""Every event type Racksmith emits, with its payload, in one place — and the one way to build each.
 
 An event's ``data`` is the entity as the REST API shows it (its ``…Public`` model) plus what
 changed; the payload models below say exactly which fields. Its version is the entity's change
 counter (``version`` column, or the scan run), so the same change always has the same event id.
 
 This catalog is the contract: the AsyncAPI document is generated from it, the SSE and webhook
-filters validate against it, and staging an event that is not listed here (or whose data does not
+filters validate against it, and building an event that is not listed here (or whose data does not
 fit its payload) raises — so the code cannot emit what the document does not describe.
 """
 
@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.messaging import outbox
-from shared.messaging.events import TYPE_PREFIX, CloudEvent, make_event
+from shared.contracts.events import TYPE_PREFIX, CloudEvent, make_event
 from shared.models import Node, Pool, ScanRange, Server, Switch, Webhook
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.servers import ServerPublic
@@ -146,8 +144,7 @@ def lookup(name: str) -> EventType:
         raise UnknownEventTypeError(f"Unknown event type {name!r}.") from None
 
 
-def stage(
-    session: AsyncSession,
+def build(
     entity: str,
     entity_id: int,
     change: str,
@@ -156,44 +153,31 @@ def stage(
     public: BaseModel,
     extra: dict[str, object],
 ) -> CloudEvent:
-    """Stage the event for ``change`` of one entity, its data checked against the catalog."""
+    """The event for ``change`` of one entity, its data checked against the catalog.
+
+    Building is the contract's part; staging it with the change (``outbox.stage``) is the
+    messaging machinery's.
+    """
     event_type = lookup(f"{entity}.{change}")
     data = event_type.payload.model_validate(public.model_dump() | extra)
-    event = make_event(
-        entity, entity_id, change, version=version, data=data.model_dump(mode="json")
-    )
-    outbox.stage(session, event)
-    return event
+    return make_event(entity, entity_id, change, version=version, data=data.model_dump(mode="json"))
 
 
-def stage_scan_range_event(session: AsyncSession, scan_range: ScanRange, change: str) -> None:
+def scan_range_event(scan_range: ScanRange, change: str) -> CloudEvent:
     assert scan_range.id is not None
     public = ScanRangePublic.of(scan_range)
-    stage(
-        session,
-        "scan_range",
-        scan_range.id,
-        change,
-        version=scan_range.run,
-        public=public,
-        extra={},
+    return build(
+        "scan_range", scan_range.id, change, version=scan_range.run, public=public, extra={}
     )
 
 
-def stage_node_event(session: AsyncSession, node: Node, change: str, **extra: object) -> None:
+def node_event(node: Node, change: str, **extra: object) -> CloudEvent:
     assert node.id is not None
-    stage(
-        session,
-        "node",
-        node.id,
-        change,
-        version=node.version,
-        public=NodePublic.of(node),
-        extra=extra,
-    )
+    public = NodePublic.of(node)
+    return build("node", node.id, change, version=node.version, public=public, extra=extra)
 
 
-def stage_pool_event(session: AsyncSession, pool: Pool, change: str) -> None:
+def pool_event(pool: Pool, change: str) -> CloudEvent:
     assert pool.id is not None
     public = PoolEventData(
         id=pool.id,
@@ -202,23 +186,23 @@ def stage_pool_event(session: AsyncSession, pool: Pool, change: str) -> None:
         group=pool.group_id,
         parent=pool.parent_id,
     )
-    stage(session, "pool", pool.id, change, version=pool.version, public=public, extra={})
+    return build("pool", pool.id, change, version=pool.version, public=public, extra={})
 
 
-def stage_switch_event(session: AsyncSession, switch: Switch, change: str, **extra: object) -> None:
+def switch_event(switch: Switch, change: str, **extra: object) -> CloudEvent:
     assert switch.id is not None
     public = SwitchPublic.of(switch)
-    stage(session, "switch", switch.id, change, version=switch.version, public=public, extra=extra)
+    return build("switch", switch.id, change, version=switch.version, public=public, extra=extra)
 
 
-def stage_server_event(session: AsyncSession, server: Server, change: str, **extra: object) -> None:
+def server_event(server: Server, change: str, **extra: object) -> CloudEvent:
     assert server.id is not None
     public = ServerPublic.of(server)
-    stage(session, "server", server.id, change, version=server.version, public=public, extra=extra)
+    return build("server", server.id, change, version=server.version, public=public, extra=extra)
 
 
-def stage_webhook_event(session: AsyncSession, webhook: Webhook, change: str) -> None:
+def webhook_event(webhook: Webhook, change: str) -> CloudEvent:
     assert webhook.id is not None
     shown = WebhookPublic.of(webhook).model_dump(exclude={"url"})
     public = WebhookEventData.model_validate(shown | {"origin": origin_of(webhook.url)})
-    stage(session, "webhook", webhook.id, change, version=webhook.version, public=public, extra={})
+    return build("webhook", webhook.id, change, version=webhook.version, public=public, extra={})

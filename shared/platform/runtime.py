@@ -17,13 +17,13 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 
-from shared.crypto import CredentialCipher
-from shared.db import Database
-from shared.log import get_logger
+from shared.core.crypto import CredentialCipher
+from shared.core.db import Database
+from shared.core.log import get_logger
+from shared.core.settings import Settings
 from shared.messaging import outbox, streams
 from shared.messaging.publish import Publisher
 from shared.redfish import ClientLimits, RedfishPool
-from shared.settings import Settings
 
 log = get_logger(__name__)
 

@@ -19,8 +19,8 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field, create_model
 
-from shared.messaging import subjects
-from shared.messaging.catalog import EVENT_TYPES, EventType
+from shared.contracts import subjects
+from shared.contracts.catalog import EVENT_TYPES, EventType
 from shared.messaging.streams import EVENTS_STREAM
 
 TITLE = "Racksmith events"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.bmc_failures import reason_or_retry
 from services.inventory import store
-from shared.bmc_access import tls_policy
-from shared.log import get_logger
-from shared.messaging.commands import ServerInventoryCommand
+from shared.bmc.access import tls_policy
+from shared.bmc.failures import reason_or_retry
+from shared.contracts.commands import ServerInventoryCommand
+from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
 from shared.models import AuthProfile, Credential, Node

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from shared.security import load_or_create_secret
-from shared.settings import Settings
+from shared.core.security import load_or_create_secret
+from shared.core.settings import Settings
 
 
 class CredentialDecryptError(RuntimeError):

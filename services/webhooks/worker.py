@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.webhooks.deliveries import DeliveryLoop, prune_forever
 from services.webhooks.dispatch import Dispatcher
-from shared.runtime import Runtime
+from shared.platform.runtime import Runtime
 
 
 def attach(runtime: Runtime) -> None:

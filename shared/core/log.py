@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 
 def configure_logging(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from shared.messaging.subjects import command_subject
+from shared.contracts.subjects import command_subject
 
 
 class Command(BaseModel):
