@@ -14,6 +14,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.core.log import get_logger
+from shared.messaging.publish import BrokerUnavailableError
+
+log = get_logger(__name__)
+
 NON_FIELD_ERRORS = "non_field_errors"
 # Where a field lives in FastAPI's error locations; not part of the field name a client sees.
 _LOCATION_PARTS = {"body", "query", "path", "header", "cookie"}
@@ -119,6 +124,15 @@ def install(app: FastAPI) -> None:
     async def _api(_: Request, exc: APIError) -> JSONResponse:
         body: dict[str, Any] = {"detail": exc.detail} | exc.extra
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(BrokerUnavailableError)
+    async def _broker(_: Request, exc: BrokerUnavailableError) -> JSONResponse:
+        # Whatever the route started was undone before this reached here (shared.lifecycle).
+        log.error("api.broker_unavailable", error=str(exc))
+        return JSONResponse(
+            {"detail": "The message broker is unavailable; the work was not started."},
+            status_code=503,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

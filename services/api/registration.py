@@ -1,4 +1,5 @@
-"""Starting registrations and waiting for their outcome, for the ``register/`` endpoints.
+"""Waiting for registrations to finish, for the ``register/`` endpoints (started by
+``shared.lifecycle.node``).
 
 Scripts written for the guide go straight from ``register/`` to listing servers, so the endpoint
 waits (bounded) for the registrar's verdict. It does so by listening for the node's events on
@@ -14,18 +15,12 @@ from contextlib import asynccontextmanager
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from sqlmodel import col, delete, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.broker import commit_and_publish
-from shared.contracts import catalog
-from shared.contracts.commands import NodeRegisterCommand
-from shared.contracts.events import make_event
 from shared.contracts.subjects import EVENT_PREFIX
-from shared.messaging import outbox
-from shared.models import Node, NodeStatus, OutboxEvent, Server
+from shared.models import Node, Server
 from shared.models.discovery import NodePublic
-from shared.platform.runtime import Runtime
 
 FINAL_CHANGES = ("registered", "error")
 
@@ -34,47 +29,6 @@ class NodeRegistration(NodePublic):
     """A node as the API shows it, plus the ids of the servers behind it."""
 
     servers: list[int]
-
-
-async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profile_id: int) -> bool:
-    """Put ``node`` into ``registering`` and queue the work; False if it already is."""
-    assert node.id is not None
-    previous = {
-        name: getattr(node, name) for name in ("status", "error", "auth_profile_id", "version")
-    }
-    flipped = await session.exec(
-        update(Node)
-        .where(col(Node.id) == node.id, col(Node.status) != NodeStatus.registering)
-        .values(
-            status=NodeStatus.registering,
-            error=None,
-            auth_profile_id=auth_profile_id,
-            registration=Node.registration + 1,
-            version=Node.version + 1,
-        )
-    )
-    if flipped.rowcount == 0:
-        return False
-    await session.refresh(node)
-    outbox.stage(session, catalog.node_event(node, "registering"))
-    event_id = make_event("node", node.id, "registering", version=node.version, data={}).id
-    registration = node.registration
-
-    async def revert(s: AsyncSession) -> None:
-        await s.exec(
-            update(Node)
-            .where(col(Node.id) == node.id, col(Node.registration) == registration)
-            .values(**previous)
-        )
-        await s.exec(delete(OutboxEvent).where(col(OutboxEvent.event_id) == event_id))
-
-    await commit_and_publish(
-        session,
-        runtime,
-        NodeRegisterCommand(node_id=node.id, registration=registration),
-        revert,
-    )
-    return True
 
 
 class OutcomeWatch:

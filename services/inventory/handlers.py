@@ -63,7 +63,6 @@ async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
         if server is not None:
             store.record_failure(session, server, reason)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     log.warning("inventory.failed", server=server_id, reason=reason)
 
 
@@ -106,5 +105,4 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
             return
         changed = await store.record_inventory(session, server, inventory)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     log.info("inventory.collected", server=cmd.server_id, changed=changed)

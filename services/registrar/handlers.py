@@ -15,6 +15,7 @@ from services.registrar.login import RegistrationRefused, log_in_and_read_system
 from shared.bmc.failures import reason_or_retry
 from shared.contracts.commands import NodeRegisterCommand, ServerInventoryCommand
 from shared.core.log import get_logger
+from shared.lifecycle import node as node_lifecycle
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import REGISTRAR
 from shared.models import AuthProfile, Credential
@@ -27,11 +28,10 @@ router = CommandRouter(REGISTRAR)
 
 async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
     async with ctx.db.session() as session:
-        node = await records.current_registration(session, cmd.node_id, cmd.registration)
+        node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
         if node is not None:
-            records.mark_error(session, node, reason)
+            node_lifecycle.fail(session, node, reason)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     log.warning("registration.failed", node=cmd.node_id, reason=reason)
 
 
@@ -46,13 +46,12 @@ async def registration_exhausted(
 )
 async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
     async with ctx.db.session() as session:
-        node = await records.current_registration(session, cmd.node_id, cmd.registration)
+        node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
         if node is None:
             # Done by an earlier delivery, or superseded by a newer register request. If this
             # registration is the one that succeeded, make sure its first inventory was queued
             # (the earlier delivery may have died right after committing).
             await session.commit()
-            await ctx.runtime.outbox.relay()
             await _queue_first_inventory(ctx, cmd, await records.registered_servers(ctx.db, cmd))
             return
         profile = (
@@ -83,14 +82,13 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         return
 
     async with ctx.db.session() as session:
-        current = await records.current_registration(session, cmd.node_id, cmd.registration)
+        current = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
         if current is None:
             await session.commit()
             return
         servers = await records.upsert_servers(session, current, logged_in.systems)
-        records.mark_registered(session, current, logged_in.credential_id, servers)
+        node_lifecycle.succeed(session, current, logged_in.credential_id, servers)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     await _queue_first_inventory(ctx, cmd, [s.id for s in servers if s.id is not None])
     log.info("registration.done", node=cmd.node_id, servers=len(servers))
 

@@ -1,14 +1,13 @@
-"""Writing a registration's outcome: servers upserted on (node, system path), node status, events.
+"""A registration's servers: one per ComputerSystem, upserted on (node, system path).
 
-Event versions come from the node's ``version`` column, bumped once per status change, so a
-redelivered handler stages the same event ids again and JetStream drops the copies.
+The node's own status and events are its lifecycle's (``shared.lifecycle.node``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bmc.facts import system_facts
@@ -18,21 +17,6 @@ from shared.core.db import Database
 from shared.messaging import outbox
 from shared.models import Node, NodeStatus, Server
 from shared.redfish import ComputerSystem
-
-
-async def current_registration(
-    session: AsyncSession, node_id: int, registration: int
-) -> Node | None:
-    """The node if this registration is still the one in progress; otherwise None."""
-    # Writing the row first takes its lock, so two deliveries of one command cannot both
-    # record an outcome.
-    await session.exec(
-        update(Node).where(col(Node.id) == node_id).values(registration=Node.registration)
-    )
-    node = await session.get(Node, node_id)
-    if node is None or node.registration != registration or node.status != NodeStatus.registering:
-        return None
-    return node
 
 
 async def upsert_servers(
@@ -63,26 +47,6 @@ async def upsert_servers(
             outbox.stage(session, catalog.server_event(server, "created"))
         servers.append(server)
     return servers
-
-
-def mark_registered(
-    session: AsyncSession, node: Node, credential_id: int, servers: list[Server]
-) -> None:
-    node.status = NodeStatus.registered
-    node.error = None
-    node.credential_id = credential_id
-    node.registered_at = datetime.now(UTC)
-    node.version += 1
-    session.add(node)
-    outbox.stage(session, catalog.node_event(node, "registered", servers=[s.id for s in servers]))
-
-
-def mark_error(session: AsyncSession, node: Node, reason: str) -> None:
-    node.status = NodeStatus.error
-    node.error = reason
-    node.version += 1
-    session.add(node)
-    outbox.stage(session, catalog.node_event(node, "error"))
 
 
 async def registered_servers(db: Database, cmd: NodeRegisterCommand) -> list[int]:

@@ -11,16 +11,18 @@ from services.scanner import runs
 from services.scanner.probe import Prober, RedfishService
 from shared.contracts.commands import ScanChunkCommand, ScanRangeCommand
 from shared.core.log import get_logger
-from shared.messaging.consumer import CommandContext, CommandRouter
+from shared.lifecycle import scan_range as scan_range_lifecycle
+from shared.messaging.consumer import CommandContext, CommandRouter, WorkerRuntime
 from shared.messaging.streams import SCANNER
-from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
 
 router = CommandRouter(SCANNER)
 
 # One probe limit per process (per runtime), shared by every chunk the process works on.
-_probe_limits: weakref.WeakKeyDictionary[Runtime, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_probe_limits: weakref.WeakKeyDictionary[WorkerRuntime, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _probe_limit(ctx: CommandContext) -> asyncio.Semaphore:
@@ -32,23 +34,20 @@ def _probe_limit(ctx: CommandContext) -> asyncio.Semaphore:
 
 async def range_failed(cmd: ScanRangeCommand, ctx: CommandContext, error: BaseException) -> None:
     async with ctx.db.session() as session:
-        await runs.fail_run(
-            session, cmd.scan_range_id, cmd.run, f"could not start the scan: {error}"
-        )
+        reason = f"could not start the scan: {error}"
+        await scan_range_lifecycle.fail(session, cmd.scan_range_id, cmd.run, reason)
         await session.commit()
-    await ctx.runtime.outbox.relay()
 
 
 @router.command(ScanRangeCommand.subject, ScanRangeCommand, on_exhausted=range_failed)
 async def expand_range(cmd: ScanRangeCommand, ctx: CommandContext) -> None:
     async with ctx.db.session() as session:
-        scan_range = await runs.current_range(session, cmd.scan_range_id, cmd.run)
+        scan_range = await scan_range_lifecycle.current(session, cmd.scan_range_id, cmd.run)
         if scan_range is None:
             log.info("scan.stale_command")
             return
         indexes = await runs.create_chunks(session, scan_range, ctx.settings.scan_chunk_size)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     # Re-publishing after a redelivery is harmless: chunk ids are deterministic, so JetStream
     # drops the copies.
     for index in indexes:
@@ -64,24 +63,20 @@ async def chunk_failed(cmd: ScanChunkCommand, ctx: CommandContext, error: BaseEx
             session, cmd.scan_range_id, cmd.run, cmd.index, [], error=f"chunk {cmd.index}: {error}"
         )
         await session.commit()
-    await ctx.runtime.outbox.relay()
 
 
 @router.command(ScanChunkCommand.subject, ScanChunkCommand, on_exhausted=chunk_failed)
 async def scan_chunk(cmd: ScanChunkCommand, ctx: CommandContext) -> None:
     async with ctx.db.session() as session:
-        scan_range = await runs.current_range(session, cmd.scan_range_id, cmd.run)
+        scan_range = await scan_range_lifecycle.current(session, cmd.scan_range_id, cmd.run)
         chunk = await runs.get_chunk(session, cmd.scan_range_id, cmd.run, cmd.index)
     if scan_range is None or chunk is None or chunk.done_at is not None:
-        # Stale, or done by an earlier delivery: only make sure its events went out.
-        await ctx.runtime.outbox.relay()
-        return
+        return  # stale, or done by an earlier delivery (the router relays what it left behind)
     targets = [(ip, port) for ip in runs.chunk_addresses(chunk) for port in scan_range.ports]
     found = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
     async with ctx.db.session() as session:
         await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
         await session.commit()
-    await ctx.runtime.outbox.relay()
     log.info("scan.chunk_done", probes=len(targets), found=len(found))
 
 

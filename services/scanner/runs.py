@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlmodel import col, select, update
@@ -17,22 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.scanner import nodes
 from services.scanner.probe import RedfishService
-from shared.contracts import catalog
 from shared.core import iprange
-from shared.messaging import outbox
-from shared.models import ScanChunk, ScanRange, ScanStatus
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def current_range(session: AsyncSession, scan_range_id: int, run: int) -> ScanRange | None:
-    """The range if this run is still the one being scanned; stale commands get None."""
-    scan_range = await session.get(ScanRange, scan_range_id)
-    if scan_range is None or scan_range.run != run or scan_range.status != ScanStatus.scanning:
-        return None
-    return scan_range
+from shared.core.clock import utcnow
+from shared.lifecycle import scan_range as scan_range_lifecycle
+from shared.models import ScanChunk, ScanRange
 
 
 async def create_chunks(session: AsyncSession, scan_range: ScanRange, chunk_size: int) -> list[int]:
@@ -63,7 +50,7 @@ async def create_chunks(session: AsyncSession, scan_range: ScanRange, chunk_size
                 )
             )
     if not existing:
-        outbox.stage(session, catalog.scan_range_event(scan_range, "started"))
+        scan_range_lifecycle.began(session, scan_range)
     return indexes
 
 
@@ -105,15 +92,6 @@ async def _refresh_totals(session: AsyncSession, scan_range: ScanRange) -> int:
     return int(pending)
 
 
-async def _lock_range(session: AsyncSession, scan_range_id: int) -> None:
-    # Writing the range row first serialises chunk completions of one range: a row lock on
-    # PostgreSQL, the database write lock on SQLite. Without it two last chunks finishing
-    # together could each see the other as pending and nobody would end the run.
-    await session.exec(
-        update(ScanRange).where(col(ScanRange.id) == scan_range_id).values(updated_at=now())
-    )
-
-
 async def record_progress(
     session: AsyncSession, scan_range_id: int, run: int, index: int, addresses_scanned: int
 ) -> None:
@@ -143,12 +121,12 @@ async def finish_chunk(
     error: str | None = None,
 ) -> bool:
     """Record a chunk's result and end the run if it was the last; False if already done."""
-    await _lock_range(session, scan_range_id)
-    scan_range = await current_range(session, scan_range_id, run)
+    await scan_range_lifecycle.lock(session, scan_range_id)
+    scan_range = await scan_range_lifecycle.current(session, scan_range_id, run)
     chunk = await get_chunk(session, scan_range_id, run, index)
     if scan_range is None or chunk is None or chunk.done_at is not None:
         return False
-    timestamp = now()
+    timestamp = utcnow()
     for service in found:
         await nodes.record(session, service, scan_range_id, timestamp)
     chunk.done_at = timestamp
@@ -159,38 +137,6 @@ async def finish_chunk(
     await session.flush()
     pending = await _refresh_totals(session, scan_range)
     if pending == 0:
-        await _end_run(session, scan_range, timestamp)
+        await scan_range_lifecycle.finish(session, scan_range, timestamp)
     session.add(scan_range)
     return True
-
-
-async def _end_run(session: AsyncSession, scan_range: ScanRange, timestamp: datetime) -> None:
-    errors = (
-        await session.exec(
-            select(ScanChunk.error).where(
-                col(ScanChunk.scan_range_id) == scan_range.id,
-                col(ScanChunk.run) == scan_range.run,
-                col(ScanChunk.error).is_not(None),
-            )
-        )
-    ).all()
-    scan_range.last_scan_finished_at = timestamp
-    if errors:
-        scan_range.status = ScanStatus.error
-        scan_range.last_error = f"{len(errors)} chunk(s) failed; first: {errors[0]}"
-        outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
-    else:
-        scan_range.status = ScanStatus.ready
-        outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
-
-
-async def fail_run(session: AsyncSession, scan_range_id: int, run: int, reason: str) -> None:
-    await _lock_range(session, scan_range_id)
-    scan_range = await current_range(session, scan_range_id, run)
-    if scan_range is None:
-        return
-    scan_range.status = ScanStatus.error
-    scan_range.last_error = reason
-    scan_range.last_scan_finished_at = now()
-    session.add(scan_range)
-    outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))

@@ -5,7 +5,9 @@ The delivery rules of the brief live here, once, for every worker:
 - a handler that raises is retried with back-off (``nak`` with a delay) until the consumer's
   ``max_deliver``; on the last delivery its ``on_exhausted`` hook marks the target ``error``
   with the reason instead of letting the command loop or vanish;
-- a process that dies mid-handler never acks, so JetStream redelivers after ``ack_wait``.
+- a process that dies mid-handler never acks, so JetStream redelivers after ``ack_wait``;
+- the events a handler (or its ``on_exhausted`` hook) staged are relayed by the router once it
+  returns, before the ack — handlers never relay by hand.
 """
 
 from __future__ import annotations
@@ -14,22 +16,22 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from faststream import AckPolicy
-from faststream.nats import JStream, NatsMessage, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from shared.core.crypto import CredentialCipher
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.messaging.outbox import Relayer
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
-
-if TYPE_CHECKING:  # the runtime attaches routers; importing it here would be circular
-    from shared.platform.runtime import Runtime
+from shared.redfish import RedfishPool
 
 log = get_logger(__name__)
 
@@ -38,11 +40,30 @@ P = TypeVar("P", bound=BaseModel)
 MAX_RETRY_DELAY_S = 60.0
 
 
+class WorkerRuntime(Protocol):
+    """What a worker process holds and its handlers use (``shared.platform.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def broker(self) -> NatsBroker: ...
+    @property
+    def publisher(self) -> Publisher: ...
+    @property
+    def outbox(self) -> Relayer: ...
+    @property
+    def redfish(self) -> RedfishPool: ...
+    @property
+    def credentials(self) -> CredentialCipher: ...
+
+
 @dataclass
 class CommandContext:
     """What a handler gets besides its payload: the process's runtime and the delivery."""
 
-    runtime: Runtime
+    runtime: WorkerRuntime
     subject: str
     delivery: int
     max_deliver: int
@@ -136,7 +157,7 @@ class CommandRouter:
 
         return register
 
-    def attach(self, runtime: Runtime) -> None:
+    def attach(self, runtime: WorkerRuntime) -> None:
         """Subscribe this router's durable consumer on the runtime's broker."""
         consumer = self.consumer
         config = consumer.config(runtime.settings)
@@ -159,7 +180,7 @@ class CommandRouter:
             # rejected by our rules rather than by the framework's implicit decoding.
             await self.dispatch(message.body, message, runtime)
 
-    async def dispatch(self, body: bytes, message: NatsMessage, runtime: Runtime) -> None:
+    async def dispatch(self, body: bytes, message: NatsMessage, runtime: WorkerRuntime) -> None:
         raw: Msg = message.raw_message
         metadata = raw.metadata
         delivery = metadata.num_delivered or 1
@@ -175,7 +196,7 @@ class CommandRouter:
             structlog.contextvars.unbind_contextvars("message_id", "subject", "delivery", "worker")
 
     async def _dispatch(
-        self, body: bytes, message: NatsMessage, subject: str, delivery: int, runtime: Runtime
+        self, body: bytes, message: NatsMessage, subject: str, delivery: int, runtime: WorkerRuntime
     ) -> None:
         route = self.routes.get(subject)
         if route is None:
@@ -200,6 +221,7 @@ class CommandRouter:
         try:
             async with _heartbeat(ctx):
                 await route.handler(payload, ctx)
+                await runtime.outbox.relay()
         except Exception as exc:
             if not ctx.is_last_delivery:
                 delay = exc.delay if isinstance(exc, RetryLater) else retry_delay(delivery)
@@ -210,6 +232,7 @@ class CommandRouter:
             if route.on_exhausted is not None:
                 try:
                     await route.on_exhausted(payload, ctx, exc)
+                    await runtime.outbox.relay()
                 except Exception as hook_error:  # still end the command: it has no deliveries left
                     log.error("command.exhausted_hook_failed", error=str(hook_error))
             await message.reject()

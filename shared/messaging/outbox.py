@@ -43,6 +43,11 @@ def stage(session: AsyncSession, event: CloudEvent) -> None:
     session.sync_session.info.setdefault(_STAGED, []).append(event)
 
 
+async def withdraw(session: AsyncSession, event: CloudEvent) -> None:
+    """Take back a committed event that has not been relayed yet (its change was undone)."""
+    await session.exec(delete(OutboxEvent).where(col(OutboxEvent.event_id) == event.id))
+
+
 @orm_event.listens_for(Session, "before_commit")
 def _write_staged(session: Session) -> None:
     # Runs inside the transaction, before its final flush: the rows commit with the change.

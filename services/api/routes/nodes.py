@@ -16,6 +16,7 @@ from services.api.errors import FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
+from shared.lifecycle import node as node_lifecycle
 from shared.models import AuthProfile, Credential, Node, NodeStatus
 from shared.models.discovery import NodePublic
 
@@ -120,7 +121,7 @@ async def _register(
     ids = [n.id for n in nodes if n.id is not None]
     async with registration.watch_outcomes(state.runtime.nats if seconds else None, ids) as watch:
         for node in nodes:
-            await registration.start(session, state.runtime, node, profile.id)
+            await node_lifecycle.start(session, state.runtime, node, profile.id)
         finished = await watch.wait(seconds) if seconds else False
     results = await registration.results(session, nodes)
     finished = finished or all(r.status != NodeStatus.registering for r in results)

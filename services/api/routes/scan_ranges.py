@@ -11,17 +11,16 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import col, select
 
-from services.api.broker import BROKER_UNAVAILABLE, commit_and_publish
+from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
-from shared.contracts.commands import ScanRangeCommand
 from shared.core import iprange
 from shared.core.settings import Settings
+from shared.lifecycle import scan_range as scan_range_lifecycle
 from shared.models import ScanRange, ScanStatus
 from shared.models.discovery import (
     RunScan,
@@ -30,7 +29,6 @@ from shared.models.discovery import (
     ScanRangePublic,
     ScanRangeUpdate,
 )
-from shared.platform.runtime import Runtime
 
 router = APIRouter(
     prefix="/api/node_discovery",
@@ -195,54 +193,6 @@ async def delete_scan_range(scan_range_id: int, session: SessionDep) -> Response
     return Response(status_code=204)
 
 
-async def _start(session: SessionDep, runtime: Runtime, scan_range: ScanRange) -> bool:
-    """Start one run of ``scan_range``; False if it is already scanning."""
-    previous = {
-        name: getattr(scan_range, name)
-        for name in (
-            "status",
-            "last_error",
-            "last_scan_started_at",
-            "last_scan_finished_at",
-            "addresses_scanned",
-            "nodes_found",
-        )
-    }
-    now = datetime.now(UTC)
-    # Conditional update: of two concurrent run_scan calls exactly one flips the status.
-    flipped = await session.exec(
-        update(ScanRange)
-        .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
-        .values(
-            status=ScanStatus.scanning,
-            run=ScanRange.run + 1,
-            addresses_scanned=0,
-            nodes_found=0,
-            last_error=None,
-            last_scan_started_at=now,
-            last_scan_finished_at=None,
-            updated_at=now,
-        )
-    )
-    if flipped.rowcount == 0:
-        return False
-    await session.refresh(scan_range)
-    run = scan_range.run
-
-    async def revert(s: AsyncSession) -> None:
-        await s.exec(
-            update(ScanRange)
-            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.run) == run)
-            .values(**previous)
-        )
-
-    assert scan_range.id is not None
-    await commit_and_publish(
-        session, runtime, ScanRangeCommand(scan_range_id=scan_range.id, run=run), revert
-    )
-    return True
-
-
 @router.post(
     "/run_scan/",
     status_code=202,
@@ -255,7 +205,7 @@ async def run_scan(body: RunScan, session: SessionDep, state: StateDep) -> RunSc
     already: list[int] = []
     for scan_range in ranges:
         assert scan_range.id is not None
-        if await _start(session, state.runtime, scan_range):
+        if await scan_range_lifecycle.start(session, state.runtime, scan_range):
             started.append(scan_range.id)
         else:
             already.append(scan_range.id)

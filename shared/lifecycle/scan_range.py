@@ -1,0 +1,129 @@
+"""A scan range's runs: ``ready``/``error`` → ``scanning`` → ``ready`` or ``error``.
+
+Every run_scan bumps ``run``; chunk rows and commands carry it, so a command of an earlier run is
+recognised as stale and ignored. The scanner's chunk bookkeeping (``services/scanner/runs.py``)
+ends a run through ``finish`` when its last chunk is done.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.contracts import catalog
+from shared.contracts.commands import ScanRangeCommand
+from shared.core.clock import utcnow
+from shared.lifecycle.starting import commit_and_queue
+from shared.messaging import outbox
+from shared.models import ScanChunk, ScanRange, ScanStatus
+from shared.platform.runtime import Runtime
+
+# What a start overwrites, put back if the broker refuses the command.
+_STARTED_FIELDS = (
+    "status",
+    "last_error",
+    "last_scan_started_at",
+    "last_scan_finished_at",
+    "addresses_scanned",
+    "nodes_found",
+)
+
+
+async def start(session: AsyncSession, runtime: Runtime, scan_range: ScanRange) -> bool:
+    """Start one run of ``scan_range``; False if it is already scanning."""
+    assert scan_range.id is not None
+    previous = {name: getattr(scan_range, name) for name in _STARTED_FIELDS}
+    now = utcnow()
+    # Conditional update: of two concurrent run_scan calls exactly one flips the status.
+    flipped = await session.exec(
+        update(ScanRange)
+        .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
+        .values(
+            status=ScanStatus.scanning,
+            run=ScanRange.run + 1,
+            addresses_scanned=0,
+            nodes_found=0,
+            last_error=None,
+            last_scan_started_at=now,
+            last_scan_finished_at=None,
+            updated_at=now,
+        )
+    )
+    if flipped.rowcount == 0:
+        return False
+    await session.refresh(scan_range)
+    run = scan_range.run
+
+    async def revert(s: AsyncSession) -> None:
+        await s.exec(
+            update(ScanRange)
+            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.run) == run)
+            .values(**previous)
+        )
+
+    command = ScanRangeCommand(scan_range_id=scan_range.id, run=run)
+    await commit_and_queue(session, runtime, command, revert=revert)
+    return True
+
+
+async def current(session: AsyncSession, scan_range_id: int, run: int) -> ScanRange | None:
+    """The range if this run is still the one being scanned; stale commands get None."""
+    scan_range = await session.get(ScanRange, scan_range_id)
+    if scan_range is None or scan_range.run != run or scan_range.status != ScanStatus.scanning:
+        return None
+    return scan_range
+
+
+def began(session: AsyncSession, scan_range: ScanRange) -> None:
+    """The scanner split the run into chunks: the run is under way."""
+    outbox.stage(session, catalog.scan_range_event(scan_range, "started"))
+
+
+async def lock(session: AsyncSession, scan_range_id: int) -> None:
+    """Serialise the run's completions: whoever ends a run holds this first.
+
+    Writing the range row takes a row lock on PostgreSQL and the write lock on SQLite. Without
+    it two last chunks finishing together could each see the other as pending and nobody would
+    end the run.
+    """
+    await session.exec(
+        update(ScanRange).where(col(ScanRange.id) == scan_range_id).values(updated_at=utcnow())
+    )
+
+
+async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: datetime) -> None:
+    """End the run whose chunks are all done: ``ready``, or ``error`` if a chunk gave up."""
+    errors = (
+        await session.exec(
+            select(ScanChunk.error).where(
+                col(ScanChunk.scan_range_id) == scan_range.id,
+                col(ScanChunk.run) == scan_range.run,
+                col(ScanChunk.error).is_not(None),
+            )
+        )
+    ).all()
+    scan_range.last_scan_finished_at = timestamp
+    if errors:
+        scan_range.status = ScanStatus.error
+        scan_range.last_error = f"{len(errors)} chunk(s) failed; first: {errors[0]}"
+        outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
+    else:
+        scan_range.status = ScanStatus.ready
+        outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
+    session.add(scan_range)
+
+
+async def fail(session: AsyncSession, scan_range_id: int, run: int, reason: str) -> bool:
+    """End the run in ``error`` with ``reason``; False if the run is over or superseded."""
+    await lock(session, scan_range_id)
+    scan_range = await current(session, scan_range_id, run)
+    if scan_range is None:
+        return False
+    scan_range.status = ScanStatus.error
+    scan_range.last_error = reason
+    scan_range.last_scan_finished_at = utcnow()
+    session.add(scan_range)
+    outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
+    return True
