@@ -20,6 +20,7 @@ from openapi_spec_validator import validate
 from shared.core.settings import Settings
 from shared.platform.natsserver import EmbeddedNatsServer, free_port
 from tests.conftest import worker_env
+from tests.lab_net import LAB_NET
 from tests.processes import RACKSMITH, STARTUP_TIMEOUT_S, Up, nats_children, racksmith_env
 
 
@@ -171,20 +172,20 @@ def test_api_and_worker_demand_an_external_broker(tmp_path: Path) -> None:
 
 
 def test_up_with_a_lab_prints_what_the_guide_needs(state_dir: Path) -> None:
-    up = Up(state_dir, "--lab", "3", "--lab-network", "127.0.77.0/24", "--lab-latency", "0")
+    up = Up(state_dir, "--lab", "3", "--lab-network", f"{LAB_NET}.77.0/24", "--lab-latency", "0")
     try:
         scan_range = json.loads(re.search(r"scan range:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
         assert scan_range == {
             "name": "BMC lab",
-            "ip_from": "127.0.77.1",
-            "ip_to": "127.0.77.3",
+            "ip_from": f"{LAB_NET}.77.1",
+            "ip_to": f"{LAB_NET}.77.3",
             "ports": [8443],
         }
         credentials = json.loads(re.search(r"credentials:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
-        root = httpx.get("https://127.0.77.3:8443/redfish/v1/", verify=False)  # noqa: S501
+        root = httpx.get(f"https://{LAB_NET}.77.3:8443/redfish/v1/", verify=False)  # noqa: S501
         assert root.status_code == 200 and "RedfishVersion" in root.json()
         systems = httpx.get(
-            "https://127.0.77.1:8443/redfish/v1/Systems",
+            f"https://{LAB_NET}.77.1:8443/redfish/v1/Systems",
             auth=(credentials["username"], credentials["password"]),
             verify=False,  # noqa: S501
         )
@@ -202,7 +203,7 @@ def test_lab_command_writes_its_manifest_and_stops_on_sigterm(tmp_path: Path) ->
             "--count",
             "2",
             "--network",
-            "127.0.78.0/24",
+            f"{LAB_NET}.78.0/24",
             "--latency",
             "0",
             "--seed",
@@ -221,8 +222,9 @@ def test_lab_command_writes_its_manifest_and_stops_on_sigterm(tmp_path: Path) ->
             time.sleep(0.1)
         time.sleep(0.2)
         entries = json.loads(manifest.read_text())["bmcs"]
-        assert [e["address"] for e in entries] == ["127.0.78.1", "127.0.78.2"]
-        assert httpx.get("https://127.0.78.2:8443/redfish/v1/", verify=False).status_code == 200  # noqa: S501
+        assert [e["address"] for e in entries] == [f"{LAB_NET}.78.1", f"{LAB_NET}.78.2"]
+        root = httpx.get(f"https://{LAB_NET}.78.2:8443/redfish/v1/", verify=False)  # noqa: S501
+        assert root.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

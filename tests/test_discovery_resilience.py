@@ -17,6 +17,7 @@ from bmclab import Lab, LabConfig
 from shared.core.settings import Settings
 from tests.conftest import worker_env
 from tests.discovery_helpers import nodes_of_range, redfish_addresses
+from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
@@ -50,7 +51,9 @@ async def subscribed(log: Path) -> None:
 async def slow_lab() -> AsyncIterator[Lab]:
     # Every fourth BMC hangs, so chunks take a probe timeout each: slow enough to kill mid-scan.
     faults = ",".join(f"hang@{i}" for i in range(0, 40, 4))
-    config = LabConfig(count=40, network="127.0.160.0/24", latency="50", faults=faults, seed=11)
+    config = LabConfig(
+        count=40, network=f"{LAB_NET}.160.0/24", latency="50", faults=faults, seed=11
+    )
     async with Lab(config) as lab:
         yield lab
 
@@ -72,8 +75,8 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
                 "/api/node_discovery/scan_range/",
                 json={
                     "name": "kill test",
-                    "ip_from": "127.0.160.1",
-                    "ip_to": "127.0.160.64",
+                    "ip_from": f"{LAB_NET}.160.1",
+                    "ip_to": f"{LAB_NET}.160.64",
                     "ports": [8443],
                 },
                 headers=admin_headers,
@@ -108,7 +111,7 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
 
     # The kill really interrupted work: the survivor finished chunks on their second delivery.
     assert '"delivery": 2' in (tmp_path / "survivor.log").read_text()
-    expected = redfish_addresses(slow_lab) & {f"127.0.160.{i}" for i in range(1, 65)}
+    expected = redfish_addresses(slow_lab) & {f"{LAB_NET}.160.{i}" for i in range(1, 65)}
     assert done["status"] == "ready", done
     assert done["addresses_scanned"] == done["addresses_total"] == 64
     assert done["nodes_found"] == len(expected)

@@ -20,6 +20,7 @@ from tests.discovery_helpers import (
     scan_to_completion,
     scanner,
 )
+from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
@@ -40,7 +41,7 @@ def scan_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(count=14, network="127.0.150.0/24", latency="0", faults=FAULTS, seed=3)
+    config = LabConfig(count=14, network=f"{LAB_NET}.150.0/24", latency="0", faults=FAULTS, seed=3)
     async with Lab(config) as running:
         yield running
 
@@ -71,7 +72,7 @@ async def test_every_lab_bmc_is_found_once_and_nothing_else(
     worker: Runtime,
     runtime: Runtime,
 ) -> None:
-    scan_range = await _create_range(client, admin_headers, "lab rack", "127.0.150.0/27")
+    scan_range = await _create_range(client, admin_headers, "lab rack", f"{LAB_NET}.150.0/27")
     done = await scan_to_completion(client, admin_headers, scan_range["id"])
     expected = redfish_addresses(lab)
     assert done["status"] == "ready", done
@@ -92,7 +93,7 @@ async def test_every_lab_bmc_is_found_once_and_nothing_else(
         assert len(node["fingerprint"]) == 64
     # The guide's step 4: list what is ready to register.
     listed = await client.get(
-        "/api/node/?status=discovered&search=127.0.150.", headers=admin_headers
+        f"/api/node/?status=discovered&search={LAB_NET}.150.", headers=admin_headers
     )
     assert {n["ip"] for n in listed.json()["results"]} >= expected
 
@@ -116,7 +117,7 @@ async def test_rescan_updates_without_duplicating_or_downgrading(
     worker: Runtime,
     runtime: Runtime,
 ) -> None:
-    scan_range = await _create_range(client, admin_headers, "rescan", "127.0.150.0/28")
+    scan_range = await _create_range(client, admin_headers, "rescan", f"{LAB_NET}.150.0/28")
     await scan_to_completion(client, admin_headers, scan_range["id"])
     first = {n["id"]: n for n in await nodes_of_range(client, admin_headers, scan_range["id"])}
     registered_id = next(iter(first))
@@ -132,14 +133,14 @@ async def test_rescan_updates_without_duplicating_or_downgrading(
     assert second.keys() == first.keys()
     assert second[registered_id]["status"] == "registered"
     assert all(second[i]["last_seen"] >= first[i]["last_seen"] for i in first)
-    total = (await client.get("/api/node/?search=127.0.150.", headers=admin_headers)).json()
+    total = (await client.get(f"/api/node/?search={LAB_NET}.150.", headers=admin_headers)).json()
     assert total["count"] == len({n["ip"] for n in total["results"]})
 
 
 async def test_run_scan_does_not_start_a_scanning_range_twice(
     client: httpx.AsyncClient, admin_headers: dict[str, str], lab: Lab, worker: Runtime
 ) -> None:
-    scan_range = await _create_range(client, admin_headers, "twice", "127.0.150.0/29")
+    scan_range = await _create_range(client, admin_headers, "twice", f"{LAB_NET}.150.0/29")
     first = await client.post(
         "/api/node_discovery/run_scan/",
         json={"scan_ranges": [scan_range["id"], scan_range["id"]]},
@@ -158,8 +159,8 @@ async def test_changed_certificate_is_flagged(
     worker: Runtime,
     runtime: Runtime,
 ) -> None:
-    config = LabConfig(count=2, network="127.0.151.0/24", latency="0", seed=1)
-    scan_range = await _create_range(client, admin_headers, "re-keyed", "127.0.151.0/30")
+    config = LabConfig(count=2, network=f"{LAB_NET}.151.0/24", latency="0", seed=1)
+    scan_range = await _create_range(client, admin_headers, "re-keyed", f"{LAB_NET}.151.0/30")
     async with Lab(config):
         await scan_to_completion(client, admin_headers, scan_range["id"])
     before = await nodes_of_range(client, admin_headers, scan_range["id"])
@@ -180,7 +181,7 @@ async def test_changed_certificate_is_flagged(
 async def test_forgetting_a_node(
     client: httpx.AsyncClient, admin_headers: dict[str, str], lab: Lab, worker: Runtime
 ) -> None:
-    scan_range = await _create_range(client, admin_headers, "forget", "127.0.150.0/30")
+    scan_range = await _create_range(client, admin_headers, "forget", f"{LAB_NET}.150.0/30")
     await scan_to_completion(client, admin_headers, scan_range["id"])
     node = (await nodes_of_range(client, admin_headers, scan_range["id"]))[0]
     assert (

@@ -27,12 +27,13 @@ from shared.core.settings import Settings
 from shared.messaging.streams import EVENTS_STREAM
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, nodes_of_range, scanner
+from tests.lab_net import LAB_NET
 from tests.test_event_contract import validator_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
 ROOT = Path(__file__).resolve().parents[1]
-NETWORK = "127.0.230"
+NETWORK = f"{LAB_NET}.230"
 BMCS = 5
 # Within one entity, a change listed here never comes after a change listed later.
 LIFECYCLE = {

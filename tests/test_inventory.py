@@ -18,11 +18,12 @@ from shared.core.settings import Settings
 from shared.models import Server
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, mockup_dirs, scanner
+from tests.lab_net import LAB_NET
 from tests.redfish_trees import expected_inventory
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
-NETWORK = "127.0.195"
+NETWORK = f"{LAB_NET}.195"
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from bmclab import Lab, LabConfig
 from shared.core.settings import Settings
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, mockup_dirs, scanner
+from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
 LAB_PASSWORD = "Lab-Registration-Pa55"
-NETWORK = "127.0.180"
+NETWORK = f"{LAB_NET}.180"
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from shared.core.settings import Settings
 from shared.platform.runtime import Runtime
 from tests.conftest import worker_env
 from tests.discovery_helpers import create_profile, discover, events, scanner
+from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
@@ -42,11 +43,17 @@ async def test_sigkill_of_one_registrar_mid_batch(
     tmp_path: Path,
 ) -> None:
     # Slow BMCs (a second per request) keep registrations in flight long enough to kill one.
-    config = LabConfig(count=COUNT, network="127.0.190.0/24", latency="1000", password="calvin")
+    config = LabConfig(
+        count=COUNT, network=f"{LAB_NET}.190.0/24", latency="1000", password="calvin"
+    )
     async with Lab(config) as lab:
         async with scanner(settings.model_copy(update={"scan_probe_timeout_s": 5.0})):
             done = await discover(
-                client, admin_headers, "kill registrar", "127.0.190.1", f"127.0.190.{COUNT}"
+                client,
+                admin_headers,
+                "kill registrar",
+                f"{LAB_NET}.190.1",
+                f"{LAB_NET}.190.{COUNT}",
             )
         nodes = (
             await client.get(f"/api/node/?scan_range={done['id']}", headers=admin_headers)

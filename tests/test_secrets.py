@@ -15,6 +15,7 @@ from shared.core.settings import Settings
 from shared.models import metadata
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, events, scanner
+from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
@@ -40,11 +41,13 @@ async def test_passwords_appear_nowhere_after_a_full_run(
 
     fast = settings.model_copy(update={"scan_connect_timeout_s": 0.5, "scan_probe_timeout_s": 2.0})
     config = LabConfig(
-        count=3, network="127.0.185.0/24", latency="0", password=SECRET, faults="badcreds@2"
+        count=3, network=f"{LAB_NET}.185.0/24", latency="0", password=SECRET, faults="badcreds@2"
     )
     async with Lab(config), scanner(fast, ("scanner", "registrar")):
         profile = await create_profile(client, admin_headers, [("root", WRONG), ("root", SECRET)])
-        done = await discover(client, admin_headers, "secrets", "127.0.185.1", "127.0.185.3")
+        done = await discover(
+            client, admin_headers, "secrets", f"{LAB_NET}.185.1", f"{LAB_NET}.185.3"
+        )
         nodes = (await call("GET", f"/api/node/?scan_range={done['id']}")).json()["results"]
         await call(
             "POST",

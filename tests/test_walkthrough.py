@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from bmclab import Lab, LabConfig
+from tests.lab_net import LAB_NET
 from tests.processes import Up
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "walkthrough-admin-1"
-NETWORK = "127.0.88"
+NETWORK = f"{LAB_NET}.88"
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")

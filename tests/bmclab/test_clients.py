@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bmclab import Lab, LabConfig
+from tests.lab_net import LAB_NET
 
 sushy = pytest.importorskip("sushy")
 redfish = pytest.importorskip("redfish")
@@ -20,7 +21,7 @@ USER, PASSWORD = "root", "calvin"
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    async with Lab(LabConfig(count=4, network="127.0.205.0/24", latency="0")) as running:
+    async with Lab(LabConfig(count=4, network=f"{LAB_NET}.205.0/24", latency="0")) as running:
         yield running
 
 

@@ -14,6 +14,7 @@ from bmclab.cli import add_arguments, config_from_args
 from bmclab.latency import Latency
 from bmclab.mockup import load_mockup
 from bmclab.tree import ResourceStore
+from tests.lab_net import LAB_NET
 
 
 @pytest.mark.parametrize("network", ["10.0.0.0/24", "0.0.0.0/0", "128.0.0.0/24", "::1/128"])
@@ -56,7 +57,7 @@ async def test_cli_arguments_and_state_dir(tmp_path: Path) -> None:
             "--count",
             "2",
             "--network",
-            "127.0.207.0/24",
+            f"{LAB_NET}.207.0/24",
             "--latency",
             "0",
             "--seed",

@@ -11,6 +11,7 @@ from bmclab_helpers import AUTH, client, walk
 
 from bmclab import Lab, LabConfig
 from bmclab.faults import Fault, FaultKind, assign_faults
+from tests.lab_net import LAB_NET
 
 FAULTS = (
     "badcreds@0,hang@1,drip:0.005@2,busy@3,error500@4,malformed@5,nonredfish@6,"
@@ -21,7 +22,7 @@ SHORT = aiohttp.ClientTimeout(total=0.5)
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(count=14, network="127.0.204.0/24", latency="0", faults=FAULTS)
+    config = LabConfig(count=14, network=f"{LAB_NET}.204.0/24", latency="0", faults=FAULTS)
     async with Lab(config) as running:
         yield running
 

@@ -12,8 +12,9 @@ from bmclab_helpers import AUTH, client, walk
 
 from bmclab import Lab, LabConfig
 from bmclab.flavours import FLAVOURS
+from tests.lab_net import LAB_NET
 
-NETWORK = "127.0.201.0/24"
+NETWORK = f"{LAB_NET}.201.0/24"
 CONFIG = LabConfig(
     count=8, network=NETWORK, latency="0", seed=7, power_delay=0.05, task_duration=0.2
 )

@@ -10,6 +10,7 @@ import pytest
 from bmclab_helpers import AUTH, client, mockup_dirs, walk
 
 from bmclab import Lab, LabConfig
+from tests.lab_net import LAB_NET
 
 MOCKUPS = mockup_dirs()
 pytestmark = pytest.mark.skipif(not MOCKUPS, reason="shared/bmc-mockups not available")
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(not MOCKUPS, reason="shared/bmc-mockups not avai
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(count=1, network="127.0.203.0/24", latency="0", mockups=tuple(MOCKUPS))
+    config = LabConfig(count=1, network=f"{LAB_NET}.203.0/24", latency="0", mockups=tuple(MOCKUPS))
     async with Lab(config) as running:
         yield running
 

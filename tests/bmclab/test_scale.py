@@ -8,16 +8,17 @@ import time
 from bmclab_helpers import AUTH, client
 
 from bmclab import Lab, LabConfig
+from tests.lab_net import LAB_NET
 
 
 async def test_250_bmcs_start_and_answer_concurrently() -> None:
-    config = LabConfig(count=250, network="127.0.206.0/24", latency="0", seed=1)
+    config = LabConfig(count=250, network=f"{LAB_NET}.206.0/24", latency="0", seed=1)
     started = time.perf_counter()
     async with Lab(config) as lab:
         start_time = time.perf_counter() - started
         assert len(lab.manifest) == 250
         assert len({e.serial for e in lab.manifest}) == 250
-        assert lab.manifest[-1].address == "127.0.206.250"
+        assert lab.manifest[-1].address == f"{LAB_NET}.206.250"
 
         async with client(lab, headers=AUTH) as http:
 

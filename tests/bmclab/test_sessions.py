@@ -9,6 +9,7 @@ import pytest
 from bmclab_helpers import AUTH, client
 
 from bmclab import Lab, LabConfig
+from tests.lab_net import LAB_NET
 
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 CREDS = {"UserName": "root", "Password": "calvin"}
@@ -16,7 +17,7 @@ CREDS = {"UserName": "root", "Password": "calvin"}
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(count=4, network="127.0.202.0/24", latency="0", session_timeout=1.5)
+    config = LabConfig(count=4, network=f"{LAB_NET}.202.0/24", latency="0", session_timeout=1.5)
     async with Lab(config) as running:
         yield running
 
@@ -81,7 +82,7 @@ async def test_session_limit_then_expiry(lab: Lab) -> None:
 
 async def test_inflight_limit_queues_requests(lab: Lab) -> None:
     config = LabConfig(
-        count=1, network="127.0.212.0/24", latency="100", inflight_limit=2, queue_timeout=0.15
+        count=1, network=f"{LAB_NET}.212.0/24", latency="100", inflight_limit=2, queue_timeout=0.15
     )
     async with Lab(config) as small, client(small) as http:
         url = small.manifest[0].url + "/redfish/v1/"

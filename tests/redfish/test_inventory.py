@@ -32,6 +32,7 @@ from shared.redfish import (
     read_inventory,
     read_systems,
 )
+from tests.lab_net import LAB_NET
 
 MOCKUPS = mockup_dirs()
 FLAVOURS = ("dell", "hpe", "supermicro", "openbmc")
@@ -49,7 +50,7 @@ DEPTH_BOUND = 4 + 2
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
     config = lab_config(
-        "127.0.174.0/24", count=SYNTHETIC, flavours=FLAVOURS, mockups=tuple(MOCKUPS)
+        f"{LAB_NET}.174.0/24", count=SYNTHETIC, flavours=FLAVOURS, mockups=tuple(MOCKUPS)
     )
     async with Lab(config) as running:
         yield running
@@ -107,7 +108,7 @@ async def test_synthetic_values_are_normalised(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 async def slow_lab() -> AsyncIterator[Lab]:
-    config = lab_config("127.0.175.0/24", count=1, flavours=("dell",), latency="100")
+    config = lab_config(f"{LAB_NET}.175.0/24", count=1, flavours=("dell",), latency="100")
     async with Lab(config) as running:
         yield running
 
@@ -149,7 +150,7 @@ async def test_per_bmc_cap_bounds_inventory(slow_lab: Lab) -> None:
 
 @pytest.fixture
 async def dell_lab(request: pytest.FixtureRequest) -> AsyncIterator[Lab]:
-    config = lab_config("127.0.176.0/24", count=1, flavours=("dell",))
+    config = lab_config(f"{LAB_NET}.176.0/24", count=1, flavours=("dell",))
     async with Lab(config) as running:
         yield running
 

@@ -27,9 +27,10 @@ from shared.redfish import (
     TlsPolicy,
     read_systems,
 )
+from tests.lab_net import LAB_NET
 
-NETWORK = "127.0.171.0/24"
-NOBODY = "https://127.0.171.250:8443"  # in the lab's network, nothing listens there
+NETWORK = f"{LAB_NET}.171.0/24"
+NOBODY = f"https://{LAB_NET}.171.250:8443"  # in the lab's network, nothing listens there
 
 
 class B(IntEnum):

@@ -11,8 +11,9 @@ from aiohttp import web
 from redfish_helpers import PASSWORD, USERNAME, expect, open_session
 
 from shared.redfish import ClientLimits, ProtocolError, RedfishPool
+from tests.lab_net import LAB_NET
 
-HOST = "127.0.174.1"
+HOST = f"{LAB_NET}.174.1"
 TOKEN = "edge-token-0123456789abcdef"
 
 

@@ -17,6 +17,7 @@ from redfish_helpers import lab_config, open_session
 from bmclab import Lab
 from shared.redfish import ComputerSystem, RedfishPool, ServiceRoot, read_systems
 from tests.bmclab.bmclab_helpers import mockup_dirs
+from tests.lab_net import LAB_NET
 
 MOCKUPS = mockup_dirs()
 FLAVOURS = ("dell", "hpe", "supermicro", "openbmc")
@@ -33,7 +34,7 @@ KNOWN_PLACEHOLDERS = {
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
     config = lab_config(
-        "127.0.170.0/24", count=len(FLAVOURS), flavours=FLAVOURS, mockups=tuple(MOCKUPS)
+        f"{LAB_NET}.170.0/24", count=len(FLAVOURS), flavours=FLAVOURS, mockups=tuple(MOCKUPS)
     )
     async with Lab(config) as running:
         yield running

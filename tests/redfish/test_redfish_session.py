@@ -18,6 +18,7 @@ from shared.redfish import (
     RedfishPool,
     read_systems,
 )
+from tests.lab_net import LAB_NET
 
 REEXPIRE, BASIC, LINKS, PAGED = range(4)
 OFF_HOST = "https://198.51.100.7/redfish/v1/Systems/1"  # never contacted: refused before
@@ -25,14 +26,14 @@ OFF_HOST = "https://198.51.100.7/redfish/v1/Systems/1"  # never contacted: refus
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    async with Lab(lab_config("127.0.172.0/24", count=4, flavours=("hpe",))) as running:
+    async with Lab(lab_config(f"{LAB_NET}.172.0/24", count=4, flavours=("hpe",))) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 async def slow_lab() -> AsyncIterator[Lab]:
     # A fixed 20 ms per request keeps requests overlapping, so the caps are actually reached.
-    async with Lab(lab_config("127.0.173.0/24", count=2, latency="20")) as running:
+    async with Lab(lab_config(f"{LAB_NET}.173.0/24", count=2, latency="20")) as running:
         yield running
 
 
