@@ -81,13 +81,18 @@ CASES: list[Case] = [
     ("GET", "/api/pool/", None, (200, 200, 200, 401)),
     ("GET", "/api/pool/{pool}/", None, (200, 200, 404, 401)),
     ("GET", "/api/pool/{sub}/", None, (200, 200, 404, 401)),
-    ("PATCH", "/api/pool/{pool}/", {"description": "x"}, (200, 403, 404, 401)),
-    ("PUT", "/api/pool/{sub}/", {"name": "renamed", "parent": "{pool}"}, (200, 403, 404, 401)),
+    # Members of a pool's group manage it (the guide: the group "controls which users can see
+    # and manage the pool"); top-level pools stay with superusers.
+    ("PATCH", "/api/pool/{pool}/", {"description": "x"}, (200, 200, 404, 401)),
+    ("PUT", "/api/pool/{sub}/", {"name": "renamed", "parent": "{pool}"}, (200, 200, 404, 401)),
     ("POST", "/api/pool/", {"name": "new"}, (201, 403, 403, 401)),
-    ("POST", "/api/pool/{pool}/create_sub_pool/", {"name": "s"}, (201, 403, 404, 401)),
-    # The server sits in the pool's sub-pool: even a superuser is told where it is (409).
-    ("POST", "/api/pool/{pool}/assign_servers/", {"servers": ["{server}"]}, (409, 403, 404, 401)),
-    ("POST", "/api/pool/{pool}/assign_switches/", {"switches": ["{switch}"]}, (200, 403, 404, 401)),
+    # A pool under one the user sees is a sub-pool; another group's parent names nothing (400).
+    ("POST", "/api/pool/", {"name": "new-sub", "parent": "{pool}"}, (201, 201, 400, 401)),
+    ("POST", "/api/pool/{pool}/create_sub_pool/", {"name": "s"}, (201, 201, 404, 401)),
+    ("DELETE", "/api/pool/987654/", None, (404, 404, 404, 401)),
+    # The server sits in the pool's sub-pool: everyone who sees it is told where it is (409).
+    ("POST", "/api/pool/{pool}/assign_servers/", {"servers": ["{server}"]}, (409, 409, 404, 401)),
+    ("POST", "/api/pool/{pool}/assign_switches/", {"switches": ["{switch}"]}, (200, 200, 404, 401)),
     ("GET", "/api/server/", None, (200, 200, 200, 401)),
     ("GET", "/api/server/{server}/", None, (200, 200, 404, 401)),
     ("PATCH", "/api/server/{server}/", {"description": "rack 5"}, (200, 200, 404, 401)),
@@ -101,10 +106,11 @@ CASES: list[Case] = [
     ("GET", "/api/server/{server}/firmwares/", None, (200, 200, 404, 401)),
     ("POST", "/api/server/{server}/refresh/", None, (202, 202, 404, 401)),
     ("POST", "/api/server/refresh/", {"servers": ["{server}"]}, (202, 202, 400, 401)),
-    ("POST", "/api/server/remove_from_pool/", {"servers": ["{server}"]}, (200, 403, 403, 401)),
+    # The superuser goes first: after it the server is in no pool, which no member sees (400).
+    ("POST", "/api/server/remove_from_pool/", {"servers": ["{server}"]}, (200, 400, 400, 401)),
     ("GET", "/api/switch/", None, (200, 200, 200, 401)),
     ("GET", "/api/switch/{switch}/", None, (200, 200, 404, 401)),
-    ("PATCH", "/api/switch/{switch}/", {"model": "m"}, (200, 403, 404, 401)),
+    ("PATCH", "/api/switch/{switch}/", {"resource_pool": "{pool}"}, (200, 200, 404, 401)),
     ("POST", "/api/switch/", {"name": "sw"}, (201, 403, 403, 401)),
     ("GET", "/api/users/me/", None, (200, 200, 200, 401)),
     ("GET", "/api/users/", None, (200, 403, 403, 401)),
@@ -144,7 +150,9 @@ async def test_lists_counts_and_search_show_only_what_a_user_may_see(
     assert {a["pool"], a["sub"]} <= pools and not pools & {b["pool"], b["sub"]}
     assert await visible(owner, f"/api/server/?search=srv{tag}") == {a["server"]}
     assert await visible(owner, f"/api/server/?search=bsrv{tag}") == set()
-    assert await visible(owner, f"/api/server/?resource_pool={b['sub']}") == set()
+    # Another group's pool is no choice at all, as if it did not exist (django-filter's 400).
+    hidden = await client.get(f"/api/server/?resource_pool={b['sub']}", headers=owner)
+    assert hidden.status_code == 400 and list(hidden.json()) == ["resource_pool"]
     assert await visible(owner, f"/api/switch/?search={tag}") == {a["switch"]}
     assert await visible(owner, "/api/server/?page_size=1000") == await visible(
         owner, "/api/server/"
@@ -182,16 +190,67 @@ async def test_access_matrix(
     assert response.status_code == expected[ROLES.index(role)], response.text
 
 
-async def test_members_cannot_move_servers_between_pools(
-    client: httpx.AsyncClient, runtime: Runtime, world: dict[str, Any]
+async def test_members_manage_their_pools(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    runtime: Runtime,
+    world: dict[str, Any],
 ) -> None:
-    a = world["a"]
-    (spare,) = await make_servers(runtime, f"spare{world['tag']}", 1, pool_id=a["sub"])
+    a, b, tag = world["a"], world["b"], world["tag"]
     owner = world["a_headers"]
-    for body in ({"resource_pool": a["pool"]}, {"resource_pool": None}):
-        moved = await client.patch(f"/api/server/{spare.id}/", json=body, headers=owner)
-        assert moved.status_code == 403
-    kept = await client.put(
-        f"/api/server/{spare.id}/", json={"name": "kept", "resource_pool": a["sub"]}, headers=owner
+    (spare, loose) = await make_servers(runtime, f"mgr{tag}", 2, pool_id=a["sub"])
+    rack = (
+        await client.post(
+            f"/api/pool/{a['pool']}/create_sub_pool/", json={"name": f"rack-{tag}"}, headers=owner
+        )
+    ).json()
+    assert rack["parent"] == a["pool"] and rack["group"] == a["group"]
+    # The guide's "Update a Pool" body: the sub-pool stays where it is.
+    updated = await client.put(
+        f"/api/pool/{rack['id']}/",
+        json={"name": "Updated Pool Name", "description": "New description", "group": a["group"]},
+        headers=owner,
     )
-    assert kept.status_code == 200 and kept.json()["resource_pool"] == a["sub"]
+    assert updated.status_code == 200 and updated.json()["parent"] == a["pool"]
+    # Servers move between the member's pools: out of one, into another.
+    moved = await client.patch(
+        f"/api/server/{spare.id}/", json={"resource_pool": rack["id"]}, headers=owner
+    )
+    assert moved.status_code == 200 and moved.json()["resource_pool"] == rack["id"]
+    out = await client.post(
+        "/api/server/remove_from_pool/", json={"servers": [loose.id]}, headers=owner
+    )
+    assert out.status_code == 200
+    # Now in no pool: only a superuser sees it, and only a superuser puts it into a pool.
+    back = await client.post(
+        f"/api/pool/{rack['id']}/assign_servers/", json={"servers": [loose.id]}, headers=owner
+    )
+    assert back.status_code == 400 and list(back.json()) == ["servers"]
+    back = await client.post(
+        f"/api/pool/{rack['id']}/assign_servers/",
+        json={"servers": [loose.id]},
+        headers=admin_headers,
+    )
+    assert back.status_code == 200
+    # Into another group's pool: it names nothing the member sees.
+    away = await client.patch(
+        f"/api/server/{spare.id}/", json={"resource_pool": b["pool"]}, headers=owner
+    )
+    assert away.status_code == 400 and list(away.json()) == ["resource_pool"]
+    # Not theirs to give away, make top-level, delete, or edit a switch's own fields.
+    given = await client.patch(
+        f"/api/pool/{rack['id']}/", json={"group": b["group"]}, headers=owner
+    )
+    assert given.status_code == 403
+    orphaned = await client.patch(
+        f"/api/pool/{rack['id']}/", json={"parent": None, "group": None}, headers=owner
+    )
+    assert orphaned.status_code == 403
+    assert (await client.delete(f"/api/pool/{rack['id']}/", headers=owner)).status_code == 403
+    renamed = await client.patch(
+        f"/api/switch/{a['switch']}/", json={"model": f"other-{tag}"}, headers=owner
+    )
+    assert renamed.status_code == 403
+    # The other group sees none of it.
+    other = world["b_headers"]
+    assert (await client.get(f"/api/pool/{rack['id']}/", headers=other)).status_code == 404

@@ -35,10 +35,15 @@ async def test_user_crud(
     assert patched.json()["email"] == "new@example.org"
     assert patched.json()["groups"] == [group["id"]]
 
-    # PUT is a full replacement: omitted writable fields go back to their defaults.
+    # PUT sends the required fields; omitted optional ones keep their values (DRF serializers).
     replaced = await client.put(url, json={"username": f"u-{unique}"}, headers=admin_headers)
     assert replaced.status_code == 200
-    assert replaced.json()["email"] == "" and replaced.json()["groups"] == []
+    assert replaced.json()["email"] == "new@example.org"
+    assert replaced.json()["groups"] == [group["id"]]
+    replaced = await client.put(
+        url, json={"username": f"u-{unique}", "groups": []}, headers=admin_headers
+    )
+    assert replaced.json()["groups"] == []
 
     members = (await client.get(f"/api/groups/{group['id']}/", headers=admin_headers)).json()
     assert members["members"] == []

@@ -38,6 +38,10 @@ async def test_profile_crud(client: httpx.AsyncClient, admin_headers: dict[str, 
     patched = await client.patch(url, json={"tls_fingerprint": "AB" * 32}, headers=admin_headers)
     assert patched.json()["tls_fingerprint"] == "ab" * 32
     replaced = await client.put(url, json={"node_classification": "HPE DC2"}, headers=admin_headers)
+    assert replaced.json()["tls_fingerprint"] == "ab" * 32  # PUT keeps what it was not sent
+    replaced = await client.put(
+        url, json={"node_classification": "HPE DC2", "tls_fingerprint": None}, headers=admin_headers
+    )
     assert replaced.json()["tls_fingerprint"] is None
     assert replaced.json()["node_classification"] == "HPE DC2"
     listed = await client.get(f"{PROFILES}?search=hpe+dc2", headers=admin_headers)

@@ -54,7 +54,7 @@ async def test_create_read_update_delete(
     )
     assert replaced.status_code == 200
     assert replaced.json()["ip_from"] == "10.0.2.1" and replaced.json()["ip_to"] == "10.0.2.254"
-    assert replaced.json()["ports"] == [443]  # PUT resets omitted fields to their defaults
+    assert replaced.json()["ports"] == [443, 8443]  # PUT keeps what it was not sent
     found = (await client.get(f"{RANGES}?search=rack+{unique}", headers=admin_headers)).json()
     assert found["count"] == 1
     assert (await client.delete(url, headers=admin_headers)).status_code == 204

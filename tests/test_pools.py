@@ -24,6 +24,11 @@ async def _pool(client: httpx.AsyncClient, headers: dict[str, str], **body: Any)
     return created
 
 
+async def _is_server_id(runtime: Runtime, number: int | None) -> bool:
+    async with runtime.db.session() as session:
+        return await session.get(Server, number) is not None
+
+
 async def test_default_group_and_pool_exist(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
@@ -52,6 +57,9 @@ async def test_pool_lifecycle_like_the_guide(
     assert sub.json()["parent"] == pool["id"] and sub.json()["group"] == group["id"]
 
     servers = await make_servers(runtime, f"life{unique}", 3)
+    # Named by its node (BMC) id — one that is no server's id, since a server id wins.
+    while await _is_server_id(runtime, servers[2].node_id):
+        servers[2:] = await make_servers(runtime, f"life{unique}x{len(servers)}", 1)
     by_node = servers[2].node_id
     assigned = await client.post(
         f"{POOLS}{pool['id']}/assign_servers/",

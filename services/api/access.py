@@ -5,6 +5,12 @@ those pools' sub-pools (all the way down), and the servers and switches in them 
 Routes ask the request's ``Scope`` to narrow their queries and to fetch single objects; an object
 outside the scope is answered 404 (its existence is not revealed), and an action the user may see
 but not do is answered 403.
+
+A pool's group "controls which users can see and manage the pool" (the guide), so members manage
+the pools they see: change them, create sub-pools under them, put the servers and switches they
+see into them and take them out. What stays with superusers: top-level pools, deleting pools,
+handing a pool to a group the user is not in, servers that are in no pool (no member sees them),
+and a switch's own fields.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from services.api.deps import CurrentUser, SessionDep
-from services.api.errors import not_found, permission_denied
-from services.api.lookup import get_or_404
+from services.api.errors import APIError, FieldErrors, not_found, permission_denied
+from services.api.lookup import get_or_404, resolve_ids
 from shared.contracts.events import CloudEvent
 from shared.models import GroupMembership, Pool, Server, Switch, User
 
@@ -46,6 +52,28 @@ class Scope:
     def require_superuser(self) -> None:
         if not self.is_superuser:
             raise permission_denied()
+
+    def place_pool(
+        self, group: int | None, parent: int | None, *, current_group: int | None = None
+    ) -> None:
+        """403 unless the user may put a pool in ``group`` under ``parent`` (a parent they see,
+        checked by the caller): members give pools only to their own groups, and never place
+        one where they would no longer see it."""
+        if self.pool_ids is None:
+            return
+        if group != current_group and group is not None and group not in self.group_ids:
+            raise APIError(403, "You can only give a pool to a group you belong to.")
+        if group not in self.group_ids and not (parent is not None and self.sees_pool(parent)):
+            raise APIError(
+                403, "The pool would be out of your reach: keep it in your groups' pools."
+            )
+
+    async def pool(self, session: AsyncSession, pool_id: int, field: str) -> Pool:
+        """The pool a body field names, or 400 naming the field if it is missing or hidden."""
+        pool = (await resolve_ids(session, Pool, [pool_id], field))[0]
+        if not self.sees(pool):
+            raise FieldErrors.single(field, f'Invalid pk "{pool_id}" - object does not exist.')
+        return pool
 
     def sees_pool(self, pool_id: int | None) -> bool:
         return self.pool_ids is None or (pool_id is not None and pool_id in self.pool_ids)

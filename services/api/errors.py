@@ -5,6 +5,7 @@ Validation → 400 ``{"field": ["message"]}`` (never 422); everything else → `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from shared.messaging.publish import BrokerUnavailableError
 log = get_logger(__name__)
 
 NON_FIELD_ERRORS = "non_field_errors"
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 # Where a field lives in FastAPI's error locations; not part of the field name a client sees.
 _LOCATION_PARTS = {"body", "query", "path", "header", "cookie"}
 
@@ -31,7 +33,6 @@ _MESSAGES = {
     "bool_type": "Must be a valid boolean.",
     "string_type": "Not a valid string.",
     "list_type": 'Expected a list of items but got type "{type}".',
-    "json_invalid": "JSON parse error - {msg}",
     "model_attributes_type": "Invalid data. Expected a dictionary.",
     "dict_type": "Invalid data. Expected a dictionary.",
 }
@@ -111,9 +112,35 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> dict[str, list[str
     return shaped
 
 
+JSON_PARSE_ERROR = "JSON parse error - {}"
+
+
+def _json_error(error: Mapping[str, Any], document: Any) -> str:
+    """DRF's message, which quotes the decoder: ``Expecting value: line 1 column 1 (char 0)``."""
+    reason = str((error.get("ctx") or {}).get("error", "invalid JSON"))
+    position = error["loc"][1] if len(error["loc"]) > 1 else None
+    if isinstance(document, str) and isinstance(position, int):
+        reason = str(json.JSONDecodeError(reason, document, position))
+    return JSON_PARSE_ERROR.format(reason)
+
+
+def _detail_error(exc: RequestValidationError) -> tuple[int, str] | None:
+    """Errors DRF does not answer per field: an id in the path that cannot name anything is a
+    404 (DRF's URL patterns never match it), a body that is not JSON a 400 ``detail``."""
+    for error in exc.errors():
+        if error["loc"][:1] == ("path",):
+            return 404, "Not found."
+        if error["type"] == "json_invalid":
+            return 400, _json_error(error, exc.body)
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = _detail_error(exc)
+        if detail is not None:
+            return JSONResponse({"detail": detail[1]}, status_code=detail[0])
         return JSONResponse(validation_errors(exc.errors()), status_code=400)
 
     @app.exception_handler(FieldErrors)
@@ -139,6 +166,9 @@ def install(app: FastAPI) -> None:
         detail = exc.detail
         if exc.status_code == 404 and detail == "Not Found":
             detail = "Not found."
+        elif exc.status_code == 400 and detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body it could not decode at all (not UTF-8, say).
+            detail = JSON_PARSE_ERROR.format(exc.__cause__ or "the body could not be decoded")
         elif exc.status_code == 405:
             detail = f'Method "{request.method}" not allowed.'
         return JSONResponse(

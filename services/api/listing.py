@@ -4,36 +4,63 @@ An endpoint declares, in a few lines, which columns ``search`` looks in, which e
 exist and which names ``ordering`` accepts; the query is built and run in SQL — counting, filtering,
 sorting and slicing never load more rows than the page.
 
-Contract (brief §4): envelope ``{count, next, previous, results}``; without ``page``/``page_size``
-every match is returned; ``page_size`` at most 1000 (larger is a 400, not silently capped);
-``search`` is a case-insensitive substring match (every whitespace-separated term must match some
-search field); ``ordering`` takes ``-`` for descending and ``__`` for related fields.
+Contract (brief §4), Django REST Framework's where the guide is silent, since its clients parse
+that: envelope ``{count, next, previous, results}``; without ``page``/``page_size`` every match is
+returned; ``page_size`` above 1000 is capped at 1000 and one that is not a positive integer is
+ignored (PageNumberPagination); ``page=last`` is the last page, a page that does not exist is 404
+``Invalid page.``; ``search`` is a case-insensitive substring match (every whitespace-separated
+term must match some search field); ``ordering`` takes ``-`` for descending and ``__`` for related
+fields, and ignores names it does not know (OrderingFilter); every scalar field of the listed
+shape is an exact filter, ids also as ``<field>__in=1,2``, and a relation filter naming nothing the
+caller can see is a 400 like django-filter's. Unknown query parameters are ignored, as DRF does.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, TypeVar
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Query, Request
-from pydantic import BaseModel
-from sqlalchemy import Boolean, Integer, String, func, or_
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    TypeDecorator,
+    false,
+    func,
+    or_,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from services.api.access import Scope, ScopeDep
 from services.api.errors import APIError, FieldErrors
+from services.api.lookup import MAX_ID
+from shared.models import Pool
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+LAST_PAGE = "last"
+IN_SUFFIX = "__in"
 
 T = TypeVar("T")
 
 Column = InstrumentedAttribute[Any] | ColumnElement[Any] | Mapped[Any]
+
+INVALID_CHOICE = "Select a valid choice. That choice is not one of the available choices."
 
 
 class Page(BaseModel, Generic[T]):
@@ -52,43 +79,156 @@ class OrderField:
 
 
 @dataclass(frozen=True)
+class Filter:
+    """An exact-match filter. ``related``: the column holds ids of this table, and a value that
+    names no row the caller can see is refused (django-filter's ModelChoiceFilter); ``choices``:
+    the value must be one of the enum's."""
+
+    column: Column
+    related: type[SQLModel] | None = None
+    choices: type[StrEnum] | None = None
+
+    @property
+    def takes_ids(self) -> bool:
+        return self.related is not None or getattr(self.column, "key", None) == "id"
+
+
+@dataclass(frozen=True)
 class ListSpec:
     pk: Column
     search: Sequence[Column] = ()
-    filters: Mapping[str, Column] = field(default_factory=dict)
+    filters: Mapping[str, Column | Filter] = field(default_factory=dict)
     ordering: Mapping[str, Column | OrderField] = field(default_factory=dict)
     default_ordering: str = "id"
+
+    def filter(self, name: str) -> Filter:
+        target = self.filters[name]
+        return target if isinstance(target, Filter) else Filter(target)
+
+    @property
+    def parameters(self) -> dict[str, Filter]:
+        """Every filter query parameter: ``name``, and ``name__in`` for id filters."""
+        found: dict[str, Filter] = {}
+        for name in self.filters:
+            spec = self.filter(name)
+            found[name] = spec
+            if spec.takes_ids:
+                found[name + IN_SUFFIX] = spec
+        return found
+
+
+def _storage_type(column: Any) -> Any:
+    """The SQL type a column stores (SQLModel wraps strings and datetimes in decorators)."""
+    column_type = getattr(column, "type", None)
+    return column_type.impl if isinstance(column_type, TypeDecorator) else column_type
+
+
+def _enum_of(annotation: Any) -> type[StrEnum] | None:
+    candidates = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
+    for candidate in (annotation, *candidates):
+        if isinstance(candidate, type) and issubclass(candidate, StrEnum):
+            return candidate
+    return None
+
+
+def field_filters(
+    table: type[SQLModel],
+    public: type[BaseModel],
+    *,
+    related: Mapping[str, tuple[Column, type[SQLModel]]] | None = None,
+) -> dict[str, Filter]:
+    """A filter for every scalar field of ``public`` (the listed shape) that ``table`` stores
+    under the same name, plus the relations (public name → id column, related table)."""
+    relations = related or {}
+    filters: dict[str, Filter] = {}
+    for name, info in public.model_fields.items():
+        if name in relations:
+            relation, model = relations[name]
+            filters[name] = Filter(relation, related=model)
+            continue
+        attribute = getattr(table, name, None)
+        stored = _storage_type(attribute)
+        if (
+            attribute is None
+            or isinstance(stored, JSON)
+            or not isinstance(stored, Integer | String | Boolean | DateTime)
+        ):
+            continue
+        filters[name] = Filter(attribute, choices=_enum_of(info.annotation))
+    return filters
+
+
+# A filter value that can match nothing (an id beyond any id): answered without asking SQL.
+_NOTHING = object()
+
+
+@dataclass(frozen=True)
+class FilterValue:
+    spec: Filter
+    raw: tuple[str, ...]
+    values: tuple[Any, ...]
+    many: bool
 
 
 @dataclass(frozen=True)
 class ListQuery:
     spec: ListSpec
     request: Request
-    page: int | None
+    scope: Scope
+    page: int | str | None
     page_size: int | None
     search: str
     ordering: tuple[str, ...]
-    filters: Mapping[str, Any]
+    filters: Mapping[str, FilterValue]
 
     @property
     def paginated(self) -> bool:
         return self.page is not None or self.page_size is not None
 
 
-def _positive_int(field_name: str, raw: str | None) -> int | None:
+def _page(raw: str | None) -> int | str | None:
+    """DRF's PageNumberPagination: ``last``, or a positive integer; anything else is a page
+    that does not exist (404)."""
     if raw is None or raw == "":
         return None
+    if raw == LAST_PAGE:
+        return LAST_PAGE
     try:
         value = int(raw)
     except ValueError:
-        raise FieldErrors.single(field_name, "A valid integer is required.") from None
+        raise APIError(404, "Invalid page.") from None
     if value < 1:
-        raise FieldErrors.single(field_name, "Ensure this value is greater than or equal to 1.")
+        raise APIError(404, "Invalid page.")
     return value
 
 
-def _coerce_filter(name: str, column: Column, raw: str) -> Any:
-    column_type = getattr(column, "type", None)
+def _page_size(raw: str | None) -> int | None:
+    """DRF's ``page_size`` query parameter: capped at the maximum; not a positive integer →
+    as if it was not given."""
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return min(value, MAX_PAGE_SIZE) if value > 0 else None
+
+
+_DATETIME = TypeAdapter(datetime)
+
+
+def _coerce_one(name: str, spec: Filter, raw: str) -> Any:
+    column_type = _storage_type(spec.column)
+    if spec.related is not None:
+        # A relation's value is checked against the related rows (paginate); what cannot be an
+        # id names nothing.
+        try:
+            value = int(raw)
+        except ValueError:
+            raise FieldErrors.single(name, _invalid_choice(name, raw)) from None
+        return value if 1 <= value <= MAX_ID else _NOTHING
+    if spec.choices is not None and raw not in {c.value for c in spec.choices}:
+        raise FieldErrors.single(
+            name, f"Select a valid choice. {raw} is not one of the available choices."
+        )
     if isinstance(column_type, Boolean):
         lowered = raw.lower()
         if lowered in {"true", "1", "yes"}:
@@ -98,44 +238,62 @@ def _coerce_filter(name: str, column: Column, raw: str) -> Any:
         raise FieldErrors.single(name, "Must be a valid boolean.")
     if isinstance(column_type, Integer):
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise FieldErrors.single(name, "A valid integer is required.") from None
+        # Beyond the column's range nothing can match; the database would refuse the number.
+        bound = 2**63 - 1 if isinstance(column_type, BigInteger) else MAX_ID
+        return value if -bound - 1 <= value <= bound else _NOTHING
+    if isinstance(column_type, DateTime):
+        try:
+            moment = _DATETIME.validate_python(raw)
+        except ValidationError:
+            raise FieldErrors.single(name, "Enter a valid date/time.") from None
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     return raw
 
 
+def _invalid_choice(name: str, raw: str) -> str:
+    if name.endswith(IN_SUFFIX):
+        return f"Select a valid choice. {raw} is not one of the available choices."
+    return INVALID_CHOICE
+
+
+def _coerce_filter(name: str, spec: Filter, raw: str) -> FilterValue:
+    if name.endswith(IN_SUFFIX):
+        parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+        values = tuple(_coerce_one(name, spec, p) for p in parts)
+        return FilterValue(spec, parts, values, many=True)
+    return FilterValue(spec, (raw,), (_coerce_one(name, spec, raw),), many=False)
+
+
 def _parse_ordering(spec: ListSpec, raw: str | None) -> tuple[str, ...]:
-    if not raw:
-        return (spec.default_ordering,)
-    terms = tuple(term.strip() for term in raw.split(",") if term.strip())
-    unknown = [t for t in terms if t.removeprefix("-") not in spec.ordering]
-    if unknown:
-        allowed = ", ".join(sorted(spec.ordering))
-        raise FieldErrors.single(
-            "ordering", f"Unknown ordering field(s): {', '.join(unknown)}. Allowed: {allowed}."
-        )
+    """The known terms in order; unknown ones are dropped (DRF's OrderingFilter), so a column
+    that is not listed never reaches SQL."""
+    terms = tuple(
+        term
+        for term in (t.strip() for t in (raw or "").split(","))
+        if term and term.removeprefix("-") in spec.ordering
+    )
     return terms or (spec.default_ordering,)
 
 
 def list_params(spec: ListSpec) -> Callable[..., ListQuery]:
     """A FastAPI dependency whose signature documents every filter in the OpenAPI schema."""
+    filter_parameters = spec.parameters
 
-    def parse(request: Request, **params: str | None) -> ListQuery:
+    def parse(request: Request, scope: ScopeDep, **params: str | None) -> ListQuery:
         filters = {
-            name: _coerce_filter(name, spec.filters[name], raw)
-            for name in spec.filters
+            name: _coerce_filter(name, filter_parameters[name], raw)
+            for name in filter_parameters
             if (raw := params.get(name)) is not None and raw != ""
         }
-        page_size = _positive_int("page_size", params.get("page_size"))
-        if page_size is not None and page_size > MAX_PAGE_SIZE:
-            raise FieldErrors.single(
-                "page_size", f"Ensure this value is less than or equal to {MAX_PAGE_SIZE}."
-            )
         return ListQuery(
             spec=spec,
             request=request,
-            page=_positive_int("page", params.get("page")),
-            page_size=page_size,
+            scope=scope,
+            page=_page(params.get("page")),
+            page_size=_page_size(params.get("page_size")),
             search=(params.get("search") or "").strip(),
             ordering=_parse_ordering(spec, params.get("ordering")),
             filters=filters,
@@ -151,22 +309,30 @@ def list_params(spec: ListSpec) -> Callable[..., ListQuery]:
 
     parameters = [
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-        query_param("page", "Page number, from 1. Past the last page: 404."),
+        inspect.Parameter("scope", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ScopeDep),
+        query_param("page", "Page number, from 1, or `last`. A page that does not exist: 404."),
         query_param(
             "page_size",
-            f"Results per page (max {MAX_PAGE_SIZE}). Without page/page_size all results "
-            "are returned.",
+            f"Results per page; above {MAX_PAGE_SIZE} means {MAX_PAGE_SIZE}, not a positive "
+            "integer means not given. Without page/page_size all results are returned.",
         ),
         query_param(
             "ordering",
-            "Comma-separated fields, `-` for descending. One of: "
+            "Comma-separated fields, `-` for descending; unknown ones are ignored. One of: "
             + ", ".join(sorted(spec.ordering)),
         ),
     ]
     if spec.search:
         names = ", ".join(getattr(c, "key", str(c)) for c in spec.search)
         parameters.append(query_param("search", f"Case-insensitive substring over: {names}."))
-    parameters += [query_param(name, f"Exact match on `{name}`.") for name in spec.filters]
+    for name, target in filter_parameters.items():
+        if name.endswith(IN_SUFFIX):
+            description = f"Any of these comma-separated ids of `{name.removesuffix(IN_SUFFIX)}`."
+        elif target.choices is not None:
+            description = f"Exact match on `{name}`: " + ", ".join(c.value for c in target.choices)
+        else:
+            description = f"Exact match on `{name}`."
+        parameters.append(query_param(name, description))
 
     parse.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     return parse
@@ -193,12 +359,44 @@ def _contains(column: Column, pattern: str, dialect: str) -> ColumnElement[bool]
 
 def apply_filters(stmt: SelectOfScalar[Any], query: ListQuery, dialect: str) -> SelectOfScalar[Any]:
     spec = query.spec
-    for name, value in query.filters.items():
-        stmt = stmt.where(spec.filters[name] == value)
+    for given in query.filters.values():
+        values = [v for v in given.values if v is not _NOTHING]
+        column: Any = given.spec.column
+        if not values:
+            stmt = stmt.where(false())
+        elif given.many:
+            stmt = stmt.where(column.in_(values))
+        else:
+            stmt = stmt.where(column == values[0])
     for term in query.search.split():
         pattern = f"%{_escape_like(term)}%"
         stmt = stmt.where(or_(*(_contains(column, pattern, dialect) for column in spec.search)))
     return stmt
+
+
+async def check_relations(session: AsyncSession, query: ListQuery) -> None:
+    """A relation filter naming a row that does not exist, or that the caller cannot see, is a
+    400 like django-filter's — the same answer for both, so it reveals nothing."""
+    errors: dict[str, list[str]] = {}
+    for name, given in query.filters.items():
+        model = given.spec.related
+        if model is None:
+            continue
+        wanted = [v for v in given.values if v is not _NOTHING]
+        pk: Any = col(model.id)  # type: ignore[attr-defined]
+        stmt = select(pk).where(pk.in_(wanted))
+        if model is Pool:
+            stmt = query.scope.narrow(stmt, Pool)
+        found = set((await session.exec(stmt)).all()) if wanted else set()
+        missing = [
+            raw
+            for raw, value in zip(given.raw, given.values, strict=True)
+            if value is _NOTHING or value not in found
+        ]
+        if missing:
+            errors[name] = [_invalid_choice(name, raw) for raw in missing]
+    if errors:
+        raise FieldErrors(errors)
 
 
 def apply_ordering(stmt: SelectOfScalar[Any], query: ListQuery) -> SelectOfScalar[Any]:
@@ -238,6 +436,7 @@ async def paginate(
     to_public: Callable[[Any], T],
 ) -> Page[T]:
     """Run ``stmt`` (a ``select`` of the listed entity) filtered, ordered and sliced."""
+    await check_relations(session, query)
     filtered = apply_filters(stmt, query, session.get_bind().dialect.name)
     count_stmt = select(func.count()).select_from(filtered.order_by(None).subquery())
     ordered = apply_ordering(filtered, query)
@@ -245,10 +444,11 @@ async def paginate(
         rows = (await session.exec(ordered)).all()
         return Page(count=len(rows), next=None, previous=None, results=[to_public(r) for r in rows])
 
-    page = query.page or 1
     page_size = query.page_size or DEFAULT_PAGE_SIZE
     count = (await session.exec(count_stmt)).one()
-    if page > 1 and (page - 1) * page_size >= count:
+    last = max(1, math.ceil(count / page_size))
+    page = last if query.page == LAST_PAGE else int(query.page or 1)
+    if page > last:
         raise APIError(404, "Invalid page.")
     rows = (await session.exec(ordered.offset((page - 1) * page_size).limit(page_size))).all()
     has_next = page * page_size < count

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.access import Scope
 from services.api.errors import APIError, FieldErrors
+from services.api.lookup import is_id, resolve_ids
 from shared.contracts import catalog
 from shared.contracts.events import CloudEvent
 from shared.messaging import outbox
@@ -38,20 +39,23 @@ async def resolve_servers(session: AsyncSession, scope: Scope, ids: list[int]) -
     A server id wins over a node id with the same number. Unknown or invisible ids → 400.
     """
     wanted = list(dict.fromkeys(ids))
+    possible = [i for i in wanted if is_id(i)]
     by_id = {
         s.id: s
         for s in (
             await session.exec(
-                scope.narrow(select(Server), Server).where(col(Server.id).in_(wanted))
+                scope.narrow(select(Server), Server).where(col(Server.id).in_(possible))
             )
         ).all()
     }
     rest = [i for i in wanted if i not in by_id]
     by_node: dict[int, list[Server]] = {}
-    if rest:
+    if any(is_id(i) for i in rest):
         for server in (
             await session.exec(
-                scope.narrow(select(Server), Server).where(col(Server.node_id).in_(rest))
+                scope.narrow(select(Server), Server).where(
+                    col(Server.node_id).in_([i for i in rest if is_id(i)])
+                )
             )
         ).all():
             assert server.node_id is not None
@@ -67,6 +71,17 @@ async def resolve_servers(session: AsyncSession, scope: Scope, ids: list[int]) -
             assert server.id is not None
             servers[server.id] = server
     return list(servers.values())
+
+
+async def resolve_switches(session: AsyncSession, scope: Scope, ids: list[int]) -> list[Switch]:
+    """Switches by id; unknown or invisible ids → 400 naming ``switches``."""
+    switches = await resolve_ids(session, Switch, ids, "switches")
+    hidden = [s.id for s in switches if not scope.sees(s)]
+    if hidden:
+        raise FieldErrors(
+            {"switches": [f'Invalid pk "{i}" - object does not exist.' for i in hidden]}
+        )
+    return switches
 
 
 async def _conflicts(

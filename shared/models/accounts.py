@@ -66,7 +66,7 @@ class UserCreate(BaseModel):
 
 
 class UserReplace(BaseModel):
-    """PUT: every writable field; omitted ones reset to their defaults (password kept if absent)."""
+    """PUT: the required fields; omitted optional ones keep their values (DRF serializers)."""
 
     username: str = PField(min_length=1, max_length=150, pattern=USERNAME_PATTERN)
     password: str | None = PField(default=None, min_length=8, max_length=128)

@@ -105,7 +105,8 @@ class ServerPublic(BaseModel):
 
 
 class ServerReplace(BaseModel):
-    """PUT: every writable field; omitted ones reset (hardware facts are not writable)."""
+    """PUT: every writable field; omitted ones keep their values, as with a DRF serializer
+    (hardware facts are not writable)."""
 
     name: str | None = PField(default=None, max_length=200)
     resource_pool: int | None = None

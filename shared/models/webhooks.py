@@ -94,8 +94,8 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class WebhookCreate(BaseModel):
-    """POST and PUT. PUT resets omitted fields to these defaults, except ``secret``: a secret
-    cannot be shown again, so it is changed only when one is sent."""
+    """POST and PUT. PUT keeps the values of omitted fields (DRF serializers); ``secret`` is
+    changed only when one is sent, since a secret cannot be shown again."""
 
     name: str = PField(min_length=1, max_length=200)
     url: str = PField(min_length=1, max_length=2000)

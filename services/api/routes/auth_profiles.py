@@ -16,7 +16,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import not_found
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404
 from shared.core.log import get_logger
 from shared.models import AuthProfile, Credential
@@ -39,10 +46,7 @@ router = APIRouter(
 LIST_SPEC = ListSpec(
     pk=col(AuthProfile.id),
     search=(col(AuthProfile.node_classification), col(AuthProfile.bmc)),
-    filters={
-        "node_classification": col(AuthProfile.node_classification),
-        "bmc": col(AuthProfile.bmc),
-    },
+    filters=field_filters(AuthProfile, AuthProfilePublic),
     ordering={
         "id": col(AuthProfile.id),
         "node_classification": col(AuthProfile.node_classification),
@@ -130,7 +134,7 @@ async def _update(
 async def replace_profile(
     profile_id: int, body: AuthProfileCreate, session: SessionDep
 ) -> AuthProfilePublic:
-    return await _update(session, profile_id, body.model_dump())
+    return await _update(session, profile_id, body.model_dump(exclude_unset=True))
 
 
 @router.patch("/{profile_id}/", summary="Update some fields of an authentication profile")

@@ -11,7 +11,14 @@ from sqlmodel import col, select
 
 from services.api.deps import SessionDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404, resolve_ids
 from shared.models import Group, User
 from shared.models.accounts import GroupCreate, GroupPublic, GroupUpdate
@@ -21,7 +28,7 @@ router = APIRouter(prefix="/api/groups", tags=["groups"], dependencies=[Depends(
 LIST_SPEC = ListSpec(
     pk=col(Group.id),
     search=(col(Group.name),),
-    filters={"name": col(Group.name)},
+    filters=field_filters(Group, GroupPublic),
     ordering={"id": col(Group.id), "name": col(Group.name)},
 )
 _WITH_USERS = selectinload(Group.users)  # type: ignore[arg-type]
@@ -66,7 +73,7 @@ async def _update(session: SessionDep, group_id: int, changes: GroupUpdate) -> G
 
 @router.put("/{group_id}/", summary="Replace a group")
 async def replace_group(group_id: int, body: GroupCreate, session: SessionDep) -> GroupPublic:
-    return await _update(session, group_id, GroupUpdate(name=body.name, members=body.members))
+    return await _update(session, group_id, GroupUpdate(**body.model_dump(exclude_unset=True)))
 
 
 @router.patch("/{group_id}/", summary="Update some fields of a group")

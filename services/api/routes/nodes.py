@@ -13,11 +13,18 @@ from services.api import registration
 from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
 from shared.lifecycle import node as node_lifecycle
-from shared.models import AuthProfile, Credential, Node, NodeStatus
+from shared.models import AuthProfile, Credential, Node, NodeStatus, ScanRange
 from shared.models.discovery import NodePublic
 
 router = APIRouter(prefix="/api/node", tags=["nodes"], dependencies=[Depends(get_superuser)])
@@ -25,17 +32,14 @@ router = APIRouter(prefix="/api/node", tags=["nodes"], dependencies=[Depends(get
 LIST_SPEC = ListSpec(
     pk=col(Node.id),
     search=(col(Node.vendor), col(Node.product), col(Node.status), col(Node.url)),
-    filters={
-        "status": col(Node.status),
-        "vendor": col(Node.vendor),
-        "product": col(Node.product),
-        "ip": col(Node.ip),
-        "port": col(Node.port),
-        "uuid": col(Node.uuid),
-        "scan_range": col(Node.scan_range_id),
-        "fingerprint_changed": col(Node.fingerprint_changed),
-        "auth_profile": col(Node.auth_profile_id),
-    },
+    filters=field_filters(
+        Node,
+        NodePublic,
+        related={
+            "scan_range": (col(Node.scan_range_id), ScanRange),
+            "auth_profile": (col(Node.auth_profile_id), AuthProfile),
+        },
+    ),
     ordering={
         "id": col(Node.id),
         "url": col(Node.url),

@@ -1,7 +1,8 @@
 """``/api/pool/`` (guide: "Resource Pool Management"): pools, sub-pools, and what they hold.
 
-Everyone sees the pools of their groups (and sub-pools); creating, changing, deleting pools and
-moving servers or switches between pools is for superusers. Deleting a pool that still holds
+Everyone sees the pools of their groups (and sub-pools) and manages them: changes them, creates
+sub-pools, puts the servers and switches they see in and out (``services.api.access``); top-level
+pools and deleting pools are for superusers. Deleting a pool that still holds
 servers, switches or sub-pools answers 409 with what blocks it; ``?force=true`` unassigns its
 servers and switches first (sub-pools must be deleted first, always).
 """
@@ -18,11 +19,18 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api import membership
-from services.api.access import ScopeDep
+from services.api.access import Scope, ScopeDep
 from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, FieldErrors, documented
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import resolve_ids
 from shared.contracts import catalog
 from shared.messaging import outbox
@@ -44,7 +52,11 @@ router = APIRouter(prefix="/api/pool", tags=["pools"])
 LIST_SPEC = ListSpec(
     pk=col(Pool.id),
     search=(col(Pool.name), col(Pool.description)),
-    filters={"name": col(Pool.name), "group": col(Pool.group_id), "parent": col(Pool.parent_id)},
+    filters=field_filters(
+        Pool,
+        PoolPublic,
+        related={"group": (col(Pool.group_id), Group), "parent": (col(Pool.parent_id), Pool)},
+    ),
     ordering={"id": col(Pool.id), "name": col(Pool.name), "created_at": col(Pool.created_at)},
 )
 PoolListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
@@ -119,14 +131,14 @@ async def list_pools(
 
 
 async def _check_relations(
-    session: AsyncSession, pool: Pool | None, group: int | None, parent: int | None
+    session: AsyncSession, scope: Scope, pool: Pool | None, group: int | None, parent: int | None
 ) -> None:
     if group is not None:
         await resolve_ids(session, Group, [group], "group")
-    if parent is None:
-        return
-    await resolve_ids(session, Pool, [parent], "parent")
-    if pool is None:
+    if parent is not None:
+        await scope.pool(session, parent, "parent")
+    scope.place_pool(group, parent, current_group=pool.group_id if pool else None)
+    if pool is None or parent is None:
         return
     # Walk up from the new parent: reaching the pool itself would close a cycle.
     ancestor: int | None = parent
@@ -149,8 +161,9 @@ async def _commit_and_announce(session: AsyncSession, runtime: Runtime) -> None:
 async def create_pool(
     body: PoolCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> PoolDetail:
-    scope.require_superuser()
-    await _check_relations(session, None, body.group, body.parent)
+    if body.parent is None:
+        scope.require_superuser()
+    await _check_relations(session, scope, None, body.group, body.parent)
     pool = Pool(
         name=body.name, description=body.description, group_id=body.group, parent_id=body.parent
     )
@@ -174,11 +187,11 @@ async def _update(
     changes: dict[str, object],
 ) -> PoolDetail:
     pool = await scope.get(session, Pool, pool_id)
-    scope.require_superuser()
     group = changes.pop("group", pool.group_id)
     parent = changes.pop("parent", pool.parent_id)
     await _check_relations(
         session,
+        scope,
         pool,
         group if isinstance(group, int) else None,
         parent if isinstance(parent, int) else None,
@@ -199,7 +212,9 @@ async def _update(
 async def replace_pool(
     pool_id: int, body: PoolCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> PoolDetail:
-    return await _update(session, scope, state.runtime, pool_id, body.model_dump())
+    return await _update(
+        session, scope, state.runtime, pool_id, body.model_dump(exclude_unset=True)
+    )
 
 
 @router.patch("/{pool_id}/", summary="Update some fields of a pool")
@@ -264,7 +279,6 @@ async def create_sub_pool(
     pool_id: int, body: SubPoolCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> PoolDetail:
     parent = await scope.get(session, Pool, pool_id)
-    scope.require_superuser()
     create = PoolCreate(
         name=body.name,
         description=body.description,
@@ -283,7 +297,6 @@ async def assign_servers(
     pool_id: int, body: Assignment, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> PoolDetail:
     pool = await scope.get(session, Pool, pool_id)
-    scope.require_superuser()
     servers = await membership.resolve_servers(session, scope, body.servers)
     await membership.assign(session, Server, servers, pool)
     await _commit_and_announce(session, state.runtime)
@@ -297,8 +310,7 @@ async def assign_switches(
     pool_id: int, body: SwitchAssignment, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> PoolDetail:
     pool = await scope.get(session, Pool, pool_id)
-    scope.require_superuser()
-    switches = await resolve_ids(session, Switch, body.switches, "switches")
+    switches = await membership.resolve_switches(session, scope, body.switches)
     await membership.assign(session, Switch, switches, pool)
     await _commit_and_announce(session, state.runtime)
     return await _detail(session, pool)

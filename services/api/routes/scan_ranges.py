@@ -16,7 +16,14 @@ from sqlmodel import col, select
 from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404, resolve_ids
 from shared.core import iprange
 from shared.core.settings import Settings
@@ -44,12 +51,7 @@ LIST_SPEC = ListSpec(
         col(ScanRange.ip_to),
         col(ScanRange.status),
     ),
-    filters={
-        "name": col(ScanRange.name),
-        "status": col(ScanRange.status),
-        "ip_from": col(ScanRange.ip_from),
-        "ip_to": col(ScanRange.ip_to),
-    },
+    filters=field_filters(ScanRange, ScanRangePublic),
     ordering={
         "id": col(ScanRange.id),
         "name": col(ScanRange.name),
@@ -161,16 +163,8 @@ async def _update(
 async def replace_scan_range(
     scan_range_id: int, body: ScanRangeCreate, session: SessionDep, state: StateDep
 ) -> ScanRangePublic:
-    if body.cidr is None and (body.ip_from is None or body.ip_to is None):
-        _validated(state.settings, ip_from=body.ip_from, ip_to=body.ip_to, cidr=None)
-    return await _update(
-        session,
-        state.settings,
-        scan_range_id,
-        ScanRangeUpdate(
-            name=body.name, ip_from=body.ip_from, ip_to=body.ip_to, cidr=body.cidr, ports=body.ports
-        ),
-    )
+    changes = ScanRangeUpdate(**body.model_dump(exclude_unset=True))
+    return await _update(session, state.settings, scan_range_id, changes)
 
 
 @router.patch(

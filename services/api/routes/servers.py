@@ -17,13 +17,21 @@ from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, documented
-from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
-from services.api.lookup import resolve_ids
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    OrderField,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from shared.contracts.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
     FirmwareComponent,
     MemoryModule,
+    Node,
     Pool,
     Processor,
     Server,
@@ -51,17 +59,14 @@ LIST_SPEC = ListSpec(
         col(Server.sku),
         col(Server.bmc_url),
     ),
-    filters={
-        "resource_pool": col(Server.resource_pool_id),
-        "power_state": col(Server.power_state),
-        "manufacturer": col(Server.manufacturer),
-        "model": col(Server.model),
-        "health": col(Server.health),
-        "node": col(Server.node_id),
-        "uuid": col(Server.uuid),
-        "serial_number": col(Server.serial_number),
-        "inventory_status": col(Server.inventory_status),
-    },
+    filters=field_filters(
+        Server,
+        ServerPublic,
+        related={
+            "node": (col(Server.node_id), Node),
+            "resource_pool": (col(Server.resource_pool_id), Pool),
+        },
+    ),
     ordering={
         "id": col(Server.id),
         "name": col(Server.name),
@@ -123,7 +128,6 @@ async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> S
 async def remove_from_pool(
     body: Assignment, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> RefreshAccepted:
-    scope.require_superuser()
     servers = await membership.resolve_servers(session, scope, body.servers)
     await membership.unassign(session, list(servers))
     await session.commit()
@@ -132,16 +136,17 @@ async def remove_from_pool(
 
 
 async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
-    """Moving a server between pools is pool management: superusers only, locks respected."""
-    scope.require_superuser()
+    """Moving a server between pools is pool management: between pools the user sees (a member
+    sees no unassigned server, so putting those in pools stays a superuser's act); locks are
+    respected."""
+    target = None if pool_id is None else await scope.pool(session, pool_id, "resource_pool")
     if server.locked_by:
         raise APIError(409, f"The server is locked by {server.locked_by}.")
     if server.resource_pool_id is not None:
         await membership.unassign(session, [server])
         await session.flush()
-    if pool_id is not None:
-        pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
-        await membership.assign(session, Server, [server], pool)
+    if target is not None:
+        await membership.assign(session, Server, [server], target)
 
 
 async def _update(
@@ -165,7 +170,7 @@ async def _update(
 async def replace_server(
     server_id: int, body: ServerReplace, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> ServerPublic:
-    return await _update(session, scope, state, server_id, body.model_dump())
+    return await _update(session, scope, state, server_id, body.model_dump(exclude_unset=True))
 
 
 @router.patch("/{server_id}/", summary="Update some of a server's writable fields")

@@ -1,5 +1,5 @@
 """``/api/switch/``: network switches, organised in pools like servers (superusers manage them;
-members of a pool's group see the switches in it)."""
+members of a pool's group see the switches in it and move them between the pools they manage)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from services.api import membership
 from services.api.access import Scope, ScopeDep
 from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
-from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
-from services.api.lookup import resolve_ids
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    OrderField,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from shared.models import Pool, Switch
 from shared.models.switches import SwitchCreate, SwitchPublic, SwitchUpdate
 from shared.platform.runtime import Runtime
@@ -31,13 +38,9 @@ LIST_SPEC = ListSpec(
         col(Switch.manufacturer),
         col(Switch.mgmt_address),
     ),
-    filters={
-        "resource_pool": col(Switch.resource_pool_id),
-        "manufacturer": col(Switch.manufacturer),
-        "model": col(Switch.model),
-        "serial_number": col(Switch.serial_number),
-        "mgmt_address": col(Switch.mgmt_address),
-    },
+    filters=field_filters(
+        Switch, SwitchPublic, related={"resource_pool": (col(Switch.resource_pool_id), Pool)}
+    ),
     ordering={
         "id": col(Switch.id),
         "name": col(Switch.name),
@@ -67,8 +70,10 @@ async def _save(
     switch: Switch,
     changes: dict[str, Any],
 ) -> SwitchPublic:
-    scope.require_superuser()
     pool_id = changes.pop("resource_pool", switch.resource_pool_id)
+    if any(getattr(switch, name) != value for name, value in changes.items()):
+        scope.require_superuser()
+    target = None if pool_id is None else await scope.pool(session, pool_id, "resource_pool")
     for name, value in changes.items():
         setattr(switch, name, value)
     switch.updated_at = datetime.now(UTC)
@@ -79,9 +84,8 @@ async def _save(
         if switch.resource_pool_id is not None:
             await membership.unassign(session, [switch])
             await session.flush()
-        if pool_id is not None:
-            pool = (await resolve_ids(session, Pool, [pool_id], "resource_pool"))[0]
-            await membership.assign(session, Switch, [switch], pool)
+        if target is not None:
+            await membership.assign(session, Switch, [switch], target)
     await session.commit()
     await announce(runtime)
     return SwitchPublic.of(switch)
@@ -105,7 +109,7 @@ async def replace_switch(
     switch_id: int, body: SwitchCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> SwitchPublic:
     switch = await scope.get(session, Switch, switch_id)
-    return await _save(session, scope, state.runtime, switch, body.model_dump())
+    return await _save(session, scope, state.runtime, switch, body.model_dump(exclude_unset=True))
 
 
 @router.patch("/{switch_id}/", summary="Update some fields of a switch")

@@ -12,7 +12,14 @@ from sqlmodel import col, select
 
 from services.api.deps import CurrentUser, SessionDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404, resolve_ids
 from shared.core.security import hash_password
 from shared.models import Group, User
@@ -23,12 +30,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 LIST_SPEC = ListSpec(
     pk=col(User.id),
     search=(col(User.username), col(User.email)),
-    filters={
-        "username": col(User.username),
-        "email": col(User.email),
-        "is_superuser": col(User.is_superuser),
-        "is_active": col(User.is_active),
-    },
+    filters=field_filters(User, UserPublic),
     ordering={
         "id": col(User.id),
         "username": col(User.username),
@@ -112,7 +114,7 @@ async def _update(session: SessionDep, user_id: int, changes: dict[str, object])
 
 @admin.put("/{user_id}/", summary="Replace a user")
 async def replace_user(user_id: int, body: UserReplace, session: SessionDep) -> UserPublic:
-    return await _update(session, user_id, body.model_dump())
+    return await _update(session, user_id, body.model_dump(exclude_unset=True))
 
 
 @admin.patch("/{user_id}/", summary="Update some fields of a user")

@@ -18,7 +18,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, Superuser, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    Page,
+    field_filters,
+    list_params,
+    paginate,
+)
 from services.api.lookup import get_or_404
 from services.api.state import ApiState
 from services.webhooks import deliveries, filters
@@ -41,11 +48,7 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[Depe
 LIST_SPEC = ListSpec(
     pk=col(Webhook.id),
     search=(col(Webhook.name), col(Webhook.url)),
-    filters={
-        "name": col(Webhook.name),
-        "active": col(Webhook.active),
-        "content_mode": col(Webhook.content_mode),
-    },
+    filters=field_filters(Webhook, WebhookPublic),
     ordering={
         "id": col(Webhook.id),
         "name": col(Webhook.name),
@@ -57,11 +60,7 @@ WebhookListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
 DELIVERY_SPEC = ListSpec(
     pk=col(WebhookDelivery.id),
     search=(col(WebhookDelivery.event_id), col(WebhookDelivery.subject)),
-    filters={
-        "status": col(WebhookDelivery.status),
-        "event_type": col(WebhookDelivery.event_type),
-        "subject": col(WebhookDelivery.subject),
-    },
+    filters=field_filters(WebhookDelivery, WebhookDeliveryPublic),
     ordering={"id": col(WebhookDelivery.id), "created_at": col(WebhookDelivery.created_at)},
     default_ordering="-id",
 )
@@ -160,7 +159,7 @@ async def _update(
 async def replace_webhook(
     webhook_id: int, body: WebhookCreate, session: SessionDep, state: StateDep, user: Superuser
 ) -> WebhookPublic:
-    return await _update(session, state, user, webhook_id, body.model_dump())
+    return await _update(session, state, user, webhook_id, body.model_dump(exclude_unset=True))
 
 
 @router.patch("/{webhook_id}/", summary="Update some fields of a webhook")
