@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlmodel import col, update
 
-from shared.models import Server
+from shared.models import Node, Server
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
 from tests.pool_helpers import make_servers, make_switch
@@ -22,6 +22,13 @@ async def _pool(client: httpx.AsyncClient, headers: dict[str, str], **body: Any)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+_octets = iter(range(256))
+
+
+def unique_octet() -> int:
+    return next(_octets)
 
 
 async def _is_server_id(runtime: Runtime, number: int | None) -> bool:
@@ -57,9 +64,13 @@ async def test_pool_lifecycle_like_the_guide(
     assert sub.json()["parent"] == pool["id"] and sub.json()["group"] == group["id"]
 
     servers = await make_servers(runtime, f"life{unique}", 3)
-    # Named by its node (BMC) id — one that is no server's id, since a server id wins.
+    # Named by its node (BMC) id — one that is no server's id, since a server id wins: node
+    # ids grow faster than server ids while nodes without servers are added.
     while await _is_server_id(runtime, servers[2].node_id):
-        servers[2:] = await make_servers(runtime, f"life{unique}x{len(servers)}", 1)
+        async with runtime.db.session() as session:
+            session.add(Node(ip=f"198.18.{unique_octet()}.1", port=443, url=f"https://{unique}"))
+            await session.commit()
+        servers[2:] = await make_servers(runtime, f"life{unique}x{servers[2].id}", 1)
     by_node = servers[2].node_id
     assigned = await client.post(
         f"{POOLS}{pool['id']}/assign_servers/",
