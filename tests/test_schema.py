@@ -11,11 +11,56 @@ from openapi_spec_validator import validate
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-async def test_schema_is_yaml_by_default_and_valid(client: httpx.AsyncClient) -> None:
+async def test_schema_is_openapi_30_yaml_by_default_and_valid(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/schema/")
     assert response.status_code == 200
     assert "openapi" in response.headers["content-type"]
-    validate(yaml.safe_load(response.text))
+    document = yaml.safe_load(response.text)
+    assert document["openapi"] == "3.0.3"
+    validate(document)
+
+
+async def test_schema_31_on_request_and_valid(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/api/schema/?version=3.1&format=json")).json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+    legacy = (await client.get("/api/schema/?format=json")).json()
+    assert set(document["paths"]) == set(legacy["paths"])
+    # The same API in both: 3.0 says "nullable" where 3.1 says "or null".
+    assert '"type": "null"' not in str(legacy).replace("'", '"')
+    bad = await client.get("/api/schema/?version=2.0")
+    assert bad.status_code == 400 and list(bad.json()) == ["version"]
+
+
+async def test_operation_ids_are_the_guides_names(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/api/schema/?format=json")).json()
+    ids = {
+        f"{method} {path}": op["operationId"]
+        for path, item in schema["paths"].items()
+        for method, op in item.items()
+        if method in HTTP_METHODS
+    }
+    assert len(set(ids.values())) == len(ids)
+    for where, operation_id in ids.items():
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)*", operation_id), where
+    assert ids["get /api/node_discovery/scan_range/"] == "list_scan_ranges"
+    assert ids["post /api/node_discovery/run_scan/"] == "run_scan"
+    assert ids["post /api/node/{node_id}/register/"] == "register_node"
+    assert ids["post /api/token/"] == "obtain_token"
+
+
+async def test_every_answer_a_route_gives_has_a_schema(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/api/schema/?format=json")).json()
+    for path in ("/api/node/{node_id}/register/", "/api/node/register/"):
+        responses = schema["paths"][path]["post"]["responses"]
+        for status in ("200", "202", "503"):
+            assert "schema" in responses[status]["content"]["application/json"], (path, status)
+    assert "409" in schema["paths"]["/api/server/{server_id}/"]["patch"]["responses"]
+    assert "429" in schema["paths"]["/api/token/"]["post"]["responses"]
+    assert "413" in schema["paths"]["/api/pool/"]["post"]["responses"]
+    run_scan = schema["paths"]["/api/node_discovery/run_scan/"]["post"]["responses"]
+    ref = run_scan["503"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "started" in schema["components"]["schemas"][ref]["properties"]
 
 
 async def test_schema_json_by_accept_or_format(client: httpx.AsyncClient) -> None:

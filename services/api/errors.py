@@ -20,6 +20,8 @@ from shared.messaging.publish import BrokerUnavailableError
 
 log = get_logger(__name__)
 
+BROKER_DOWN = "The message broker is unavailable; the work was not started."
+
 NON_FIELD_ERRORS = "non_field_errors"
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
 # Where a field lives in FastAPI's error locations; not part of the field name a client sees.
@@ -156,10 +158,7 @@ def install(app: FastAPI) -> None:
     async def _broker(_: Request, exc: BrokerUnavailableError) -> JSONResponse:
         # Whatever the route started was undone before this reached here (shared.lifecycle).
         log.error("api.broker_unavailable", error=str(exc))
-        return JSONResponse(
-            {"detail": "The message broker is unavailable; the work was not started."},
-            status_code=503,
-        )
+        return JSONResponse({"detail": BROKER_DOWN}, status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 
 from services.api.deps import StateDep
 
@@ -29,10 +30,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
 @router.get(
     "/readyz",
     summary="Readiness: database and broker reachable",
-    responses={503: {"description": "A dependency is unreachable"}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
     checks = {

@@ -19,6 +19,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from services.api import openapi30
+from services.api.errors import ErrorDetail, FieldErrors
 from shared.contracts import asyncapi
 
 ASSETS_PATH = "/api/schema/assets"
@@ -32,10 +34,39 @@ _VALIDATION_ERROR_SCHEMA = {
     "errors not tied to one field are under `non_field_errors`.",
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
 }
+_BAD_REQUEST = {
+    "description": "Invalid input: the body names each offending field, or (a body that is not "
+    'JSON) says `{"detail": "JSON parse error - …"}`.',
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/ValidationErrors"},
+                    {"$ref": "#/components/schemas/ErrorDetail"},
+                ]
+            }
+        }
+    },
+}
+_ERROR_DETAIL = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+# The versions `/api/schema/?version=` serves; the guide promises 3.0, so that is the default.
+OPENAPI_VERSIONS = ("3.0", "3.0.3", "3.1", "3.1.0")
+
+
+def openapi_document(app: FastAPI, version: str = openapi30.OPENAPI_30) -> dict[str, Any]:
+    """The document in OpenAPI 3.1 (FastAPI's own) or 3.0.3 (the default)."""
+    if version.startswith("3.1"):
+        return build_openapi(app)
+    cached: dict[str, Any] | None = getattr(app.state, "openapi_30", None)
+    if cached is None:
+        cached = openapi30.downgrade(build_openapi(app))
+        app.state.openapi_30 = cached
+    return cached
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, reshaped for the DRF contract: 400 instead of 422 everywhere."""
+    """FastAPI's schema (3.1), reshaped for the DRF contract: 400 instead of 422 everywhere, and
+    413 wherever a body is taken."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -49,21 +80,20 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     components["ValidationErrors"] = _VALIDATION_ERROR_SCHEMA
+    components.setdefault("ErrorDetail", ErrorDetail.model_json_schema())
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            responses.setdefault(
-                "400",
-                {
-                    "description": "Invalid input; the body names each offending field.",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/ValidationErrors"}
-                        }
+            responses["400"] = _BAD_REQUEST
+            if "requestBody" in operation and app.max_body_size is not None:
+                responses.setdefault(
+                    "413",
+                    {
+                        "description": f"The request body is over {app.max_body_size} bytes.",
+                        "content": _ERROR_DETAIL,
                     },
-                },
-            )
+                )
     app.openapi_schema = schema
     return schema
 
@@ -92,10 +122,15 @@ def _document_response(
 
 
 @router.get("/")
-async def openapi_document(request: Request) -> Response:
+async def openapi_schema(request: Request) -> Response:
+    version = request.query_params.get("version") or openapi30.OPENAPI_30
+    if version not in OPENAPI_VERSIONS:
+        raise FieldErrors.single(
+            "version", f"Select a valid choice. {version} is not one of the available choices."
+        )
     return _document_response(
         request,
-        build_openapi(request.app),
+        openapi_document(request.app, version),
         yaml_type="application/vnd.oai.openapi",
         json_type="application/vnd.oai.openapi+json",
     )
@@ -154,7 +189,7 @@ async def redoc() -> HTMLResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.include_router(router)
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="schema-assets")
     app.mount(

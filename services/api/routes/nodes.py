@@ -10,7 +10,7 @@ from pydantic import Field as PField
 from sqlmodel import col, select
 
 from services.api import registration
-from services.api.broker import BROKER_UNAVAILABLE
+from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import FieldErrors
 from services.api.listing import (
@@ -24,6 +24,7 @@ from services.api.listing import (
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
 from shared.lifecycle import node as node_lifecycle
+from shared.messaging.publish import BrokerUnavailableError
 from shared.models import AuthProfile, Credential, Node, NodeStatus, ScanRange
 from shared.models.discovery import NodePublic
 
@@ -93,11 +94,19 @@ WaitQuery = Annotated[
     ),
 ]
 
-REGISTER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Finished: each node is `registered` (with its servers) or `error`."},
-    202: {"description": "Accepted and still running when the wait ended; poll the node."},
-    **BROKER_UNAVAILABLE,
-}
+
+def _register_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "model": model,
+            "description": "Finished: each node is `registered` (with its servers) or `error`.",
+        },
+        202: {
+            "model": model,
+            "description": "Accepted and still running when the wait ended; poll the node.",
+        },
+        **BROKER_UNAVAILABLE,
+    }
 
 
 async def _profile_with_credentials(session: SessionDep, profile_id: int) -> AuthProfile:
@@ -124,8 +133,15 @@ async def _register(
     seconds = state.settings.register_wait_s if wait is None else wait
     ids = [n.id for n in nodes if n.id is not None]
     async with registration.watch_outcomes(state.runtime.nats if seconds else None, ids) as watch:
+        started: list[int] = []
         for node in nodes:
-            await node_lifecycle.start(session, state.runtime, node, profile.id)
+            try:
+                await node_lifecycle.start(session, state.runtime, node, profile.id)
+            except BrokerUnavailableError:
+                if len(nodes) == 1:
+                    raise
+                raise PartlyStarted(started) from None
+            started.append(node.id or 0)
         finished = await watch.wait(seconds) if seconds else False
     results = await registration.results(session, nodes)
     finished = finished or all(r.status != NodeStatus.registering for r in results)
@@ -137,7 +153,7 @@ async def _register(
     "/register/",
     status_code=202,
     summary="Register several nodes with one auth profile",
-    responses=REGISTER_RESPONSES,
+    responses=_register_responses(BulkRegistration),
 )
 async def register_nodes(
     body: BulkRegisterRequest,
@@ -155,7 +171,7 @@ async def register_nodes(
     "/{node_id}/register/",
     status_code=202,
     summary="Register a node: log in to its BMC and create its servers",
-    responses=REGISTER_RESPONSES,
+    responses=_register_responses(NodeRegistration),
 )
 async def register_node(
     node_id: int,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select
 
-from services.api.broker import BROKER_UNAVAILABLE
+from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import (
@@ -28,6 +28,7 @@ from services.api.lookup import get_or_404, resolve_ids
 from shared.core import iprange
 from shared.core.settings import Settings
 from shared.lifecycle import scan_range as scan_range_lifecycle
+from shared.messaging.publish import BrokerUnavailableError
 from shared.models import ScanRange, ScanStatus
 from shared.models.discovery import (
     RunScan,
@@ -199,10 +200,11 @@ async def run_scan(body: RunScan, session: SessionDep, state: StateDep) -> RunSc
     already: list[int] = []
     for scan_range in ranges:
         assert scan_range.id is not None
-        if await scan_range_lifecycle.start(session, state.runtime, scan_range):
-            started.append(scan_range.id)
-        else:
-            already.append(scan_range.id)
+        try:
+            began = await scan_range_lifecycle.start(session, state.runtime, scan_range)
+        except BrokerUnavailableError:
+            raise PartlyStarted(started) from None
+        (started if began else already).append(scan_range.id)
     for scan_range in ranges:
         await session.refresh(scan_range)
     return RunScanAccepted(

@@ -84,6 +84,7 @@ LIST_SPEC = ListSpec(
     },
 )
 ServerListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
+MOVE_CONFLICT = documented(409, "The server is locked, or another pool holds it")
 
 
 class RefreshRequest(BaseModel):
@@ -166,14 +167,16 @@ async def _update(
     return ServerPublic.of(server)
 
 
-@router.put("/{server_id}/", summary="Replace a server's writable fields")
+@router.put("/{server_id}/", summary="Replace a server's writable fields", responses=MOVE_CONFLICT)
 async def replace_server(
     server_id: int, body: ServerReplace, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> ServerPublic:
     return await _update(session, scope, state, server_id, body.model_dump(exclude_unset=True))
 
 
-@router.patch("/{server_id}/", summary="Update some of a server's writable fields")
+@router.patch(
+    "/{server_id}/", summary="Update some of a server's writable fields", responses=MOVE_CONFLICT
+)
 async def update_server(
     server_id: int, body: ServerUpdate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> ServerPublic:

@@ -14,6 +14,7 @@ from services.api import membership
 from services.api.access import Scope, ScopeDep
 from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
+from services.api.errors import documented
 from services.api.listing import (
     ListQuery,
     ListSpec,
@@ -54,6 +55,7 @@ LIST_SPEC = ListSpec(
     },
 )
 SwitchListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
+MOVE_CONFLICT = documented(409, "The switch belongs to another pool (the body says which)")
 
 
 @router.get("/", summary="List switches")
@@ -104,7 +106,7 @@ async def read_switch(switch_id: int, session: SessionDep, scope: ScopeDep) -> S
     return SwitchPublic.of(await scope.get(session, Switch, switch_id))
 
 
-@router.put("/{switch_id}/", summary="Replace a switch")
+@router.put("/{switch_id}/", summary="Replace a switch", responses=MOVE_CONFLICT)
 async def replace_switch(
     switch_id: int, body: SwitchCreate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> SwitchPublic:
@@ -112,7 +114,7 @@ async def replace_switch(
     return await _save(session, scope, state.runtime, switch, body.model_dump(exclude_unset=True))
 
 
-@router.patch("/{switch_id}/", summary="Update some fields of a switch")
+@router.patch("/{switch_id}/", summary="Update some fields of a switch", responses=MOVE_CONFLICT)
 async def update_switch(
     switch_id: int, body: SwitchUpdate, session: SessionDep, scope: ScopeDep, state: StateDep
 ) -> SwitchPublic:
