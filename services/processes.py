@@ -120,6 +120,10 @@ def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out:
             f"  password:   {admin.generated_password}   (shown once; change it or set "
             "RACKSMITH_ADMIN_PASSWORD)",
         ]
+    elif admin.created:
+        lines.append(
+            f"  admin user: {admin.username} (created now, password from RACKSMITH_ADMIN_PASSWORD)"
+        )
     else:
         lines.append(f"  admin user: {admin.username} (existing account)")
     lines += ["Press Ctrl-C to stop.", ""]

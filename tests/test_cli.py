@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,9 +17,13 @@ import httpx
 import pytest
 import yaml
 from openapi_spec_validator import validate
+from pydantic import SecretStr
 
+from services.processes import print_banner
 from shared.core.settings import Settings
+from shared.platform.bootstrap import AdminAccount
 from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.runtime import Runtime
 from tests.conftest import worker_env
 from tests.lab_net import LAB_NET
 from tests.processes import RACKSMITH, STARTUP_TIMEOUT_S, Up, nats_children, racksmith_env
@@ -228,3 +233,16 @@ def test_lab_command_writes_its_manifest_and_stops_on_sigterm(tmp_path: Path) ->
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_banner_says_the_admin_was_created_with_the_configured_password() -> None:
+    settings = Settings(admin_password=SecretStr("configured-1"))
+    runtime = Runtime(settings, "nats://127.0.0.1:4222")
+    out = io.StringIO()
+    print_banner(settings, AdminAccount("admin", None, created=True), runtime, out)
+    assert "admin user: admin (created now, password from RACKSMITH_ADMIN_PASSWORD)" in (
+        out.getvalue()
+    )
+    out = io.StringIO()
+    print_banner(settings, AdminAccount("admin", None, created=False), runtime, out)
+    assert "admin user: admin (existing account)" in out.getvalue()

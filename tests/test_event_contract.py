@@ -155,6 +155,8 @@ def test_asyncapi_document_in_docs_is_current() -> None:
         text=True,
         check=True,
     ).stdout
+    # Tools tell an AsyncAPI document by its first line.
+    assert printed.startswith("asyncapi: 3.0.0\n")
     assert printed == (ROOT / "docs" / "asyncapi.yaml").read_text(), (
         "docs/asyncapi.yaml is stale: run `racksmith asyncapi --output docs/asyncapi.yaml`"
     )

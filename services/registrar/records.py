@@ -19,6 +19,16 @@ from shared.models import Node, NodeStatus, Server
 from shared.redfish import ComputerSystem
 
 
+def default_name(system: ComputerSystem) -> str | None:
+    """What a person tells servers apart by: the host name when the BMC knows it, else model and
+    serial number. Redfish's ``Name`` is the schema's label ("System", "Computer System") on
+    most BMCs — every Dell of a rack would be called the same."""
+    if system.host_name:
+        return system.host_name
+    named = " ".join(part for part in (system.model, system.serial_number) if part)
+    return named or system.name
+
+
 async def upsert_servers(
     session: AsyncSession, node: Node, systems: list[ComputerSystem]
 ) -> list[Server]:
@@ -38,7 +48,7 @@ async def upsert_servers(
             setattr(server, column, value)
         if created or not server.name:
             # A name an operator gave the server survives re-registration.
-            server.name = system.name or system.host_name
+            server.name = default_name(system)
         server.bmc_url = node.url
         server.updated_at = now
         session.add(server)

@@ -162,4 +162,6 @@ def document() -> dict[str, Any]:
         schema_version="3.0.0",
     )
     generated: dict[str, Any] = json.loads(spec.to_specification().to_json())
-    return _conform(generated)
+    conformed = _conform(generated)
+    # `asyncapi` first: tools tell an AsyncAPI document by its first line.
+    return {"asyncapi": conformed.pop("asyncapi"), **conformed}

@@ -60,6 +60,19 @@ def configure_logging(settings: Settings) -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    faststream = logging.getLogger("faststream")
+    if not any(isinstance(f, _TaskCallbackNoise) for f in faststream.filters):
+        faststream.addFilter(_TaskCallbackNoise())
+
+
+class _TaskCallbackNoise(logging.Filter):
+    """Drops FastStream's "callback for Task-N is being executed..." lines: its subscriber
+    supervisor logs one at INFO every time a consumer task ends (each reconnect, each stop),
+    which says nothing an operator can act on. Other FastStream lines pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("callback for ") and "is being executed" in message)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
