@@ -33,6 +33,7 @@ class FaultKind(StrEnum):
     OVERSIZED = "oversized"
     REDIRECT = "redirect"
     FLAP = "flap"
+    SESSIONDROP = "sessiondrop"
 
 
 # Faults handled before TLS, on the raw socket.

@@ -126,6 +126,8 @@ class BmcHttp:
         fault = bmc.fault
         kind = fault.kind if fault else None
         path = _lookup_path(bmc, request)
+        if kind is FaultKind.SESSIONDROP and _is_login(bmc, request, path):
+            return _drop(request)
         if kind is FaultKind.BUSY:
             reply = Reply.error(
                 503, "The service is temporarily unavailable", "ServiceTemporarilyUnavailable"
@@ -308,6 +310,18 @@ def _lookup_path(bmc: Bmc, request: web.BaseRequest) -> str:
         return raw
     decoded = normalise(request.path)
     return decoded if decoded in bmc.store else raw
+
+
+def _is_login(bmc: Bmc, request: web.BaseRequest, path: str) -> bool:
+    return request.method == "POST" and path == normalise(bmc.sessions_path)
+
+
+def _drop(request: web.BaseRequest) -> web.StreamResponse:
+    """A `sessiondrop` BMC's answer to a login: the connection closes without a response, as a
+    BMC emulator written by others does (HTTP Basic still works there)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=503)
 
 
 def _fails(path: str, sessions_path: str) -> bool:

@@ -113,3 +113,33 @@ async def test_sigkill_of_one_registrar_mid_batch(
         if e["data"]["node"] in ids
     )
     assert servers == dict.fromkeys(ids, 1)
+
+
+async def test_a_bmc_that_drops_the_login_connection_still_registers(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], settings: Settings
+) -> None:
+    """A BMC emulator written by others drops the connection on POST .../Sessions; sushy reads
+    it with HTTP Basic, and so does registration (and the inventory after it)."""
+    config = LabConfig(
+        count=2, network=f"{LAB_NET}.191.0/24", faults="sessiondrop@0", password="calvin"
+    )
+    async with Lab(config) as lab, scanner(settings, ("scanner", "registrar", "inventory")):
+        done = await discover(
+            client, admin_headers, "session drop", f"{LAB_NET}.191.1", f"{LAB_NET}.191.2"
+        )
+        nodes = (
+            await client.get(f"/api/node/?scan_range={done['id']}", headers=admin_headers)
+        ).json()["results"]
+        profile = await create_profile(client, admin_headers, [("root", "calvin")])
+        registered = await client.post(
+            "/api/node/register/",
+            json={"nodes": [n["id"] for n in nodes], "auth_profile": profile},
+            headers=admin_headers,
+            params={"wait": 60},
+        )
+        assert registered.status_code == 200, registered.text
+        results = registered.json()["results"]
+        assert [r["status"] for r in results] == ["registered", "registered"], results
+        dropping = lab.bmc(lab.manifest[0].address)
+        assert (dropping.total_logins, dropping.open_sessions) == (0, 0)
+        assert lab.bmc(lab.manifest[1].address).total_logins >= 1

@@ -4,6 +4,11 @@ Why it is shaped like this (see the design brief, "Talking to BMCs"):
 
 * BMCs have few sessions (iDRAC: ~8, 503 when used up; leaked ones live 30 minutes), so a
   session logs in once, reuses the token for every request and always logs out.
+* Creating a session can fail on BMCs that serve Redfish perfectly well otherwise (no
+  SessionService, 405/501, a 5xx, an emulator that drops the connection on the POST). Any such
+  failure other than refused credentials falls back to HTTP Basic, which every Redfish service
+  must accept, as the sushy library does; the pool remembers it per BMC, so later conversations
+  skip the failing POST.
 * BMCs fall over under parallel load, so requests are capped per BMC (``per_bmc``) and across
   the process (``total``). A request waits for its BMC's slot before taking a global one, so
   a slow BMC never holds global slots while queueing.
@@ -53,8 +58,6 @@ MAX_PAGES = 1000
 _CHUNK = 64 * 1024
 _BUSY = frozenset({429, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# A session POST answered like this means "no SessionService here": fall back to Basic auth.
-_NO_SESSIONS = frozenset({404, 405, 501})
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class RedfishPool:
     def __init__(self, limits: ClientLimits = ClientLimits()) -> None:
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.total)
+        # BMCs (base URLs) whose session creation failed: they are spoken to with Basic auth.
+        self._basic_only: set[str] = set()
+
+    def uses_basic(self, base_url: str) -> bool:
+        """Whether the BMC at ``base_url`` is spoken to with HTTP Basic (sessions failed)."""
+        return base_url in self._basic_only
 
     def session(
         self, base_url: str, username: str, password: str, tls: TlsPolicy
@@ -213,39 +222,43 @@ class RedfishSession:
             self.root = await self.get(ROOT_PATH)
 
     async def _create_session(self) -> None:
-        url = self._sessions_url
-        credentials = {"UserName": self._username, "Password": self._password}
-        reply = await self._send("POST", url, json_body=credentials, authenticate=False)
-        # Without an advertised SessionService, a 401 may only mean "no such resource for
-        # anonymous callers" (auth is checked before routing), so Basic auth gets its chance.
-        guessed = not self._sessions_advertised and reply.status in (401, 403)
-        if reply.status in _NO_SESSIONS or guessed:
-            log.debug("redfish.basic_auth", url=str(url), status=reply.status)
+        if self._pool.uses_basic(self.base_url):
             await self._use_basic_auth()
             return
-        if reply.status in _BUSY:
-            raise BmcBusy(
-                f"BMC {self.label} answered {reply.status} to a login: it is busy or its "
-                "session table is full (sessions leaked by other tools expire after the BMC's "
-                "session timeout, 30 minutes on iDRAC); retry later",
-                url=str(url),
-                status=reply.status,
-                retry_after=_retry_after(reply.headers),
-            )
-        self._check("POST", url, reply)
+        url = self._sessions_url
+        credentials = {"UserName": self._username, "Password": self._password}
+        try:
+            reply = await self._send("POST", url, json_body=credentials, authenticate=False)
+        except CertificateMismatch:
+            raise  # never send credentials to a certificate we do not trust
+        except RedfishError as exc:
+            # Dropped connection, timeout, broken answer: if the BMC is really unreachable the
+            # Basic probe says so.
+            await self._fall_back_to_basic(type(exc).__name__)
+            return
+        refused = reply.status in (401, 403)
+        # Without an advertised SessionService, a 401 may only mean "no such resource for
+        # anonymous callers" (auth is checked before routing), so Basic auth gets its chance.
+        if refused and self._sessions_advertised:
+            self._check("POST", url, reply)
         token = reply.headers.get("X-Auth-Token")
-        if not token:
-            raise ProtocolError(
-                f"BMC {self.label} accepted the login ({reply.status}) but sent no "
-                "X-Auth-Token header",
-                url=str(url),
-                status=reply.status,
+        if refused or not 200 <= reply.status < 300 or not token:
+            await self._fall_back_to_basic(
+                f"status {reply.status}" + ("" if token or refused else ", no X-Auth-Token")
             )
+            return
         self._token = token
         self.auth_mode = "session"
         self._logout_url = self._session_location(reply)
 
-    async def _use_basic_auth(self) -> None:
+    async def _fall_back_to_basic(self, reason: str) -> None:
+        log.info("redfish.basic_auth_fallback", bmc=self.label, reason=reason)
+        if await self._use_basic_auth():
+            # Only once Basic has worked: a BMC that is simply down or busy is not marked.
+            self._pool._basic_only.add(self.base_url)
+
+    async def _use_basic_auth(self) -> bool:
+        """Switch to Basic auth; True if the BMC answered the probe with its systems."""
         # Encoded by hand: aiohttp.BasicAuth is deprecated, encode_basic_auth is too new.
         pair = f"{self._username}:{self._password}".encode()
         self._basic = "Basic " + base64.b64encode(pair).decode("ascii")
@@ -254,8 +267,9 @@ class RedfishSession:
         # callers expect AuthenticationFailed (not in the middle of an inventory).
         probe = self._resolve(ServiceRoot.parse(self.root).systems or DEFAULT_SYSTEMS_PATH)
         reply = await self._send("GET", probe)
-        if reply.status in (401, 403):
+        if reply.status in (401, 403) or reply.status in _BUSY:
             self._check("GET", probe, reply)
+        return 200 <= reply.status < 300
 
     def _session_location(self, reply: _Reply) -> URL | None:
         location = reply.headers.get("Location")

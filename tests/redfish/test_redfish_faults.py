@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from enum import IntEnum
 
 import pytest
+from aiohttp import web
 from redfish_helpers import PASSWORD, expect, lab_config, open_session, peer_fingerprint
 
 from bmclab import Lab
 from bmclab.certs import CertificateAuthority
+from bmclab.server import BmcHttp, Reply
 from shared.redfish import (
     AuthenticationFailed,
     BmcBusy,
@@ -47,6 +49,8 @@ class B(IntEnum):
     TLS = 8
     WRONG_PASSWORD = 9
     SESSION_LIMIT = 10
+    SESSION_DROP = 11
+    SESSION_500 = 12
 
 
 FAULTS = {
@@ -58,6 +62,7 @@ FAULTS = {
     B.MALFORMED: "malformed",
     B.TLSFAIL: "tlsfail",
     B.DRIP: "drip:5",
+    B.SESSION_DROP: "sessiondrop",
 }
 
 
@@ -107,23 +112,64 @@ async def test_busy(lab: Lab) -> None:
     no_session_left(lab, B.BUSY)
 
 
-async def test_session_table_full(lab: Lab) -> None:
-    """Login answering 503 (session limit 3 in this lab) is BmcBusy; nothing leaks."""
+async def test_session_table_full_falls_back_to_basic(lab: Lab) -> None:
+    """Login answering 503 (session limit 3 in this lab, as iDRAC's table of ~8 fills up with
+    other tools' sessions): HTTP Basic needs no session, so the read still works; nothing
+    leaks."""
     bmc = lab.bmc(B.SESSION_LIMIT.value)
-    pool = RedfishPool()
-    holders = [open_session(pool, url(lab, B.SESSION_LIMIT)) for _ in range(3)]
+    holders = [open_session(RedfishPool(), url(lab, B.SESSION_LIMIT)) for _ in range(3)]
     for holder in holders:
         await holder.__aenter__()
     try:
-        await expect(
-            BmcBusy,
-            lambda: read_via(pool, url(lab, B.SESSION_LIMIT)),
-            match="session table is full",
-        )
+        pool = RedfishPool()
+        async with open_session(pool, url(lab, B.SESSION_LIMIT)) as session:
+            assert session.auth_mode == "basic"
+            assert len(await read_systems(session)) == 1
     finally:
         for holder in holders:
             await holder.__aexit__(None, None, None)
     assert (bmc.max_sessions, bmc.open_sessions) == (3, 0)
+
+
+async def test_a_login_that_drops_the_connection_falls_back_to_basic_once(lab: Lab) -> None:
+    """A BMC emulator written by others closes the connection on POST .../Sessions: Racksmith
+    reads it with HTTP Basic, as sushy does, and remembers that for the BMC."""
+    bmc = lab.bmc(B.SESSION_DROP.value)
+    pool = RedfishPool()
+    async with open_session(pool, url(lab, B.SESSION_DROP)) as session:
+        assert session.auth_mode == "basic"
+        assert len(await read_systems(session)) == 1
+    assert pool.uses_basic(session.base_url)
+    served = bmc.requests_served
+    async with open_session(pool, url(lab, B.SESSION_DROP)) as again:
+        assert again.auth_mode == "basic"
+    # Service root and the Basic probe: the failing login is not tried again.
+    assert bmc.requests_served - served == 2
+    assert (bmc.total_logins, bmc.open_sessions) == (0, 0)
+    # Refused credentials are still refused, never retried as something else.
+    await expect(
+        AuthenticationFailed,
+        lambda: read_via(RedfishPool(), url(lab, B.SESSION_DROP), password="wrong-password-1"),
+        "wrong-password-1",
+    )
+
+
+@pytest.mark.parametrize("status", [404, 405, 500, 501])
+async def test_a_login_answered_with_an_error_falls_back_to_basic(
+    lab: Lab, status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bmc = lab.bmc(B.SESSION_500.value)
+    login = BmcHttp._login
+
+    async def failing_login(self: BmcHttp, request: web.BaseRequest) -> Reply:
+        if self.bmc is bmc:
+            return Reply.error(status, "Sessions are not available here")
+        return await login(self, request)
+
+    monkeypatch.setattr(BmcHttp, "_login", failing_login)
+    async with open_session(RedfishPool(), url(lab, B.SESSION_500)) as session:
+        assert session.auth_mode == "basic"
+        assert len(await read_systems(session)) == 1
 
 
 async def test_hang_times_out(lab: Lab) -> None:
