@@ -107,14 +107,84 @@ def _simple_storage(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _smart_array(store: ResourceStore, body: dict[str, Any]) -> dict[str, Any]:
+    links = body.get("Links") or {}
+    mib = 1024 * 1024
+    return {
+        "odata_id": body["@odata.id"],
+        "source": "SmartStorage",
+        "controllers": 1,
+        "controller_serials": [_serial(body)],
+        "drives": [
+            (d["@odata.id"], _serial(d), _clean(d.get("Model")), d["CapacityMiB"] * mib)
+            for d in _members(store, _ref(links, "PhysicalDrives")) or []
+        ],
+        "volumes": [
+            (v["@odata.id"], v["CapacityMiB"] * mib)
+            for v in _members(store, _ref(links, "LogicalDrives")) or []
+        ],
+    }
+
+
+def _storage_entries(store: ResourceStore, system: dict[str, Any]) -> list[dict[str, Any]]:
+    storages = _members(store, _ref(system, "Storage"))
+    if storages:
+        return [_storage(store, s) for s in storages]
+    simple = _members(store, _ref(system, "SimpleStorage"))
+    if simple:
+        return [_simple_storage(s) for s in simple]
+    smart = _get(
+        store, _ref(((system.get("Oem") or {}).get("Hpe") or {}).get("Links") or {}, "SmartStorage")
+    )
+    arrays = _members(store, _ref(smart.get("Links") or {}, "ArrayControllers")) if smart else None
+    return [_smart_array(store, a) for a in arrays or []]
+
+
+def _bay_drives(
+    store: ResourceStore, system: dict[str, Any], storage: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Drives in the system's chassis bays that no storage entry lists (and are present)."""
+    own = set(_refs(system.get("Links") or {}, "Chassis"))
+    listed = {d[0] for s in storage for d in s["drives"]}
+    serials = {d[1] for s in storage for d in s["drives"] if d[1]}
+    entries = []
+    for chassis in _members(store, _ref(store.body("/redfish/v1"), "Chassis")) or []:
+        links = chassis.get("Links") or {}
+        if not (
+            chassis["@odata.id"] in own
+            or _ref(links, "ContainedBy") in own
+            or system["@odata.id"] in _refs(links, "ComputerSystems")
+        ):
+            continue
+        drives = [
+            _drive(d, d["@odata.id"])
+            for d in _members(store, _ref(chassis, "Drives")) or []
+            if (d.get("Status") or {}).get("State") != "Absent"
+        ]
+        loose = [d for d in drives if d[0] not in listed and d[1] not in serials]
+        if loose:
+            entries.append(
+                {
+                    "odata_id": _ref(chassis, "Drives"),
+                    "source": "Chassis",
+                    "controllers": 0,
+                    "controller_serials": [],
+                    "drives": loose,
+                    "volumes": [],
+                }
+            )
+    return entries
+
+
 def expected_inventory(store: ResourceStore, system_path: str) -> dict[str, Any]:
     """The inventory the served tree describes, in the shape of `actual_inventory`."""
     system = store.body(system_path)
-    storages = _members(store, _ref(system, "Storage"))
-    if storages:
-        storage = [_storage(store, s) for s in storages]
-    else:
-        storage = [_simple_storage(s) for s in _members(store, _ref(system, "SimpleStorage")) or []]
+    storage = _storage_entries(store, system)
+    seen: set[str] = set()
+    for entry in storage:  # a volume two Storage resources list belongs to the first
+        entry["volumes"] = [v for v in entry["volumes"] if v[0] not in seen]
+        seen.update(v[0] for v in entry["volumes"])
+    storage += _bay_drives(store, system, storage)
     firmware: list[dict[str, Any]] = []
     service = _get(store, _ref(store.body("/redfish/v1"), "UpdateService"))
     for key in ("FirmwareInventory", "SoftwareInventory"):

@@ -10,8 +10,13 @@ How it walks the tree (see the design brief, "Talking to BMCs"):
 
 * Only links are followed, never guessed Ids: the system's ``Processors``, ``Memory``,
   ``EthernetInterfaces`` and ``Storage`` (falling back to ``SimpleStorage`` when the system has
-  no Storage, or an empty or missing one), and the service root's ``UpdateService`` →
-  ``FirmwareInventory`` (falling back to ``SoftwareInventory``).
+  no Storage, or an empty or missing one, and then to HPE's OEM ``SmartStorage`` array
+  controllers, the only view of the disks on some iLO 5 firmware), the drive bays of the
+  system's chassis (``Chassis/*/Drives``: drives no storage resource lists), and the service
+  root's ``UpdateService`` → ``FirmwareInventory`` (falling back to ``SoftwareInventory``).
+* A volume two Storage resources both list (one RAID set seen by two controllers) is listed
+  once, under the first; a chassis drive a storage resource already lists (same link or serial
+  number), or an empty bay, is not listed again.
 * Everything that does not depend on an earlier answer is asked for at once: the branches
   (processors, memory, NICs, storage, firmware) run concurrently, all members of a collection
   are fetched together, and each Storage's drives, volumes and controllers together. A server
@@ -49,6 +54,7 @@ from shared.redfish.resources import (
     Volume,
     link,
     links,
+    odata_id_of,
     value,
 )
 
@@ -108,11 +114,95 @@ def duplicate_macs(interfaces: Iterable[EthernetInterface]) -> frozenset[str]:
 
 
 async def _storage(session: RedfishSession, system: ComputerSystem) -> tuple[Storage, ...]:
+    subsystems = _spawn(_storage_subsystems(session, system))
+    bays = _spawn(_chassis_drives(session, system))
+    await _join(subsystems, bays)
+    storages = _volumes_once(subsystems.result())
+    listed = {d.odata_id for s in storages for d in s.drives}
+    serials = {d.serial_number for s in storages for d in s.drives if d.serial_number}
+    for collection, drives in bays.result():
+        loose = tuple(
+            d
+            for d in drives
+            if d.odata_id not in listed and d.serial_number not in serials and d.state != "Absent"
+        )
+        if loose:
+            storages.append(
+                Storage(
+                    odata_id=collection,
+                    id=None,
+                    name=f"Drive bays of {collection.removesuffix('/Drives')}",
+                    controllers=(),
+                    drives=loose,
+                    volumes=(),
+                    source="Chassis",
+                )
+            )
+    return tuple(storages)
+
+
+async def _storage_subsystems(session: RedfishSession, system: ComputerSystem) -> list[Storage]:
     bodies = await _members(session, system.storage)
     if bodies:
-        return tuple(await _gather(_storage_subsystem(session, body) for body in bodies))
+        return await _gather(_storage_subsystem(session, body) for body in bodies)
     simple = await _members(session, system.simple_storage)
-    return tuple(Storage.parse_simple_storage(body) for body in simple)
+    if simple:
+        return [Storage.parse_simple_storage(body) for body in simple]
+    return await _smart_storage(session, system)
+
+
+async def _smart_storage(session: RedfishSession, system: ComputerSystem) -> list[Storage]:
+    """HPE's OEM view: one entry per Smart Array controller, its physical and logical drives."""
+    root = await _fetch(session, system.smart_storage) if system.smart_storage else None
+    if root is None:
+        return []
+    arrays = await _members(session, link(root, "Links", "ArrayControllers"))
+    return await _gather(_smart_array(session, body) for body in arrays)
+
+
+async def _smart_array(session: RedfishSession, body: JsonObject) -> Storage:
+    drives = _spawn(_members(session, link(body, "Links", "PhysicalDrives")))
+    volumes = _spawn(_members(session, link(body, "Links", "LogicalDrives")))
+    await _join(drives, volumes)
+    return Storage(
+        **Storage.common(body),
+        controllers=(StorageController.parse_smart_storage(body),),
+        drives=tuple(Drive.parse_smart_storage(d) for d in drives.result()),
+        volumes=tuple(Volume.parse_smart_storage(v) for v in volumes.result()),
+        source="SmartStorage",
+    )
+
+
+async def _chassis_drives(
+    session: RedfishSession, system: ComputerSystem
+) -> list[tuple[str, tuple[Drive, ...]]]:
+    """The drives in the bays of the system's chassis: those it links, those inside them
+    (``ContainedBy``), and those that name it among their ``ComputerSystems``."""
+    own = set(system.chassis)
+    related = [
+        body
+        for body in await _members(session, ServiceRoot.parse(session.root).chassis)
+        if odata_id_of(body) in own
+        or link(body, "Links", "ContainedBy") in own
+        or system.odata_id in links(body, "Links", "ComputerSystems")
+    ]
+    collections = [path for body in related if (path := link(body, "Drives")) is not None]
+    found = await _gather(_members(session, path) for path in collections)
+    return [
+        (path, tuple(Drive.parse(body) for body in bodies))
+        for path, bodies in zip(collections, found, strict=True)
+    ]
+
+
+def _volumes_once(storages: list[Storage]) -> list[Storage]:
+    """A volume listed by two Storage resources stays with the first only."""
+    seen: set[str] = set()
+    result = []
+    for storage in storages:
+        volumes = tuple(v for v in storage.volumes if v.odata_id not in seen)
+        seen.update(v.odata_id for v in storage.volumes)
+        result.append(storage if volumes == storage.volumes else replace(storage, volumes=volumes))
+    return result
 
 
 async def _storage_subsystem(session: RedfishSession, body: JsonObject) -> Storage:

@@ -130,6 +130,7 @@ class ServiceRoot(Resource):
     systems: str | None
     sessions: str | None
     update_service: str | None = None
+    chassis: str | None = None
 
     @classmethod
     def parse(cls, body: JsonObject) -> Self:
@@ -147,6 +148,7 @@ class ServiceRoot(Resource):
             systems=link(body, "Systems"),
             sessions=link(body, "Links", "Sessions"),
             update_service=link(body, "UpdateService"),
+            chassis=link(body, "Chassis"),
         )
 
 
@@ -167,6 +169,10 @@ class ComputerSystem(Resource):
     ethernet_interfaces: str | None
     storage: str | None
     simple_storage: str | None
+    # The chassis the system lives in (its drive bays may hold drives no Storage lists).
+    chassis: tuple[str, ...] = ()
+    # HPE's OEM storage tree: the only view of the disks on some iLO 5 firmware.
+    smart_storage: str | None = None
 
     @classmethod
     def parse(cls, body: JsonObject) -> Self:
@@ -187,6 +193,8 @@ class ComputerSystem(Resource):
             ethernet_interfaces=link(body, "EthernetInterfaces"),
             storage=link(body, "Storage"),
             simple_storage=link(body, "SimpleStorage"),
+            chassis=tuple(links(body, "Links", "Chassis")),
+            smart_storage=link(body, "Oem", "Hpe", "Links", "SmartStorage"),
         )
 
 
@@ -318,6 +326,19 @@ class Drive(Resource):
             protocol=text(body, "Protocol"),
         )
 
+    @classmethod
+    def parse_smart_storage(cls, body: JsonObject) -> Self:
+        """An HPE ``HpeSmartStorageDiskDrive`` (capacity in MiB, the protocol as
+        ``InterfaceType``)."""
+        return cls(
+            **cls.common(body),
+            **identity(body),
+            **status(body),
+            capacity_bytes=_mib(body),
+            media_type=text(body, "MediaType"),
+            protocol=text(body, "InterfaceType"),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Volume(Resource):
@@ -335,6 +356,18 @@ class Volume(Resource):
             **status(body),
             capacity_bytes=normalise.integer(value(body, "CapacityBytes")),
             raid_type=text(body, "RAIDType"),
+        )
+
+    @classmethod
+    def parse_smart_storage(cls, body: JsonObject) -> Self:
+        """An HPE ``HpeSmartStorageLogicalDrive``: ``Raid`` "1+0" is Redfish's ``RAID10``."""
+        raid = text(body, "Raid")
+        common = cls.common(body)
+        return cls(
+            **common | {"name": text(body, "LogicalDriveName") or common["name"]},
+            **status(body),
+            capacity_bytes=_mib(body),
+            raid_type=f"RAID{raid.replace('+', '')}" if raid else None,
         )
 
 
@@ -370,8 +403,23 @@ class StorageController:
             raw=body,
         )
 
+    @classmethod
+    def parse_smart_storage(cls, body: JsonObject) -> Self:
+        """An HPE ``HpeSmartStorageArrayController`` (firmware under ``Current``)."""
+        return cls(
+            **identity(body),
+            **status(body),
+            id=text(body, "Id"),
+            name=text(body, "Model") or text(body, "Name"),
+            firmware_version=text(body, "FirmwareVersion", "Current", "VersionString"),
+            speed_gbps=None,
+            raw=body,
+        )
 
-StorageSource = Literal["Storage", "SimpleStorage"]
+
+# Where a storage entry comes from: a Storage resource, a SimpleStorage one, an HPE Smart Array
+# controller (OEM), or the drive bays of a chassis (drives that no storage resource lists).
+StorageSource = Literal["Storage", "SimpleStorage", "SmartStorage", "Chassis"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -424,6 +472,11 @@ class Storage(Resource):
             volumes=(),
             source="SimpleStorage",
         )
+
+
+def _mib(body: JsonObject) -> int | None:
+    mib = normalise.integer(value(body, "CapacityMiB"))
+    return None if mib is None else mib * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)

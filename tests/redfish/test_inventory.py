@@ -210,3 +210,81 @@ async def test_duplicate_mac_is_kept_and_flagged(dell_lab: Lab) -> None:
     assert inventory.duplicate_macs == frozenset({mac})
     assert [n.mac_address for n in inventory.ethernet_interfaces].count(mac) == 2
     assert len(inventory.ethernet_interfaces) == len(nics["Members"])
+
+
+DL360 = "hpe-ilo5-proliant-dl360-gen10plus"
+
+
+@pytest.fixture
+async def hpe_lab() -> AsyncIterator[Lab]:
+    """The recorded iLO 5 DL360 Gen10 Plus alone (its tree is edited per test)."""
+    mockup = [m for m in MOCKUPS if m.name == DL360]
+    assert mockup, "the shared mockups are part of this test"
+    async with Lab(lab_config(f"{LAB_NET}.177.0/24", count=0, mockups=tuple(mockup))) as lab:
+        yield lab
+
+
+async def _hpe_inventory(lab: Lab) -> Inventory:
+    async with open_session(RedfishPool(), lab.manifest[0].url) as session:
+        inventory = await inventory_of(session)
+    store = lab.bmc(0).store
+    assert actual_inventory(inventory) == expected_inventory(store, inventory.system.odata_id)
+    return inventory
+
+
+async def test_hpe_smart_storage_when_storage_is_empty(hpe_lab: Lab) -> None:
+    """Older iLO 5 firmware (the recorded XL675d) lists no Storage; the disks are only in the
+    OEM SmartStorage tree, which is then read: controller, physical and logical drives."""
+    store = hpe_lab.bmc(0).store
+    collection = store.snapshot("/redfish/v1/Systems/1/Storage")
+    store.put("/redfish/v1/Systems/1/Storage", {**collection, "Members": []})
+    (array,) = (await _hpe_inventory(hpe_lab)).storage
+    assert array.source == "SmartStorage"
+    (controller,) = array.controllers
+    assert (controller.model, controller.firmware_version) == (
+        "HPE SR416i-a Gen10+",
+        "03.01.33.044",
+    )
+    assert sorted(d.serial_number or "" for d in array.drives) == [
+        "S521NA0T605338",
+        "S521NA0T605357",
+    ]
+    assert {(d.protocol, d.media_type) for d in array.drives} == {("SATA", "SSD")}
+    (volume,) = array.volumes
+    assert (volume.name, volume.raid_type, volume.capacity_bytes) == (
+        "BootVolume",
+        "RAID1",
+        457830 * 1024 * 1024,
+    )
+
+
+async def test_chassis_drives_no_storage_lists_are_read(hpe_lab: Lab) -> None:
+    store = hpe_lab.bmc(0).store
+    path = "/redfish/v1/Systems/1/Storage/DE00A000"
+    storage = store.snapshot(path)
+    kept, dropped = storage["Drives"]
+    store.put(path, {**storage, "Drives": [kept]})
+    inventory = await _hpe_inventory(hpe_lab)
+    assert [s.source for s in inventory.storage] == ["Storage", "Chassis"]
+    bays = inventory.storage[1]
+    # Only the drive no storage lists; the bays' six empty slots (State Absent) are left out.
+    assert [d.odata_id for d in bays.drives] == [dropped["@odata.id"]]
+    assert bays.drives[0].capacity_bytes == 480103981056
+
+
+async def test_a_volume_two_storages_list_is_listed_once(dell_lab: Lab) -> None:
+    store = dell_lab.bmc(0).store
+    system = store.body(_system_path(dell_lab))
+    members = store.body(system["Storage"]["@odata.id"])["Members"]
+    first = store.snapshot(members[0]["@odata.id"])
+    assert store.body(first["Volumes"]["@odata.id"])["Members"], "the flavour serves volumes"
+    twin = {**first, "@odata.id": f"{first['@odata.id']}-Twin", "Id": "Twin", "Drives": []}
+    store.put(twin["@odata.id"], twin)
+    _append_member(dell_lab, system["Storage"]["@odata.id"], "Members", twin["@odata.id"])
+    async with open_session(RedfishPool(), dell_lab.manifest[0].url) as session:
+        inventory = await inventory_of(session)
+    volumes = [v.odata_id for s in inventory.storage for v in s.volumes]
+    assert volumes and len(volumes) == len(set(volumes))
+    assert inventory.storage[-1].odata_id.endswith("-Twin")
+    assert inventory.storage[-1].volumes == ()
+    assert actual_inventory(inventory) == expected_inventory(store, _system_path(dell_lab))
