@@ -44,7 +44,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now. Checked as servers bind (nats-server,
+    uvicorn: with SO_REUSEADDR), so connections of a server just stopped, lingering in
+    TIME_WAIT, do not make its port look taken for the next minute."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

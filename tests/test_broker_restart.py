@@ -1,0 +1,201 @@
+"""nats-server restarted (same port, same store dir) in the middle of a scan and of a bulk
+registration: no command is lost, no work is done twice, the API and the workers reconnect, and
+``/readyz`` says 503 while the broker is away and 200 once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bmclab import Lab, LabConfig
+from services.api.app import create_app
+from services.workers import attach
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.runtime import Runtime
+from tests.conftest import make_settings
+from tests.discovery_helpers import create_profile, events
+from tests.lab_net import LAB_NET
+
+pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
+
+COUNT = 12
+NETWORK = f"{LAB_NET}.192"
+
+
+class Broker:
+    """A nats-server that can be stopped and started again on its port and store dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.server: EmbeddedNatsServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = EmbeddedNatsServer(self.data_dir, port=self.port)
+        async with asyncio.timeout(30):
+            while True:  # the port may linger for a moment after a stop
+                try:
+                    await self.server.start()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop()
+        self.server = None
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    broker = Broker(tmp_path / "nats")
+    await broker.start()
+    yield broker
+    if broker.server is not None:
+        await broker.stop()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def _outage(
+    broker: Broker, api: httpx.AsyncClient, still_working: Callable[[], Awaitable[bool]]
+) -> None:
+    """Stop the broker mid-work, see the API say so, start it again, see the API recover."""
+    await broker.stop()
+    assert await still_working(), "the work ended before the outage: it proves nothing"
+
+    async def unready() -> bool:
+        response = await api.get("/readyz")
+        return response.status_code == 503 and response.json()["checks"]["broker"] is False
+
+    await _until(unready, 10, "/readyz to report the outage")
+    await asyncio.sleep(1.0)  # down long enough for in-flight acks and publishes to fail
+    await broker.start()
+
+    async def ready() -> bool:
+        return (await api.get("/readyz")).status_code == 200
+
+    await _until(ready, 30, "/readyz to recover")
+
+
+async def test_a_broker_restart_mid_scan_and_mid_registration_loses_and_repeats_nothing(
+    broker: Broker,
+    runtime: Runtime,  # the suite's database, migrated, with its admin
+    admin_headers: dict[str, str],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, database_url, broker.url, scan_chunk_size=2)
+    api_runtime = Runtime(settings, broker.url)
+    workers = Runtime(settings, broker.url)
+    await api_runtime.connect()
+    await workers.connect()
+    attach(workers, ["scanner", "registrar", "inventory"])
+    await workers.start_consuming()
+    transport = httpx.ASGITransport(app=create_app(api_runtime))
+    config = LabConfig(count=COUNT, network=f"{NETWORK}.0/24", latency="1000", password="calvin")
+    try:
+        async with (
+            Lab(config),
+            httpx.AsyncClient(
+                transport=transport, base_url="http://api", headers=admin_headers
+            ) as api,
+        ):
+            # A scan in chunks of two addresses; the broker goes away as soon as it started.
+            scan = (
+                await api.post(
+                    "/api/node_discovery/scan_range/",
+                    json={
+                        "name": f"restart {tmp_path.name}",
+                        "ip_from": f"{NETWORK}.1",
+                        "ip_to": f"{NETWORK}.{COUNT}",
+                        "ports": [config.port],
+                    },
+                )
+            ).json()
+            started = await api.post(
+                "/api/node_discovery/run_scan/", json={"scan_ranges": [scan["id"]]}
+            )
+            assert started.status_code == 202, started.text
+
+            async def scanned() -> bool:
+                body = (await api.get(f"/api/node_discovery/scan_range/{scan['id']}/")).json()
+                return bool(body["status"] != "scanning")
+
+            async def scanning() -> bool:
+                return not await scanned()
+
+            await _outage(broker, api, scanning)
+
+            await _until(scanned, 90, "the scan to finish")
+            done = (await api.get(f"/api/node_discovery/scan_range/{scan['id']}/")).json()
+            assert (done["status"], done["nodes_found"]) == ("ready", COUNT), done
+            assert done["addresses_scanned"] == COUNT
+            nodes = (await api.get(f"/api/node/?scan_range={scan['id']}")).json()["results"]
+            ids = {n["id"] for n in nodes}
+            assert len(ids) == COUNT
+
+            # A bulk registration; the broker goes away while the registrar works on it.
+            profile = await create_profile(api, admin_headers, [("root", "calvin")])
+            accepted = await api.post(
+                "/api/node/register/",
+                json={"nodes": sorted(ids), "auth_profile": profile},
+                params={"wait": 0},
+            )
+            assert accepted.status_code == 202, accepted.text
+
+            async def registered() -> bool:
+                listed = (await api.get(f"/api/node/?scan_range={scan['id']}")).json()["results"]
+                return all(n["status"] != "registering" for n in listed)
+
+            async def registering() -> bool:
+                return not await registered()
+
+            await _outage(broker, api, registering)
+
+            await _until(registered, 120, "the registrations to finish")
+            listed = (await api.get(f"/api/node/?scan_range={scan['id']}")).json()["results"]
+            assert {n["status"] for n in listed} == {"registered"}, [n["error"] for n in listed]
+
+            # Every process reconnected, and each piece of work took effect exactly once.
+            assert api_runtime.broker_ready() and workers.broker_ready()
+            completed = [
+                e
+                for e in await events(api_runtime, f"racksmith.evt.scan_range.{scan['id']}.*")
+                if e["type"].endswith(("completed", "failed"))
+            ]
+            assert [e["type"] for e in completed] == ["io.racksmith.scan_range.completed"]
+            discovered = Counter(
+                e["data"]["id"]
+                for e in await events(api_runtime, "racksmith.evt.node.*.discovered")
+            )
+            assert discovered == dict.fromkeys(ids, 1)
+            outcomes = Counter(
+                e["data"]["id"]
+                for e in await events(api_runtime, "racksmith.evt.node.*.registered")
+            )
+            assert outcomes == dict.fromkeys(ids, 1)
+            servers = Counter(
+                e["data"]["node"]
+                for e in await events(api_runtime, "racksmith.evt.server.*.created")
+            )
+            assert servers == dict.fromkeys(ids, 1)
+    finally:
+        await workers.close()
+        await api_runtime.close()
