@@ -202,7 +202,7 @@ def _page(raw: str | None) -> int | str | None:
     return value
 
 
-def _page_size(raw: str | None) -> int | None:
+def page_size_of(raw: str | None) -> int | None:
     """DRF's ``page_size`` query parameter: capped at the maximum; not a positive integer →
     as if it was not given."""
     try:
@@ -293,7 +293,7 @@ def list_params(spec: ListSpec) -> Callable[..., ListQuery]:
             request=request,
             scope=scope,
             page=_page(params.get("page")),
-            page_size=_page_size(params.get("page_size")),
+            page_size=page_size_of(params.get("page_size")),
             search=(params.get("search") or "").strip(),
             ordering=_parse_ordering(spec, params.get("ordering")),
             filters=filters,

@@ -43,7 +43,7 @@ from services.api.event_feed import (
     resume,
     sequence_before,
 )
-from services.api.listing import MAX_PAGE_SIZE
+from services.api.listing import MAX_PAGE_SIZE, page_size_of
 from shared.contracts.events import CloudEvent
 from shared.core.db import Database
 from shared.core.log import get_logger
@@ -175,11 +175,16 @@ async def list_events(
         str | None, Query(description="Opaque page position from `next` / `previous`.")
     ] = None,
     page_size: Annotated[
-        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Events per page.")
-    ] = DEFAULT_PAGE_SIZE,
+        str | None,
+        Query(
+            description=f"Events per page (default {DEFAULT_PAGE_SIZE}); above {MAX_PAGE_SIZE} "
+            f"means {MAX_PAGE_SIZE}, not a positive integer means the default."
+        ),
+    ] = None,
 ) -> EventPage:
     """Events still in the stream, newest first, cursor-paginated (stable while new events
     arrive); each is the CloudEvent plus its `sequence`."""
+    size = page_size_of(page_size) or DEFAULT_PAGE_SIZE
     position = Cursor.decode(cursor) if cursor else None
     js = _jetstream(state)
     with _broker_errors():
@@ -192,11 +197,11 @@ async def list_events(
                 js,
                 filters,
                 after=max(position.position, floor - 1),
-                count=page_size + 1,
+                count=size + 1,
                 keep=scope.sees_event,
             )
-            has_newer = len(items) > page_size
-            items = items[:page_size][::-1]
+            has_newer = len(items) > size
+            items = items[:size][::-1]
             newer: Cursor | None = Cursor(items[0].sequence, newer=True) if has_newer else None
             older: Cursor | None = Cursor(
                 items[-1].sequence if items else position.position + 1, newer=False
@@ -207,11 +212,11 @@ async def list_events(
                 filters,
                 before=position.position if position else None,
                 floor=floor,
-                count=page_size + 1,
+                count=size + 1,
                 keep=scope.sees_event,
             )
-            has_older = len(items) > page_size
-            items = items[:page_size]
+            has_older = len(items) > size
+            items = items[:size]
             older = Cursor(items[-1].sequence, newer=False) if has_older else None
             newer = None
             if position is not None:
