@@ -340,6 +340,16 @@ def _vendor_facts(manufacturer: str, i: int, rng: random.Random) -> tuple[str, s
     )
 
 
+def _name(position: int) -> str:
+    site = SITES[position % len(SITES)]
+    rack, unit = divmod(position // len(SITES), 40)
+    return f"{site}-r{rack:04d}-u{unit + 1:02d}"
+
+
+# The server at rack position 0 (every dataset has one).
+FIRST_HOSTNAME = f"{_name(0)}.{SITES[0]}.example.net"
+
+
 def _server_row(
     i: int, position: int, rng: random.Random, now: datetime, pool_ids: list[int]
 ) -> dict[str, Any]:
@@ -349,7 +359,7 @@ def _server_row(
     serial, sku, bios = _vendor_facts(manufacturer, i, rng)
     site = SITES[position % len(SITES)]
     rack, unit = divmod(position // len(SITES), 40)
-    name = f"{site}-r{rack:04d}-u{unit + 1:02d}"
+    name = _name(position)
     collected = rng.random() < 0.97
     last = now - timedelta(seconds=rng.uniform(0, 6 * 3600)) if collected else None
     created = now - timedelta(seconds=rng.uniform(86400, 3 * 365 * 86400))
@@ -438,6 +448,12 @@ def server_mixes(n: int) -> list[Mix]:
                 (1, "On"),
                 limit=50,
             ),
+        ),
+        Mix(
+            # Every scalar field is a filter; the host name is the one scripts look servers up by.
+            "filter hostname",
+            {"hostname": FIRST_HOSTNAME, "page_size": "50"},
+            page("server.id", "server.hostname = ?", (FIRST_HOSTNAME,), limit=50),
         ),
         Mix(
             "by pool name",

@@ -36,7 +36,7 @@ class Server(SQLModel, table=True):
     system_path: str = Field(max_length=300)
     uuid: str | None = Field(default=None, max_length=64, index=True)
     name: str | None = Field(default=None, max_length=200, index=True)
-    hostname: str | None = Field(default=None, max_length=255)
+    hostname: str | None = Field(default=None, max_length=255, index=True)
     model: str | None = Field(default=None, max_length=200, index=True)
     manufacturer: str | None = Field(default=None, max_length=200, index=True)
     serial_number: str | None = Field(default=None, max_length=200, index=True)
