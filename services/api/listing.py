@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Query, Request
@@ -95,22 +96,26 @@ class Filter:
 
 @dataclass(frozen=True)
 class ListSpec:
+    """What a list endpoint offers. ``public`` (the listed shape) makes each of its scalar fields
+    an exact filter (`field_filters`); ``related`` names the fields that hold ids of another
+    table (public name → id column, table); ``filters`` adds or overrides filters by hand."""
+
     pk: Column
     search: Sequence[Column] = ()
+    public: type[BaseModel] | None = None
+    related: Mapping[str, tuple[Column, type[SQLModel]]] = field(default_factory=dict)
     filters: Mapping[str, Column | Filter] = field(default_factory=dict)
     ordering: Mapping[str, Column | OrderField] = field(default_factory=dict)
     default_ordering: str = "id"
 
-    def filter(self, name: str) -> Filter:
-        target = self.filters[name]
-        return target if isinstance(target, Filter) else Filter(target)
-
-    @property
+    @cached_property
     def parameters(self) -> dict[str, Filter]:
         """Every filter query parameter: ``name``, and ``name__in`` for id filters."""
+        table: type[SQLModel] = self.pk.class_  # type: ignore[union-attr,assignment]
+        by_field = field_filters(table, self.public, related=self.related) if self.public else {}
+        given = {n: t if isinstance(t, Filter) else Filter(t) for n, t in self.filters.items()}
         found: dict[str, Filter] = {}
-        for name in self.filters:
-            spec = self.filter(name)
+        for name, spec in (by_field | given).items():
             found[name] = spec
             if spec.takes_ids:
                 found[name + IN_SUFFIX] = spec

@@ -16,14 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import not_found
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404
 from shared.core.log import get_logger
 from shared.models import AuthProfile, Credential
@@ -46,7 +39,7 @@ router = APIRouter(
 LIST_SPEC = ListSpec(
     pk=col(AuthProfile.id),
     search=(col(AuthProfile.node_classification), col(AuthProfile.bmc)),
-    filters=field_filters(AuthProfile, AuthProfilePublic),
+    public=AuthProfilePublic,
     ordering={
         "id": col(AuthProfile.id),
         "node_classification": col(AuthProfile.node_classification),

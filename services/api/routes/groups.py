@@ -11,14 +11,7 @@ from sqlmodel import col, select
 
 from services.api.deps import SessionDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from shared.models import Group, User
 from shared.models.accounts import GroupCreate, GroupPublic, GroupUpdate
@@ -28,7 +21,7 @@ router = APIRouter(prefix="/api/groups", tags=["groups"], dependencies=[Depends(
 LIST_SPEC = ListSpec(
     pk=col(Group.id),
     search=(col(Group.name),),
-    filters=field_filters(Group, GroupPublic),
+    public=GroupPublic,
     ordering={"id": col(Group.id), "name": col(Group.name)},
 )
 _WITH_USERS = selectinload(Group.users)  # type: ignore[arg-type]

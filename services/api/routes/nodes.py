@@ -13,14 +13,7 @@ from services.api import registration
 from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
 from shared.lifecycle import node as node_lifecycle
@@ -33,14 +26,11 @@ router = APIRouter(prefix="/api/node", tags=["nodes"], dependencies=[Depends(get
 LIST_SPEC = ListSpec(
     pk=col(Node.id),
     search=(col(Node.vendor), col(Node.product), col(Node.status), col(Node.url)),
-    filters=field_filters(
-        Node,
-        NodePublic,
-        related={
-            "scan_range": (col(Node.scan_range_id), ScanRange),
-            "auth_profile": (col(Node.auth_profile_id), AuthProfile),
-        },
-    ),
+    public=NodePublic,
+    related={
+        "scan_range": (col(Node.scan_range_id), ScanRange),
+        "auth_profile": (col(Node.auth_profile_id), AuthProfile),
+    },
     ordering={
         "id": col(Node.id),
         "url": col(Node.url),

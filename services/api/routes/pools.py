@@ -23,14 +23,7 @@ from services.api.access import Scope, ScopeDep
 from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, FieldErrors, documented
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import resolve_ids
 from shared.contracts import catalog
 from shared.messaging import outbox
@@ -52,11 +45,8 @@ router = APIRouter(prefix="/api/pool", tags=["pools"])
 LIST_SPEC = ListSpec(
     pk=col(Pool.id),
     search=(col(Pool.name), col(Pool.description)),
-    filters=field_filters(
-        Pool,
-        PoolPublic,
-        related={"group": (col(Pool.group_id), Group), "parent": (col(Pool.parent_id), Pool)},
-    ),
+    public=PoolPublic,
+    related={"group": (col(Pool.group_id), Group), "parent": (col(Pool.parent_id), Pool)},
     ordering={"id": col(Pool.id), "name": col(Pool.name), "created_at": col(Pool.created_at)},
 )
 PoolListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]

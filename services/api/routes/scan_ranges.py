@@ -16,14 +16,7 @@ from sqlmodel import col, select
 from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from shared.core import iprange
 from shared.core.settings import Settings
@@ -52,7 +45,7 @@ LIST_SPEC = ListSpec(
         col(ScanRange.ip_to),
         col(ScanRange.status),
     ),
-    filters=field_filters(ScanRange, ScanRangePublic),
+    public=ScanRangePublic,
     ordering={
         "id": col(ScanRange.id),
         "name": col(ScanRange.name),

@@ -17,15 +17,7 @@ from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, documented
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    OrderField,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from shared.contracts.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
@@ -59,14 +51,11 @@ LIST_SPEC = ListSpec(
         col(Server.sku),
         col(Server.bmc_url),
     ),
-    filters=field_filters(
-        Server,
-        ServerPublic,
-        related={
-            "node": (col(Server.node_id), Node),
-            "resource_pool": (col(Server.resource_pool_id), Pool),
-        },
-    ),
+    public=ServerPublic,
+    related={
+        "node": (col(Server.node_id), Node),
+        "resource_pool": (col(Server.resource_pool_id), Pool),
+    },
     ordering={
         "id": col(Server.id),
         "name": col(Server.name),

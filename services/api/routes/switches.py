@@ -15,15 +15,7 @@ from services.api.access import Scope, ScopeDep
 from services.api.broker import announce
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import documented
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    OrderField,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from shared.models import Pool, Switch
 from shared.models.switches import SwitchCreate, SwitchPublic, SwitchUpdate
 from shared.platform.runtime import Runtime
@@ -39,9 +31,8 @@ LIST_SPEC = ListSpec(
         col(Switch.manufacturer),
         col(Switch.mgmt_address),
     ),
-    filters=field_filters(
-        Switch, SwitchPublic, related={"resource_pool": (col(Switch.resource_pool_id), Pool)}
-    ),
+    public=SwitchPublic,
+    related={"resource_pool": (col(Switch.resource_pool_id), Pool)},
     ordering={
         "id": col(Switch.id),
         "name": col(Switch.name),

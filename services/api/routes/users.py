@@ -12,14 +12,7 @@ from sqlmodel import col, select
 
 from services.api.deps import CurrentUser, SessionDep, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from shared.core.security import hash_password
 from shared.models import Group, User
@@ -30,7 +23,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 LIST_SPEC = ListSpec(
     pk=col(User.id),
     search=(col(User.username), col(User.email)),
-    filters=field_filters(User, UserPublic),
+    public=UserPublic,
     ordering={
         "id": col(User.id),
         "username": col(User.username),

@@ -18,14 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, Superuser, get_superuser
 from services.api.errors import FieldErrors
-from services.api.listing import (
-    ListQuery,
-    ListSpec,
-    Page,
-    field_filters,
-    list_params,
-    paginate,
-)
+from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404
 from services.api.state import ApiState
 from services.webhooks import deliveries, filters
@@ -48,7 +41,7 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[Depe
 LIST_SPEC = ListSpec(
     pk=col(Webhook.id),
     search=(col(Webhook.name), col(Webhook.url)),
-    filters=field_filters(Webhook, WebhookPublic),
+    public=WebhookPublic,
     ordering={
         "id": col(Webhook.id),
         "name": col(Webhook.name),
@@ -60,7 +53,7 @@ WebhookListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
 DELIVERY_SPEC = ListSpec(
     pk=col(WebhookDelivery.id),
     search=(col(WebhookDelivery.event_id), col(WebhookDelivery.subject)),
-    filters=field_filters(WebhookDelivery, WebhookDeliveryPublic),
+    public=WebhookDeliveryPublic,
     ordering={"id": col(WebhookDelivery.id), "created_at": col(WebhookDelivery.created_at)},
     default_ordering="-id",
 )
