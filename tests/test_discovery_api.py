@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -206,3 +207,43 @@ async def test_discovery_is_superuser_only(
         assert response.status_code == 403, (method, url)
         assert (await client.request(method, url, json=body)).status_code == 401
     assert await _count(client, admin_headers, unique) == 0
+
+
+async def test_broker_lost_halfway_through_a_bulk_run_scan_says_what_started(
+    runtime: Runtime, session_dir: Path, database_url: str, unique: str
+) -> None:
+    broker = EmbeddedNatsServer(session_dir / f"halfway-{unique}")
+    await broker.start()
+    settings = make_settings(session_dir, database_url, broker.url)
+    flaky = Runtime(settings, broker.url)
+    await flaky.connect()
+    queue = flaky.publisher.command
+
+    async def then_broker_goes(command: Any) -> None:
+        await queue(command)
+        if broker.pid is not None:  # the first range's command got through; now it is gone
+            await broker.stop()
+
+    flaky.publisher.command = then_broker_goes  # type: ignore[method-assign]
+    try:
+        transport = httpx.ASGITransport(app=create_app(flaky))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            headers = bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+            first, second = [
+                (await _create(c, headers, name=f"{unique}-{n}", cidr=f"203.0.113.{n}/30")).json()
+                for n in (0, 4)
+            ]
+            response = await c.post(
+                "/api/node_discovery/run_scan/",
+                json={"scan_ranges": [first["id"], second["id"]]},
+                headers=headers,
+            )
+            assert response.status_code == 503
+            assert response.json()["started"] == [first["id"]], response.text
+            statuses = [
+                (await c.get(f"{RANGES}{r['id']}/", headers=headers)).json()["status"]
+                for r in (first, second)
+            ]
+            assert statuses == ["scanning", "ready"]
+    finally:
+        await flaky.close()
