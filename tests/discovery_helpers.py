@@ -133,16 +133,25 @@ async def discover(
 
 
 async def events(runtime: Runtime, subject: str) -> list[dict[str, Any]]:
-    """Every event on ``subject`` so far, replayed from the stream in order."""
+    """Every event on ``subject`` so far, replayed from the stream in order.
+
+    Read until the consumer has nothing pending, not until a quiet moment: on a loaded machine
+    a pause between two messages is no sign that the last one was read.
+    """
     assert runtime.nats is not None
     subscription = await runtime.nats.jetstream().subscribe(subject, ordered_consumer=True)
-    found = []
+    found: list[dict[str, Any]] = []
     try:
         while True:
-            message = await subscription.next_msg(timeout=0.5)
-            found.append(json.loads(message.data))
-    except TimeoutError:
-        pass
+            # Done when the server has nothing left and we hold everything it delivered.
+            info = await subscription.consumer_info()
+            if info.num_pending == 0 and len(found) >= (info.delivered.consumer_seq or 0):
+                break
+            while True:
+                message = await subscription.next_msg(timeout=30)
+                found.append(json.loads(message.data))
+                if message.metadata.num_pending == 0:
+                    break
     finally:
         await subscription.unsubscribe()
     return found

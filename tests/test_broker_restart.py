@@ -1,10 +1,15 @@
 """nats-server restarted (same port, same store dir) in the middle of a scan and of a bulk
 registration: no command is lost, no work is done twice, the API and the workers reconnect, and
-``/readyz`` says 503 while the broker is away and 200 once it is back."""
+``/readyz`` says 503 while the broker is away and 200 once it is back.
+
+The platform here has a database of its own (a SQLite file): every process sweeps the outbox of
+its database, and the suite's shared runtime, on another broker, would otherwise relay this
+test's events there while its own broker is down."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,9 +20,11 @@ import pytest
 from bmclab import Lab, LabConfig
 from services.api.app import create_app
 from services.workers import attach
-from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform import migrate
+from shared.platform.bootstrap import create_user, ensure_defaults
+from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
 from shared.platform.runtime import Runtime
-from tests.conftest import make_settings
+from tests.conftest import bearer, make_settings, obtain_tokens
 from tests.discovery_helpers import create_profile, events
 from tests.lab_net import LAB_NET
 
@@ -27,12 +34,24 @@ COUNT = 12
 NETWORK = f"{LAB_NET}.192"
 
 
+def _port_no_one_else_takes() -> int:
+    """A free port below the kernel's ephemeral range: while our broker is down, a port the
+    kernel hands out (`free_port`, any other process's client socket) could go to someone else —
+    another test run's nats-server — and our clients would reconnect to that one."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    start = 20000 + 97 * int(os.environ.get("RACKSMITH_TEST_LOOPBACK_OCTET", "0"))
+    for port in range(start, min(start + 500, low)):
+        if port_is_free(port):
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 class Broker:
     """A nats-server that can be stopped and started again on its port and store dir."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = _port_no_one_else_takes()
         self.server: EmbeddedNatsServer | None = None
 
     @property
@@ -95,14 +114,14 @@ async def _outage(
 
 
 async def test_a_broker_restart_mid_scan_and_mid_registration_loses_and_repeats_nothing(
-    broker: Broker,
-    runtime: Runtime,  # the suite's database, migrated, with its admin
-    admin_headers: dict[str, str],
-    database_url: str,
-    tmp_path: Path,
+    broker: Broker, tmp_path: Path
 ) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'racksmith.db'}"
     settings = make_settings(tmp_path, database_url, broker.url, scan_chunk_size=2)
     api_runtime = Runtime(settings, broker.url)
+    await migrate.upgrade(api_runtime.db.engine)
+    await ensure_defaults(api_runtime.db)
+    await create_user(api_runtime.db, "admin", "admin-password-1", superuser=True)
     workers = Runtime(settings, broker.url)
     await api_runtime.connect()
     await workers.connect()
@@ -113,10 +132,12 @@ async def test_a_broker_restart_mid_scan_and_mid_registration_loses_and_repeats_
     try:
         async with (
             Lab(config),
-            httpx.AsyncClient(
-                transport=transport, base_url="http://api", headers=admin_headers
-            ) as api,
+            httpx.AsyncClient(transport=transport, base_url="http://api") as api,
         ):
+            admin_headers = bearer(
+                (await obtain_tokens(api, "admin", "admin-password-1"))["access"]
+            )
+            api.headers.update(admin_headers)
             # A scan in chunks of two addresses; the broker goes away as soon as it started.
             scan = (
                 await api.post(
