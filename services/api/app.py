@@ -30,9 +30,6 @@ DESCRIPTION = """Racksmith manages the lifecycle of physical servers: discovery 
 registration, hardware inventory, pools with group-based access, and events. Paths, fields,
 query parameters and status codes follow the MOJO API Automation Guide."""
 
-# Bodies are ids, names and certificates: a megabyte is far more than any valid request.
-MAX_BODY_BYTES = 1024 * 1024
-
 # Every operation documents the error shapes a client must handle.
 COMMON_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorDetail, "description": "Missing, invalid or expired token"},
@@ -67,7 +64,6 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         redirect_slashes=True,
-        max_body_size=MAX_BODY_BYTES,
         # Operation ids are the route functions' names (`list_scan_ranges`, `run_scan`): what a
         # generated client calls its functions, so they are part of the contract.
         generate_unique_id_function=_operation_id,

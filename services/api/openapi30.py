@@ -52,6 +52,11 @@ def _is_schema(node: dict[str, Any]) -> bool:
 def _schema(schema: dict[str, Any]) -> dict[str, Any]:
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]
+    # A file upload: 3.1 names the media type, 3.0 says "binary" (base64 text: "byte").
+    if schema.pop("contentMediaType", None) is not None:
+        schema.setdefault("format", "binary")
+    if schema.pop("contentEncoding", None) == "base64":
+        schema["format"] = "byte"
     if "examples" in schema and isinstance(schema["examples"], list):
         examples = schema.pop("examples")
         if examples:

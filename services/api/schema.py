@@ -66,7 +66,7 @@ def openapi_document(app: FastAPI, version: str = openapi30.OPENAPI_30) -> dict[
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema (3.1), reshaped for the DRF contract: 400 instead of 422 everywhere, and
-    413 wherever a body is taken."""
+    413 wherever a body is taken and a body limit is set."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -87,6 +87,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses.pop("422", None)
             responses["400"] = _BAD_REQUEST
             if "requestBody" in operation and app.max_body_size is not None:
+                # Only where a body limit is enforced can a request be too large.
                 responses.setdefault(
                     "413",
                     {
