@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -54,16 +55,22 @@ async def test_sqlite_ids_are_never_reused_and_rebuilding_keeps_referencing_rows
     try:
         await migrate.upgrade(engine, "aaa8ffb4d49d")  # before the AUTOINCREMENT rebuild
         async with AsyncSession(engine) as session:
-            node = Node(ip="10.0.0.1", port=443, url="https://10.0.0.1")
-            session.add(node)
-            await session.flush()
-            server = Server(node_id=node.id, system_path="/redfish/v1/Systems/1", name="s")
+            # The node table as it was then (the model has grown columns since).
+            await session.exec(
+                text(
+                    "INSERT INTO node (ip, port, url, fingerprint_changed, status, registration,"
+                    " first_seen, last_seen, version) VALUES ('10.0.0.1', 443,"
+                    " 'https://10.0.0.1', 0, 'discovered', 0, '2026-01-01', '2026-01-01', 1)"
+                )
+            )
+            node = (await session.exec(select(Node.id))).one()
+            server = Server(node_id=node, system_path="/redfish/v1/Systems/1", name="s")
             session.add(server)
             await session.flush()
             session.add(
                 Processor(server_id=server.id, odata_id="/redfish/v1/Systems/1/Processors/1")
             )
-            node_id, server_id = node.id, server.id
+            node_id, server_id = node, server.id
             await session.commit()
         await migrate.upgrade(engine)
         async with AsyncSession(engine) as session:
@@ -77,5 +84,42 @@ async def test_sqlite_ids_are_never_reused_and_rebuilding_keeps_referencing_rows
             await session.flush()
             # SQLite without AUTOINCREMENT would hand out the deleted server's id again.
             assert again.id == (server_id or 0) + 1
+    finally:
+        await engine.dispose()
+
+
+async def test_registered_nodes_trust_their_recorded_certificate_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    """Before 0011 the only certificate was the one last scanned: a registered node trusts it,
+    unless discovery had flagged it as changed — then nothing is trusted until accepted."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'trust.db'}")
+    try:
+        await migrate.upgrade(engine, "5c1e0f3a9b27")
+        async with AsyncSession(engine) as session:
+            for ip, changed, registered_at in (
+                ("10.0.0.1", 0, "'2026-01-01'"),
+                ("10.0.0.2", 1, "'2026-01-01'"),
+                ("10.0.0.3", 1, "NULL"),
+            ):
+                await session.exec(
+                    text(
+                        "INSERT INTO node (ip, port, url, fingerprint, fingerprint_changed, status,"
+                        f" registration, registered_at, first_seen, last_seen, version) VALUES"
+                        f" ('{ip}', 443, 'https://{ip}', '{ip[-1] * 64}', {changed},"
+                        f" 'registered', 1, {registered_at}, '2026-01-01', '2026-01-01', 1)"
+                    )
+                )
+            await session.commit()
+        await migrate.upgrade(engine)
+        async with AsyncSession(engine) as session:
+            nodes = {n.ip: n for n in (await session.exec(select(Node))).all()}
+        assert nodes["10.0.0.1"].trusted_fingerprint == "1" * 64
+        assert nodes["10.0.0.1"].status == "registered"
+        assert nodes["10.0.0.2"].trusted_fingerprint is None
+        assert nodes["10.0.0.2"].status == "certificate_changed"
+        assert "accept_certificate" in (nodes["10.0.0.2"].error or "")
+        assert nodes["10.0.0.3"].trusted_fingerprint is None
+        assert nodes["10.0.0.3"].status == "registered"
     finally:
         await engine.dispose()

@@ -7,15 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.inventory import store
-from shared.bmc.access import tls_policy
+from shared.bmc.access import BmcWorkRefused, changed_certificate, tls_policy
 from shared.bmc.failures import reason_or_retry
 from shared.contracts.commands import ServerInventoryCommand
 from shared.core.log import get_logger
+from shared.lifecycle import node as node_lifecycle
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
 from shared.models import AuthProfile, Credential, Node
-from shared.redfish import ComputerSystem, RedfishError
+from shared.redfish import CertificateMismatch, ComputerSystem, RedfishError
 from shared.redfish.inventory import Inventory, read_inventory
+from shared.redfish.tls import TlsPolicy
 
 log = get_logger(__name__)
 
@@ -32,6 +34,14 @@ class Access:
     profile: AuthProfile
     credential: Credential
     system_path: str
+
+    def tls(self) -> TlsPolicy:
+        """The TLS policy; raises ``CannotCollect`` while the node's certificate is untrusted,
+        before anything (least of all a credential) is sent to the BMC."""
+        try:
+            return tls_policy(self.profile, self.node)
+        except BmcWorkRefused as exc:
+            raise CannotCollect(str(exc)) from None
 
 
 async def _access(ctx: CommandContext, server_id: int) -> Access | None:
@@ -57,9 +67,21 @@ async def _access(ctx: CommandContext, server_id: int) -> Access | None:
     return Access(node, profile, credential, server.system_path)
 
 
-async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
+async def _fail(
+    ctx: CommandContext, server_id: int, reason: str, *, presented: str | None = None
+) -> None:
+    """Record the failure; with ``presented``, the node's BMC presented that certificate
+    instead of the trusted one, which stops BMC work for the whole node."""
     async with ctx.db.session() as session:
         server = await store.locked_server(session, server_id)
+        node = (
+            await node_lifecycle.locked(session, server.node_id)
+            if presented is not None and server is not None and server.node_id is not None
+            else None
+        )
+        if node is not None and presented is not None:
+            node_lifecycle.certificate_changed(session, node, presented)
+            reason = node.error or reason
         if server is not None:
             store.record_failure(session, server, reason)
         await session.commit()
@@ -73,8 +95,8 @@ async def inventory_exhausted(
 
 
 async def _collect(ctx: CommandContext, access: Access) -> Inventory:
+    tls = access.tls()
     password = ctx.runtime.credentials.decrypt(access.credential.password_encrypted)
-    tls = tls_policy(access.profile, access.node)
     async with ctx.runtime.redfish.session(
         access.node.url, access.credential.username, password, tls
     ) as bmc:
@@ -95,6 +117,14 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
         return  # the server was deleted meanwhile
     try:
         inventory = await _collect(ctx, access)
+    except CannotCollect as exc:
+        await _fail(ctx, cmd.server_id, str(exc))
+        return
+    except CertificateMismatch as exc:
+        presented = changed_certificate(access.profile, access.node, exc)
+        reason = f"BMC {access.node.ip}: {exc}"
+        await _fail(ctx, cmd.server_id, reason, presented=presented)
+        return
     except RedfishError as exc:
         await _fail(ctx, cmd.server_id, reason_or_retry(exc, ctx, access.node.ip))
         return

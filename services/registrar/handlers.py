@@ -11,7 +11,11 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from services.registrar import records
-from services.registrar.login import RegistrationRefused, log_in_and_read_systems
+from services.registrar.login import (
+    CertificateChanged,
+    RegistrationRefused,
+    log_in_and_read_systems,
+)
 from shared.bmc.failures import reason_or_retry
 from shared.contracts.commands import NodeRegisterCommand, ServerInventoryCommand
 from shared.core.log import get_logger
@@ -33,6 +37,17 @@ async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> No
             node_lifecycle.fail(session, node, reason)
         await session.commit()
     log.warning("registration.failed", node=cmd.node_id, reason=reason)
+
+
+async def _certificate_changed(
+    cmd: NodeRegisterCommand, ctx: CommandContext, presented: str
+) -> None:
+    async with ctx.db.session() as session:
+        node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
+        if node is not None:
+            node_lifecycle.certificate_changed(session, node, presented)
+        await session.commit()
+    log.warning("registration.certificate_changed", node=cmd.node_id, presented=presented)
 
 
 async def registration_exhausted(
@@ -77,6 +92,9 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
     except RegistrationRefused as exc:
         await fail(cmd, ctx, str(exc))
         return
+    except CertificateChanged as exc:
+        await _certificate_changed(cmd, ctx, exc.presented)
+        return
     except RedfishError as exc:
         await fail(cmd, ctx, reason_or_retry(exc, ctx, node.ip))
         return
@@ -87,7 +105,9 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
             await session.commit()
             return
         servers = await records.upsert_servers(session, current, logged_in.systems)
-        node_lifecycle.succeed(session, current, logged_in.credential_id, servers)
+        node_lifecycle.succeed(
+            session, current, logged_in.credential_id, servers, logged_in.certificate
+        )
         await session.commit()
     await _queue_first_inventory(ctx, cmd, [s.id for s in servers if s.id is not None])
     log.info("registration.done", node=cmd.node_id, servers=len(servers))

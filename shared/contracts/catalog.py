@@ -96,12 +96,27 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "node",
         "updated",
         NodeUpdatedData,
-        "Discovery saw different facts; `changed` lists them, `fingerprint_changed` flags a new "
-        "certificate.",
+        "Discovery saw different facts; `changed` lists them, `fingerprint_changed` says the "
+        "certificate seen is not the trusted one.",
     ),
     EventType("node", "registering", NodePublic, "Registration was requested."),
     EventType("node", "registered", NodeRegisteredData, "Registration succeeded."),
     EventType("node", "error", NodePublic, "Registration failed; `error` says why."),
+    EventType(
+        "node",
+        "certificate_changed",
+        NodePublic,
+        "The BMC presents a certificate other than the trusted one (`fingerprint` vs "
+        "`trusted_fingerprint`): no BMC work runs for the node, and no credential is sent to "
+        "it, until a superuser accepts the certificate.",
+    ),
+    EventType(
+        "node",
+        "certificate_accepted",
+        NodePublic,
+        "A superuser accepted the certificate the BMC presents; it is the trusted one now and "
+        "BMC work resumes.",
+    ),
     EventType("server", "created", ServerPublic, "A ComputerSystem became a managed server."),
     EventType("server", "inventoried", ServerInventoriedData, "A collection found changes."),
     EventType(

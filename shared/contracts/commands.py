@@ -58,7 +58,8 @@ class ServerInventoryCommand(Command):
     """Collect one server's hardware and firmware inventory.
 
     ``token`` says why (``reg3``: after registration 3, ``sched:<slot>``: the periodic
-    re-collection, ``api:<uuid>``: a refresh request) and makes the message id deterministic for
+    re-collection, ``api:<uuid>``: a refresh request, ``accept:<version>``: a node's new
+    certificate was accepted) and makes the message id deterministic for
     the two automatic triggers, so replicas scheduling the same slot publish it once.
     """
 

@@ -25,6 +25,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -40,7 +43,7 @@ from shared.redfish.errors import (
     message_id,
 )
 from shared.redfish.resources import ServiceRoot
-from shared.redfish.tls import TlsPolicy
+from shared.redfish.tls import SslArgument, TlsPolicy, certificate_fingerprint
 
 log = get_logger(__name__)
 
@@ -106,6 +109,33 @@ def _shown(url: URL) -> str:
     return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
+class _PeerRecordingConnector(aiohttp.TCPConnector):
+    """Records the certificate of every new connection as soon as its TLS handshake (and the
+    policy's check) is done, before a request is written to it.
+
+    aiohttp has no public hook with the transport of a new connection (a response's connection
+    is already released when a small body was read with the headers), hence the override.
+    """
+
+    def __init__(self, *, ssl: SslArgument, limit: int) -> None:
+        super().__init__(ssl=ssl, limit=limit)
+        self.peers: list[str] = []
+
+    async def _create_connection(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> ResponseHandler:
+        protocol = await super()._create_connection(req, traces, timeout)
+        transport = protocol.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            self.peers.append(certificate_fingerprint(der))
+        return protocol
+
+
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
     try:
         seconds = float(headers.get("Retry-After", ""))
@@ -149,6 +179,14 @@ class RedfishSession:
         self._basic: str | None = None  # Authorization header value in Basic mode
         self.auth_mode: Literal["session", "basic"] | None = None
         self.root: dict[str, Any] = {}
+        self._connector: _PeerRecordingConnector | None = None
+
+    @property
+    def peer_fingerprint(self) -> str | None:
+        """SHA-256 of the certificate the BMC presented on this session's first connection:
+        what a successful login actually talked to, whatever the TLS policy accepted."""
+        peers = self._connector.peers if self._connector is not None else []
+        return peers[0] if peers else None
 
     def __repr__(self) -> str:
         # Hand-written so neither the password nor the token ever shows in a repr.
@@ -160,8 +198,11 @@ class RedfishSession:
         if self._http is not None:
             raise RuntimeError("RedfishSession is already open")
         limits = self._limits
+        connector = self._connector = _PeerRecordingConnector(
+            ssl=self._tls.ssl(), limit=limits.per_bmc
+        )
         self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._tls.ssl(), limit=limits.per_bmc),
+            connector=connector,
             timeout=aiohttp.ClientTimeout(
                 # total bounds a BMC that drips its body byte by byte (each read is on time).
                 total=limits.connect_timeout + limits.read_timeout,
@@ -478,9 +519,10 @@ class RedfishSession:
         if isinstance(exc, aiohttp.ServerFingerprintMismatch):
             return CertificateMismatch(
                 f"BMC {self.label} presented a certificate with SHA-256 {exc.got.hex()}, but "
-                f"its profile pins {exc.expected.hex()}: the certificate was replaced (reset, "
+                f"{exc.expected.hex()} is pinned: the certificate was replaced (reset, "
                 "firmware update) or the connection is intercepted; check, then re-pin",
                 url=shown,
+                presented=exc.got.hex(),
             )
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
             reason = getattr(exc.certificate_error, "verify_message", None) or "not trusted"
