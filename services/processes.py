@@ -148,8 +148,17 @@ def print_lab_banner(lab: Lab, out: TextIO) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
+def allow_lab_network(settings: Settings, lab: LabConfig) -> Settings:
+    """Discovery refuses loopback unless an allowed network names it: ``up --lab`` names its
+    own lab's network, and keeps every other range as allowed as it was."""
+    allowed = settings.scan_allowed_networks.strip() or "0.0.0.0/0,::/0"
+    return settings.model_copy(update={"scan_allowed_networks": f"{allowed},{lab.network}"})
+
+
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    if lab is not None:
+        settings = allow_lab_network(settings, lab)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:

@@ -72,6 +72,9 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
         "bmc_max_deliver": 6,
+        # Discovery refuses loopback unless a network inside it is allowed by name; the labs
+        # live there.
+        "scan_allowed_networks": "0.0.0.0/0,::/0,127.0.0.0/8",
     }
     values.update(extra)
     return Settings(**values)

@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     scan_allowed_networks: str = Field(
         "",
         description="Comma-separated CIDRs scan ranges must lie in (e.g. `10.0.0.0/8`); "
-        "empty: any.",
+        "empty: any. Loopback, link-local, multicast, unspecified and reserved addresses are "
+        "refused unless a network listed here lies inside their block (e.g. `127.0.0.0/8`); "
+        "`racksmith up --lab` adds its lab network.",
     )
     scan_chunk_size: int = Field(
         256, ge=1, le=65_536, description="Addresses per scan chunk (the unit a replica takes)."
