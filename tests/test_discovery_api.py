@@ -143,7 +143,7 @@ async def test_allowed_networks_confine_ranges(
         ("", {"ip_from": "126.255.255.250", "ip_to": "127.0.0.2"}, "ip_to"),
         ("", {"ip_from": "169.254.169.254", "ip_to": "169.254.169.254"}, "ip_from"),
         ("", {"cidr": "224.0.0.0/24"}, "cidr"),
-        ("", {"ip_from": "0.0.0.0", "ip_to": "0.0.0.5"}, "ip_from"),
+        ("", {"ip_from": "0.0.0.1", "ip_to": "0.0.0.5"}, "ip_from"),
         ("", {"ip_from": "240.0.0.1", "ip_to": "240.0.0.2"}, "ip_from"),
         ("", {"ip_from": "::1", "ip_to": "::1"}, "ip_from"),
         ("", {"cidr": "fe80::/120"}, "cidr"),

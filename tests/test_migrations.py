@@ -98,16 +98,22 @@ async def test_registered_nodes_trust_their_recorded_certificate_after_the_upgra
         await migrate.upgrade(engine, "5c1e0f3a9b27")
         async with AsyncSession(engine) as session:
             for ip, changed, registered_at in (
-                ("10.0.0.1", 0, "'2026-01-01'"),
-                ("10.0.0.2", 1, "'2026-01-01'"),
-                ("10.0.0.3", 1, "NULL"),
+                ("10.0.0.1", False, "2026-01-01"),
+                ("10.0.0.2", True, "2026-01-01"),
+                ("10.0.0.3", True, None),
             ):
                 await session.exec(
                     text(
                         "INSERT INTO node (ip, port, url, fingerprint, fingerprint_changed, status,"
-                        f" registration, registered_at, first_seen, last_seen, version) VALUES"
-                        f" ('{ip}', 443, 'https://{ip}', '{ip[-1] * 64}', {changed},"
-                        f" 'registered', 1, {registered_at}, '2026-01-01', '2026-01-01', 1)"
+                        " registration, registered_at, first_seen, last_seen, version) VALUES"
+                        " (:ip, 443, :url, :fingerprint, :changed, 'registered', 1,"
+                        " :registered_at, '2026-01-01', '2026-01-01', 1)"
+                    ).bindparams(
+                        ip=ip,
+                        url=f"https://{ip}",
+                        fingerprint=ip[-1] * 64,
+                        changed=changed,
+                        registered_at=registered_at,
                     )
                 )
             await session.commit()
