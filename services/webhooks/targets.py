@@ -1,12 +1,17 @@
-"""Where webhooks may send: http(s) URLs whose host is, or resolves only into, allowed networks.
+"""Where webhooks may send: http(s) URLs whose host is, or resolves only to, allowed addresses.
 
 A webhook makes Racksmith send requests to an address someone typed; unchecked, that is a
-server-side request forgery tool (cloud metadata services, the database, NATS, the BMC network).
-So a target must lie in ``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``. It is checked when a webhook is
-saved and again on every connection, by the resolver the HTTP client connects through — a name
-may resolve elsewhere by delivery time (DNS rebinding). With the setting empty, any address is
-allowed except loopback, link-local (metadata services), multicast, unspecified and reserved ones:
-nothing on the platform's own host or reachable only from it.
+server-side request forgery tool (cloud metadata services, the Kubernetes API, the database,
+NATS, the BMC network). So by default a target must be globally routable: not private, shared
+(CGNAT, where Alibaba's metadata service lives), unique-local (fd00:ec2::254 is AWS's), loopback,
+link-local (169.254.169.254), multicast, reserved or unspecified, nor a known metadata address
+that looks public (Azure's 168.63.129.16), nor an IPv6 address that embeds a refused IPv4 one
+(IPv4-mapped, 6to4, NAT64, Teredo). Internal receivers are allowed by naming their networks in
+``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``; the blocks that hold only the platform's own host or its
+cloud's metadata service need an allowed network inside them (naming ``0.0.0.0/0`` does not
+open them). The rule is checked when a webhook is saved and again on every connection, by the
+resolver the HTTP client connects through — a name may resolve elsewhere by delivery time (DNS
+rebinding).
 """
 
 from __future__ import annotations
@@ -28,6 +33,31 @@ SCHEMES = {"http": 80, "https": 443}
 SETTING = "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS"
 
 
+def _blocks(*pairs: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(block), what) for block, what in pairs)
+
+
+# Refused unless an allowed network lies inside the block: the platform's own host, and cloud
+# metadata services (which hand out credentials to whoever asks from inside).
+PROTECTED = _blocks(
+    ("0.0.0.0/8", "this host"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local (cloud metadata)"),
+    ("100.100.100.200/32", "a cloud metadata address"),
+    ("168.63.129.16/32", "a cloud metadata address"),
+    ("192.0.0.192/32", "a cloud metadata address"),
+    ("fd00:ec2::254/128", "a cloud metadata address"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("fe80::/10", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("ff00::/8", "multicast"),
+)
+# IPv6 prefixes whose addresses carry an IPv4 address the packets may end up at.
+TEREDO = ipaddress.IPv6Network("2001::/32")
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 class TargetError(ValueError):
     """A URL webhooks may not send to; the message says why, for the ``url`` field."""
 
@@ -37,38 +67,66 @@ class TargetRefusedError(OSError):
     connection (no request is sent)."""
 
 
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 @dataclass(frozen=True)
 class TargetPolicy:
-    # Empty: the default rule (see the module docstring).
+    # Internal networks receivers may be in, beside every globally routable address.
     networks: tuple[IPNetwork, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TargetPolicy:
         return cls(tuple(parse_networks(settings.webhook_allowed_networks.split(","))))
 
-    def allows(self, address: IPAddress) -> bool:
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why webhooks may not send to ``address`` (a class of addresses), or None."""
+        listed = [n for n in self.networks if n.version == address.version and address in n]
+        for block, what in PROTECTED:
+            if block.version == address.version and address in block:
+                inside = any(n.subnet_of(block) for n in listed)  # type: ignore[arg-type]
+                return None if inside else what
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if self.networks:
-            return any(address in network for network in self.networks)
-        return not (
-            address.is_loopback
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_unspecified
-            or address.is_reserved
-            # "This network": Linux connects 0.x.y.z to the local host.
-            or (isinstance(address, ipaddress.IPv4Address) and address.packed[0] == 0)
-        )
+            # Connecting to it is connecting to the IPv4 address.
+            mapped = self.refusal(address.ipv4_mapped)
+            return None if mapped is None else f"IPv4-mapped {mapped}"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and not listed:
+            inner = self.refusal(embedded)
+            if inner is not None:
+                return f"an IPv6 address embedding {embedded} ({inner})"
+        if listed:
+            return None
+        if address in TEREDO:
+            return "a Teredo address (its IPv4 address is hidden)"
+        if not address.is_global:
+            return "not globally routable (private, shared or reserved)"
+        return None
+
+    def allows(self, address: IPAddress) -> bool:
+        return self.refusal(address) is None
 
     def check(self, host: str, addresses: Sequence[IPAddress]) -> None:
-        refused = [str(a) for a in addresses if not self.allows(a)]
+        refused = [(a, why) for a in addresses if (why := self.refusal(a)) is not None]
         if not refused:
             return
-        where = f"the networks webhooks may send to ({SETTING})"
+        shown = ", ".join(f"{a} ({why})" for a, why in refused)
+        fix = (
+            f"Webhooks send to globally routable addresses; name an internal receiver's network "
+            f"in {SETTING} to allow it."
+        )
         if _literal(host) is not None:
-            raise TargetError(f"{host} is outside {where}.")
-        raise TargetError(f"{host} resolves to {', '.join(refused)}, outside {where}.")
+            raise TargetError(f"{host} is refused: {refused[0][1]}. {fix}")
+        raise TargetError(f"{host} resolves to refused addresses: {shown}. {fix}")
 
 
 def _literal(host: str) -> IPAddress | None:

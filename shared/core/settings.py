@@ -159,8 +159,9 @@ class Settings(BaseSettings):
 
     webhook_allowed_networks: str = Field(
         "",
-        description="Comma-separated CIDRs webhook URLs must resolve into (e.g. `10.20.0.0/16`); "
-        "empty: any address except loopback, link-local, multicast and reserved ones.",
+        description="Comma-separated CIDRs of internal webhook receivers (e.g. `10.20.0.0/16`); "
+        "besides them only globally routable addresses are allowed. Loopback, link-local and "
+        "cloud metadata addresses need a network named inside their block.",
     )
     webhook_timeout_s: float = Field(
         10.0, gt=0, description="Timeout of one webhook delivery attempt (connect to last byte)."
