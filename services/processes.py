@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import TextIO
 
 import uvicorn
+from pydantic import SecretStr
 
 from bmclab.fleet import Lab, LabConfig
 from services import workers
@@ -21,6 +22,7 @@ from services.api.app import create_app
 from services.api.routes.events import end_streams
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.messaging.permissions import EVENTS_READER, PLATFORM, relayed_entities
 from shared.platform import migrate
 from shared.platform.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
@@ -87,8 +89,11 @@ async def serve_api(
 
 
 @asynccontextmanager
-async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[Runtime]:
-    """A connected runtime; with ``embedded_nats`` a child nats-server is started first."""
+async def platform(
+    settings: Settings, *, embedded_nats: bool, relays: frozenset[str] | None = None
+) -> AsyncIterator[Runtime]:
+    """A connected runtime; with ``embedded_nats`` a child nats-server is started first (and
+    connected to as its ``platform`` user). ``relays``: see ``Runtime``."""
     async with AsyncExitStack() as stack:
         nats_url = settings.nats_url
         if nats_url is None:
@@ -97,7 +102,13 @@ async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[
             server = EmbeddedNatsServer(settings.state_dir / "nats", port=settings.nats_port)
             await stack.enter_async_context(server)
             nats_url = server.url
-        runtime = Runtime(settings, nats_url)
+            settings = settings.model_copy(
+                update={
+                    "nats_user": PLATFORM,
+                    "nats_password": SecretStr(server.password(PLATFORM)),
+                }
+            )
+        runtime = Runtime(settings, nats_url, relays=relays)
         stack.push_async_callback(runtime.close)
         await runtime.connect()
         yield runtime
@@ -105,12 +116,19 @@ async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[
 
 def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out: TextIO) -> None:
     url = f"http://{settings.host}:{settings.port}"
+    embedded = settings.nats_url is None
+    users_file = (settings.state_dir / "nats" / "users.json").resolve() if embedded else None
     lines = [
         "",
         f"Racksmith is running: {url}/api/",
         f"  API docs:   {url}/api/schema/swagger-ui/",
         f"  events:     {url}/api/schema/asyncapi/viewer/ (SSE: {url}/api/events/stream/)",
         f"  NATS:       {runtime.nats_url}  (stream RACKSMITH_EVENTS, docs/events.md)",
+        *(
+            [f"              user `{EVENTS_READER}`, password in {users_file}"]
+            if users_file is not None
+            else []
+        ),
         f"  database:   {settings.effective_database_url}",
         f"  state dir:  {settings.state_dir.resolve()}",
     ]
@@ -181,7 +199,8 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
 async def run_api(settings: Settings) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
     stop = _stop_event()
-    async with platform(settings, embedded_nats=False) as runtime:
+    relays = relayed_entities(["api"])
+    async with platform(settings, embedded_nats=False, relays=relays) as runtime:
         if not await migrate.is_current(runtime.db.engine):
             log.warning("database.not_migrated", hint="run `racksmith migrate`")
         await serve_api(runtime, stop)
@@ -190,7 +209,8 @@ async def run_api(settings: Settings) -> None:
 async def run_worker(settings: Settings, kinds: list[str]) -> None:
     _require_port("0.0.0.0", settings.worker_health_port, "Health", "RACKSMITH_WORKER_HEALTH_PORT")  # noqa: S104
     stop = _stop_event()
-    async with platform(settings, embedded_nats=False) as runtime:
+    relays = relayed_entities(kinds)
+    async with platform(settings, embedded_nats=False, relays=relays) as runtime:
         workers.attach(runtime, kinds)
         await runtime.start_consuming()
         health = await workers.start_health_server(
@@ -217,7 +237,8 @@ async def run_migrate(settings: Settings) -> None:
     finally:
         await db.dispose()
     if settings.nats_url:
-        runtime = Runtime(settings, settings.nats_url)
+        # Declares streams and consumers; relays nothing.
+        runtime = Runtime(settings, settings.nats_url, relays=frozenset())
         try:
             await runtime.connect()
         finally:

@@ -100,7 +100,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(session_dir: Path, database_url: str, nats_server: EmbeddedNatsServer) -> Settings:
-    return make_settings(session_dir, database_url, nats_server.url)
+    # The server requires credentials, as every deployment does; the suite's in-process
+    # components share the embedded platform user (the URL carries it to every client).
+    return make_settings(session_dir, database_url, nats_server.client_url())
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,7 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
     env = racksmith_env(
         tmp_path / "worker",
         0,
-        RACKSMITH_NATS_URL=nats_server.url,
+        RACKSMITH_NATS_URL=nats_server.client_url(),
         RACKSMITH_DATABASE_URL=database_url,
         RACKSMITH_WORKER_HEALTH_PORT=str(health_port),
         **{k: v for k, v in worker_env(settings).items() if "COMMAND" in k or "REGISTER" in k},

