@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
     asyncapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    nats_users = commands.add_parser(
+        "nats-users",
+        help="print the NATS users and permissions a deployment's NATS server needs",
+        description="Every component's user with its publish/subscribe permissions, passwords "
+        "read from the server's environment (<USER>_PASSWORD): `conf` for a nats-server "
+        "configuration file, `helm` for the official chart's values (deploy/k8s keeps both).",
+    )
+    nats_users.add_argument("--format", choices=("conf", "helm"), default="conf")
     return parser
 
 
@@ -202,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "asyncapi":
         _write_asyncapi(args.format, args.output)
+        return 0
+    if args.command == "nats-users":
+        from shared.messaging.permissions import server_config
+
+        print(server_config(args.format), end="")
         return 0
     if args.command == "lab":
         # SIGTERM cancels the lab's task, Ctrl-C interrupts: both are a normal stop.

@@ -21,6 +21,12 @@ import yaml
 
 from services.workers import KINDS
 from shared.core.settings import Settings
+from shared.messaging.permissions import (
+    DEPLOYED_USERS,
+    password_variable,
+    permissions,
+    server_config,
+)
 from shared.messaging.streams import COMMANDS_STREAM, WORKER_CONSUMERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +56,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     """
     kubectl = _tool("kubectl")
     tree = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets.env"))
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets.env", "nats.env"))
     result: dict[str, list[dict[str, Any]]] = {}
     for overlay in OVERLAYS:
         directory = tree / "overlays" / overlay
         shutil.copy(directory / "secrets.env.example", directory / "secrets.env")
+        shutil.copy(directory / "nats.env.example", directory / "nats.env")
         out = subprocess.run(
             [kubectl, "kustomize", str(directory)],
             check=True,
@@ -218,14 +225,19 @@ def test_no_secret_value_is_committed(
         for key, value in {**secret.get("data", {}), **secret.get("stringData", {})}.items():
             decoded = base64.b64decode(value) if key in secret.get("data", {}) else value
             assert not decoded, f"{secret['metadata']['name']}: {key} has a committed value"
-    keys = set(secrets[0]["data"])
+    by_name = {s["metadata"]["name"].rsplit("-", 1)[0]: s for s in secrets}
+    keys = set(by_name["racksmith-secrets"]["data"])
     assert {"RACKSMITH_SECRET_KEY", "RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"} <= keys
-    # The file the generator reads is gitignored; only the empty template is committed.
-    real = K8S / "overlays" / overlay / "secrets.env"
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", str(real)], cwd=ROOT, check=False, timeout=30
-    )
-    assert ignored.returncode == 0, f"{real} must be gitignored"
+    assert set(by_name["racksmith-nats"]["data"]) == {
+        password_variable(user) for user in DEPLOYED_USERS
+    }
+    # The files the generators read are gitignored; only the empty templates are committed.
+    for name in ("secrets.env", "nats.env"):
+        real = K8S / "overlays" / overlay / name
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", str(real)], cwd=ROOT, check=False, timeout=30
+        )
+        assert ignored.returncode == 0, f"{real} must be gitignored"
 
 
 def test_no_committed_manifest_holds_a_secret_value() -> None:
@@ -349,7 +361,7 @@ def test_migration_job_runs_first_and_declares_consumers(
             name = source["configMapRef"]["name"]
             assert ("ConfigMap", name) in first
             (config,) = [c for c in _of_kind(docs, "ConfigMap") if c["metadata"]["name"] == name]
-            assert config["data"]["RACKSMITH_NATS_URL"].startswith("nats://")
+            assert config["data"]["RACKSMITH_NATS_URL"].startswith(("nats://", "tls://"))
             assert config["data"]["RACKSMITH_MODE"] == "production"
         else:
             assert ("Secret", source["secretRef"]["name"]) in first
@@ -385,3 +397,101 @@ def test_dockerfile_shape() -> None:
     assert user and "root" not in user[-1] and user[-1].split()[1][0] != "0"
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore  # allow-list: nothing (no .racksmith keys, no .git) by default
+
+
+# --- NATS: users, permissions, TLS, who reaches it ---------------------------------------------
+
+
+def _users(authorization: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {u["user"]: u for u in authorization["users"]}
+
+
+def test_nats_users_and_permissions_are_the_codes() -> None:
+    """Both NATS configurations carry every deployed user with exactly the permissions
+    ``shared.messaging.permissions`` declares, and a password read from the environment."""
+    conf = (K8S / "overlays" / "dev" / "nats-users.conf").read_text()
+    assert conf == server_config("conf"), "regenerate: racksmith nats-users --format conf"
+    values = yaml.safe_load((K8S / "overlays" / "prod" / "nats-values.yaml").read_text())
+    chart = _users(values["config"]["merge"]["authorization"])
+    assert set(chart) == set(DEPLOYED_USERS)
+    for user, entry in chart.items():
+        assert entry["permissions"] == permissions(user), user
+        variable = password_variable(user)
+        assert entry["password"] == f"<< ${variable} >>"
+        ref = values["container"]["env"][variable]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "racksmith-nats", "key": variable}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_racksmith_container_has_its_own_nats_user(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    for doc in rendered[overlay]:
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        if doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "racksmith":
+            continue
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        (container,) = _pod_spec(doc)["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["RACKSMITH_NATS_USER"]["value"] == component
+        ref = env["RACKSMITH_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"].startswith("racksmith-nats")
+        assert ref["key"] == password_variable(component)
+        # No container gets the NATS passwords of the others.
+        assert not any(
+            "racksmith-nats" in (source.get("secretRef") or {}).get("name", "")
+            for source in container.get("envFrom", [])
+        )
+
+
+def test_production_nats_speaks_tls_and_racksmith_verifies_it(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    values = yaml.safe_load((K8S / "overlays" / "prod" / "nats-values.yaml").read_text())
+    assert values["config"]["nats"]["tls"]["enabled"] is True
+    (config,) = [
+        d
+        for d in _of_kind(rendered["prod"], "ConfigMap")
+        if d["metadata"]["name"].startswith("racksmith-config")
+    ]
+    assert config["data"]["RACKSMITH_NATS_URL"].startswith("tls://")
+    ca = config["data"]["RACKSMITH_NATS_TLS_CA"]
+    for doc in rendered["prod"]:
+        if doc["kind"] in ("Deployment", "Job") and doc["metadata"]["name"].startswith("racksmith"):
+            (container,) = _pod_spec(doc)["containers"]
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert str(Path(ca).parent) in mounts, doc["metadata"]["name"]
+
+
+def _nats_ingress(policy: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    by_port: dict[int, list[dict[str, Any]]] = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule["ports"]:
+            by_port.setdefault(port["port"], []).extend(rule.get("from", [{}]))
+    return by_port
+
+
+def test_only_racksmith_reaches_nats_and_only_keda_its_monitor(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    prod = yaml.safe_load((K8S / "overlays" / "prod" / "nats-networkpolicy.yaml").read_text())
+    (dev,) = [
+        d
+        for d in _of_kind(rendered["dev"], "NetworkPolicy")
+        if d["metadata"]["name"] == "nats-ingress"
+    ]
+    for policy in (prod, dev):
+        by_port = _nats_ingress(policy)
+        assert set(by_port) <= {4222, 6222, 8222}
+        assert all(peer for peers in by_port.values() for peer in peers), "no port open to all"
+        clients = by_port[4222]
+        assert any(
+            p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            == "racksmith"
+            for p in clients
+        )
+        (monitor,) = by_port[8222]
+        assert monitor["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "keda"
+        }

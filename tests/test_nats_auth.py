@@ -26,13 +26,16 @@ from shared.contracts import catalog
 from shared.core.settings import Settings
 from shared.messaging.permissions import (
     COMPONENTS,
+    DEPLOYED_USERS,
     EVENTS_READER,
     OUTBOX_WAKE,
     USERS,
+    password_variable,
     relayed_entities,
+    server_config,
 )
 from shared.messaging.streams import EVENTS_STREAM
-from shared.platform.natsserver import EmbeddedNatsServer
+from shared.platform.natsserver import EmbeddedNatsServer, find_binary, free_port
 from shared.platform.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, bearer, obtain_tokens
 from tests.discovery_helpers import create_profile, discover, events, nodes_of_range
@@ -266,3 +269,48 @@ async def _published(runtime: Runtime, subjects: set[str]) -> list[dict[str, Any
         for event in await events(runtime, subject):
             found.append(event | {"subject_nats": subject})
     return found
+
+
+async def test_the_deployed_configuration_reads_passwords_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """``racksmith nats-users --format conf`` (the dev overlay's file) runs in a real
+    nats-server, passwords from its environment as the manifests provide them."""
+    conf = tmp_path / "nats-users.conf"
+    conf.write_text(server_config("conf"))
+    passwords = {user: f"pw-{user}-{tmp_path.name}" for user in DEPLOYED_USERS}
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        find_binary(),
+        "--config",
+        str(conf),
+        "--addr",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={password_variable(u): p for u, p in passwords.items()},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    client = await nats.connect(
+                        f"nats://scanner:{passwords['scanner']}@127.0.0.1:{port}",
+                        allow_reconnect=False,
+                        max_reconnect_attempts=0,
+                    )
+                    break
+                except (OSError, NatsError):
+                    await asyncio.sleep(0.1)
+        await client.close()
+        with pytest.raises((NatsError, OSError)):
+            await nats.connect(
+                f"nats://scanner:{passwords['api']}@127.0.0.1:{port}",
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+            )
+    finally:
+        process.terminate()
+        await process.wait()

@@ -30,9 +30,13 @@ Design:
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from shared.contracts.subjects import (
     EVENT_PREFIX,
@@ -195,3 +199,27 @@ def authorization(passwords: dict[str, str]) -> dict[str, Any]:
 def relayed_entities(kinds: Iterable[str]) -> frozenset[str]:
     """The entities whose events a process running these component kinds relays."""
     return frozenset(e for kind in kinds for e in COMPONENTS[kind].entities)
+
+
+# --- for servers Racksmith does not start (Kubernetes) -----------------------------------------
+
+# The users a deployment creates: every component, and the reader for other systems.
+DEPLOYED_USERS: tuple[str, ...] = (*COMPONENTS, EVENTS_READER)
+
+
+def password_variable(user: str) -> str:
+    """The environment variable the NATS server reads ``user``'s password from."""
+    return f"{user.upper()}_PASSWORD"
+
+
+def server_config(style: str) -> str:
+    """The deployed users as the NATS server takes them, passwords read from its environment:
+    ``conf`` (a nats-server configuration file) or ``helm`` (values of the official chart)."""
+    if style == "conf":
+        marker = {u: f"__{password_variable(u)}__" for u in DEPLOYED_USERS}
+        text = json.dumps({"authorization": authorization(marker)}, indent=2)
+        # Unquoted, `$NAME` is a variable of the NATS configuration format (quoted, a literal).
+        return re.sub(r'"__([A-Z_]+)__"', r"$\1", text) + "\n"
+    passwords = {u: f"<< ${password_variable(u)} >>" for u in DEPLOYED_USERS}
+    values = {"config": {"merge": {"authorization": authorization(passwords)}}}
+    return str(yaml.safe_dump(values, sort_keys=False, width=200))
