@@ -63,6 +63,26 @@ async def scan_range(client: httpx.AsyncClient, admin_headers: dict[str, str]) -
     return scan_range_id
 
 
+@pytest.fixture(scope="module")
+async def profile(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> int:
+    # Two credentials: after a certificate mismatch not even the second may be offered.
+    return await create_profile(
+        client, admin_headers, [("root", "a-wrong-one-first"), ("root", PASSWORD)]
+    )
+
+
+async def _fresh_node(client: httpx.AsyncClient, headers: dict[str, str], scan_range: int) -> Any:
+    """The lab's node as scanned now. Each test starts a new lab (new certificates) at the same
+    address: what an earlier test's node trusted is accepted anew."""
+    node = await _scan(client, headers, scan_range)
+    if node["status"] == "certificate_changed":
+        url = f"/api/node/{node['id']}/accept_certificate/"
+        accepted = await client.post(url, headers=headers)
+        assert accepted.status_code == 200, accepted.text
+        node = accepted.json()
+    return node
+
+
 async def _scan(client: httpx.AsyncClient, headers: dict[str, str], scan_range: int) -> Any:
     await scan_to_completion(client, headers, scan_range)
     nodes = (await client.get(f"/api/node/?scan_range={scan_range}", headers=headers)).json()
@@ -126,14 +146,11 @@ async def test_rescan_by_an_impostor_stops_bmc_work_until_accepted(
     workers: Runtime,
     runtime: Runtime,
     scan_range: int,
+    profile: int,
 ) -> None:
-    # Two credentials: after a certificate mismatch not even the second may be offered.
-    profile = await create_profile(
-        client, admin_headers, [("root", "a-wrong-one-first"), ("root", PASSWORD)]
-    )
     bmc = lab.bmc(0)
     real = await peer_fingerprint(bmc.address, bmc.port)
-    node = await _scan(client, admin_headers, scan_range)
+    node = await _fresh_node(client, admin_headers, scan_range)
     registered, server = await _registered_with_inventory(client, admin_headers, node, profile)
     assert registered["trusted_fingerprint"] == registered["fingerprint"] == real
 
@@ -182,18 +199,11 @@ async def test_a_changed_certificate_at_connection_time_is_caught_before_any_cre
     lab: Lab,
     workers: Runtime,
     scan_range: int,
+    profile: int,
 ) -> None:
     """No rescan: the impostor is met by the refresh, then by the re-registration."""
-    profile = await create_profile(
-        client, admin_headers, [("root", "a-wrong-one-first"), ("root", PASSWORD)]
-    )
     bmc = lab.bmc(0)
-    node = await _scan(client, admin_headers, scan_range)
-    if node["status"] == "certificate_changed":  # the node of an earlier lab in this module
-        accepted = await client.post(
-            f"/api/node/{node['id']}/accept_certificate/", headers=admin_headers
-        )
-        assert accepted.status_code == 200
+    node = await _fresh_node(client, admin_headers, scan_range)
     registered, server = await _registered_with_inventory(client, admin_headers, node, profile)
     trusted = registered["trusted_fingerprint"]
 
@@ -220,14 +230,10 @@ async def test_registration_meeting_an_impostor_stops_at_the_handshake(
     workers: Runtime,
     runtime: Runtime,
     scan_range: int,
+    profile: int,
 ) -> None:
-    profile = await create_profile(
-        client, admin_headers, [("root", "a-wrong-one-first"), ("root", PASSWORD)]
-    )
     bmc = lab.bmc(0)
-    node = await _scan(client, admin_headers, scan_range)
-    if node["status"] == "certificate_changed":
-        await client.post(f"/api/node/{node['id']}/accept_certificate/", headers=admin_headers)
+    node = await _fresh_node(client, admin_headers, scan_range)
     registered = await _register(client, admin_headers, node["id"], profile)
     assert registered["status"] == "registered"
 
@@ -266,9 +272,7 @@ async def test_a_profile_with_its_own_tls_policy_decides_alone(
         headers=admin_headers,
     )
     assert added.status_code == 201
-    node = await _scan(client, admin_headers, scan_range)
-    if node["status"] == "certificate_changed":
-        await client.post(f"/api/node/{node['id']}/accept_certificate/", headers=admin_headers)
+    node = await _fresh_node(client, admin_headers, scan_range)
     _, server = await _registered_with_inventory(client, admin_headers, node, profile)
 
     lab.impersonate(0)

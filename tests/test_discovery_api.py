@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -111,19 +113,24 @@ async def test_ipv6_ranges_are_accepted(
     assert body["addresses_total"] == 255
 
 
+@asynccontextmanager
+async def api_allowing(
+    runtime: Runtime, session_dir: Path, database_url: str, allowed: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """An API whose RACKSMITH_SCAN_ALLOWED_NETWORKS is ``allowed``, and an admin's headers."""
+    settings = make_settings(
+        session_dir, database_url, runtime.nats_url, scan_allowed_networks=allowed
+    )
+    transport = httpx.ASGITransport(app=create_app(Runtime(settings, runtime.nats_url)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c, bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+
+
 async def test_allowed_networks_confine_ranges(
     runtime: Runtime, session_dir: Path, database_url: str, unique: str
 ) -> None:
-    settings = make_settings(
-        session_dir,
-        database_url,
-        runtime.nats_url,
-        scan_allowed_networks="10.20.0.0/16, 127.0.0.0/8",
-    )
-    app = create_app(Runtime(settings, runtime.nats_url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        headers = bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+    allowed = "10.20.0.0/16, 127.0.0.0/8"
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
         inside = await _create(c, headers, name=unique, cidr="10.20.5.0/24")
         assert inside.status_code == 201
         outside = await _create(c, headers, name=unique, cidr="10.21.5.0/24")
@@ -164,13 +171,7 @@ async def test_ranges_without_bmcs_are_refused_unless_named(
     body: dict[str, str],
     field: str,
 ) -> None:
-    settings = make_settings(
-        session_dir, database_url, runtime.nats_url, scan_allowed_networks=allowed
-    )
-    app = create_app(Runtime(settings, runtime.nats_url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        headers = bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
         refused = await _create(c, headers, name=unique, **body)
         assert refused.status_code == 400, refused.text
         assert list(refused.json()) == [field]
@@ -181,16 +182,8 @@ async def test_ranges_without_bmcs_are_refused_unless_named(
 async def test_a_named_loopback_network_may_be_scanned(
     runtime: Runtime, session_dir: Path, database_url: str, unique: str
 ) -> None:
-    settings = make_settings(
-        session_dir,
-        database_url,
-        runtime.nats_url,
-        scan_allowed_networks="10.0.0.0/8,127.0.10.0/24",
-    )
-    app = create_app(Runtime(settings, runtime.nats_url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        headers = bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+    allowed = "10.0.0.0/8,127.0.10.0/24"
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
         assert (await _create(c, headers, name=unique, cidr="127.0.10.0/28")).status_code == 201
         assert (await _create(c, headers, name=unique, cidr="10.1.0.0/28")).status_code == 201
 
@@ -225,8 +218,8 @@ async def test_broker_down_means_503_and_no_half_started_scan(
 ) -> None:
     broker = EmbeddedNatsServer(session_dir / f"doomed-{unique}")
     await broker.start()
-    settings = make_settings(session_dir, database_url, broker.url)
-    doomed = Runtime(settings, broker.url)
+    settings = make_settings(session_dir, database_url, broker.client_url())
+    doomed = Runtime(settings, broker.client_url())
     await doomed.connect()
     app = create_app(doomed)
     try:

@@ -245,10 +245,12 @@ async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_rela
     relays = 0
     real_relay = outbox.relay
 
-    async def counted(db: Database, publisher: Publisher) -> int:
+    async def counted(
+        db: Database, publisher: Publisher, entities: frozenset[str] | None = None
+    ) -> int:
         nonlocal relays
         relays += 1
-        return await real_relay(db, publisher)
+        return await real_relay(db, publisher, entities)
 
     monkeypatch.setattr(outbox, "relay", counted)
     js = runtime.nats.jetstream()

@@ -107,7 +107,8 @@ async def _forged_events_reach_nobody(
         await runtime.nats.flush()
     finally:
         await watcher.unsubscribe()
-    assert seen == []
+    # (Other tests' events may pass by meanwhile; none of the forged ones may.)
+    assert not set(seen) & set(subjects)
 
 
 async def test_a_scanner_cannot_forge_other_components_events_or_commands(

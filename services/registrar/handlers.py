@@ -30,24 +30,19 @@ log = get_logger(__name__)
 router = CommandRouter(REGISTRAR)
 
 
-async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
+async def fail(
+    cmd: NodeRegisterCommand, ctx: CommandContext, reason: str, *, presented: str | None = None
+) -> None:
+    """Record the failure; with ``presented``, the BMC presented that certificate instead of
+    the trusted one, and the node stops in ``certificate_changed`` instead of ``error``."""
     async with ctx.db.session() as session:
         node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
-        if node is not None:
+        if node is not None and presented is not None:
+            node_lifecycle.certificate_changed(session, node, presented)
+        elif node is not None:
             node_lifecycle.fail(session, node, reason)
         await session.commit()
-    log.warning("registration.failed", node=cmd.node_id, reason=reason)
-
-
-async def _certificate_changed(
-    cmd: NodeRegisterCommand, ctx: CommandContext, presented: str
-) -> None:
-    async with ctx.db.session() as session:
-        node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
-        if node is not None:
-            node_lifecycle.certificate_changed(session, node, presented)
-        await session.commit()
-    log.warning("registration.certificate_changed", node=cmd.node_id, presented=presented)
+    log.warning("registration.failed", node=cmd.node_id, reason=reason, presented=presented)
 
 
 async def registration_exhausted(
@@ -93,7 +88,7 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         await fail(cmd, ctx, str(exc))
         return
     except CertificateChanged as exc:
-        await _certificate_changed(cmd, ctx, exc.presented)
+        await fail(cmd, ctx, str(exc), presented=exc.presented)
         return
     except RedfishError as exc:
         await fail(cmd, ctx, reason_or_retry(exc, ctx, node.ip))
