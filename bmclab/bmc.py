@@ -135,17 +135,14 @@ class Bmc:
     def clear_fault(self) -> None:
         self.set_fault(None)
 
-    def take_request_fault(
+    def request_fault(
         self, method: str, action: str | None, reset_type: str | None
     ) -> Fault | None:
-        """The one-shot request fault aimed at this request, removed as it is handed out."""
+        """The one-shot request fault aimed at this request; it is cleared when it fires."""
         fault = self.fault
         if fault is None or fault.kind not in REQUEST_FAULTS or fault.selector is None:
             return None
-        if not fault.selector.matches(method, action, reset_type):
-            return None
-        self.clear_fault()
-        return fault
+        return fault if fault.selector.matches(method, action, reset_type) else None
 
     def counts(self) -> dict[str, Any]:
         """Every counter of this BMC as plain JSON (also served at ``/bmclab/counters``)."""

@@ -298,7 +298,7 @@ class BmcHttp:
         if resource is None:
             return Reply.error(404, f"{path} not found", "ResourceMissingAtURI")
         bmc.counters.patches[path] += 1
-        fault = bmc.take_request_fault("PATCH", None, None)
+        fault = bmc.request_fault("PATCH", None, None)
         self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
         problem = apply_patch(
             bmc, resource, request.headers.get("If-Match"), await _json_body(request)
@@ -318,7 +318,7 @@ class BmcHttp:
             reset_type = reset_type if isinstance(reset_type, str) else None
             action = ref.name.lstrip("#")
             bmc.counters.post(path, action, reset_type)
-            fault = bmc.take_request_fault("POST", action, reset_type)
+            fault = bmc.request_fault("POST", action, reset_type)
             self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
             if payload is None:
                 return Reply.error(400, "Body must be a JSON object", "MalformedJSON")
@@ -328,7 +328,7 @@ class BmcHttp:
             return Reply.outcome(outcome)
         if path in _push_uris(bmc):
             bmc.counters.post(path, "UpdateService.HttpPush", None)
-            fault = bmc.take_request_fault("POST", "UpdateService.HttpPush", None)
+            fault = bmc.request_fault("POST", "UpdateService.HttpPush", None)
             self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
             image, targets = await _receive_image(request)
             outcome = start_update(bmc, image, targets)
@@ -343,6 +343,7 @@ class BmcHttp:
         """Cut the connection (RST) when `fault` is of `kind`: the client gets no response."""
         if fault is None or fault.kind is not kind:
             return
+        self.bmc.clear_fault()
         self.bmc.counters.dropped += 1
         if request.transport is not None:
             _reset(request.transport)
@@ -352,6 +353,7 @@ class BmcHttp:
         """A change was made; a request fault may now withhold the answer."""
         self._drop_if(request, fault, FaultKind.DROP_AFTER_APPLY)
         if fault is not None and fault.kind is FaultKind.HANG_AFTER_APPLY:
+            self.bmc.clear_fault()
             self.bmc.counters.dropped += 1
             # Held until the client gives up: aiohttp cancels the handler on disconnect.
             await asyncio.Event().wait()
