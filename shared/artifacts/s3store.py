@@ -46,7 +46,9 @@ class S3Store:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
         if not settings.artifact_s3_bucket:
-            raise ValueError("RACKSMITH_ARTIFACT_S3_BUCKET must be set when RACKSMITH_ARTIFACT_STORE=s3.")
+            raise ValueError(
+                "RACKSMITH_ARTIFACT_S3_BUCKET must be set when RACKSMITH_ARTIFACT_STORE=s3."
+            )
         config: S3Config = {"region": settings.artifact_s3_region}
         client: ClientConfig = {}
         if settings.artifact_s3_endpoint:

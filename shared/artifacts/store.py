@@ -55,15 +55,15 @@ class ArtifactRejectedError(ValueError):
 
 class ArtifactTooLargeError(ArtifactRejectedError):
     def __init__(self, field: str, limit: int) -> None:
-        super().__init__(field, f"Ensure this file is at most {format_size(limit)} ({limit} bytes).")
+        super().__init__(
+            field, f"Ensure this file is at most {format_size(limit)} ({limit} bytes)."
+        )
         self.limit = limit
 
 
 class ChecksumMismatchError(ArtifactRejectedError):
     def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(
-            "sha256", f"The file's SHA-256 is {actual}, not the declared {expected}."
-        )
+        super().__init__("sha256", f"The file's SHA-256 is {actual}, not the declared {expected}.")
         self.expected = expected
         self.actual = actual
 

@@ -62,7 +62,7 @@ def s3_server(bucket: str = "racksmith-artifacts") -> Iterator[S3Server]:
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,  # noqa: PLW1509
+        preexec_fn=die_with_parent,
     )
     server = S3Server(f"http://127.0.0.1:{port}", bucket)
     try:
