@@ -118,7 +118,7 @@ def build_router(prefix: str, tag: str, spec: CatalogSpec) -> APIRouter:
             )
             entry = entity(**upload.metadata.model_dump(), artifact=artifact)
             try:
-                lifecycle.added_uploaded(session, entry)
+                await lifecycle.added_uploaded(session, entry)
                 await session.commit()
             except BaseException:
                 await store.delete(upload.stored.key)

@@ -23,7 +23,7 @@ class ByteRange:
         return f"bytes {self.start}-{self.end - 1}/{size}"
 
 
-class UnsatisfiableRangeError(ValueError):
+class UnsatisfiableRangeError(Exception):
     """No byte of the range lies in the file: 416."""
 
 
@@ -47,7 +47,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
                 raise UnsatisfiableRangeError(header)
             return ByteRange(max(0, size - suffix), size)
         start = int(first)
-        end = int(last) + 1 if last else size
+        end = int(last) + 1 if last else max(size, start + 1)
     except ValueError:
         return None
     if start < 0 or end <= start:

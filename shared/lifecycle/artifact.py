@@ -46,10 +46,11 @@ def event(entry: Entry, change: str, **extra: object) -> CloudEvent:
     return catalog.os_image_event(entry, change, **extra)
 
 
-def added_uploaded(session: AsyncSession, entry: Entry) -> None:
+async def added_uploaded(session: AsyncSession, entry: Entry) -> None:
     """A new entry whose bytes arrived with the request (``ready``): ``added`` and ``ready``,
     so whoever waits for usable binaries listens to ``ready`` alone, however they came."""
     session.add(entry)
+    await session.flush()
     outbox.stage(session, event(entry, "added"))
     outbox.stage(session, event(entry, "ready"))
 

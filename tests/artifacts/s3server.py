@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.client import BaseClient
+from pydantic import SecretStr
 
 from shared.platform.natsserver import free_port
 from shared.platform.orphans import die_with_parent
@@ -42,8 +43,8 @@ class S3Server:
             "artifact_s3_bucket": self.bucket,
             "artifact_s3_endpoint": self.endpoint,
             "artifact_s3_region": REGION,
-            "artifact_s3_access_key_id": ACCESS_KEY,
-            "artifact_s3_secret_access_key": SECRET_KEY,
+            "artifact_s3_access_key_id": SecretStr(ACCESS_KEY),
+            "artifact_s3_secret_access_key": SecretStr(SECRET_KEY),
         }
 
     def keys(self) -> list[str]:
