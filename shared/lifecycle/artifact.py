@@ -40,7 +40,7 @@ def size_limit(settings: Settings, kind: ArtifactKind) -> int:
     return settings.os_image_max_bytes
 
 
-def event(entry: Entry, change: str, **extra: object) -> CloudEvent:
+def entry_event(entry: Entry, change: str, **extra: object) -> CloudEvent:
     if isinstance(entry, FirmwareBinary):
         return catalog.firmware_event(entry, change, **extra)
     return catalog.os_image_event(entry, change, **extra)
@@ -51,8 +51,8 @@ async def added_uploaded(session: AsyncSession, entry: Entry) -> None:
     so whoever waits for usable binaries listens to ``ready`` alone, however they came."""
     session.add(entry)
     await session.flush()
-    outbox.stage(session, event(entry, "added"))
-    outbox.stage(session, event(entry, "ready"))
+    outbox.stage(session, entry_event(entry, "added"))
+    outbox.stage(session, entry_event(entry, "ready"))
 
 
 async def add_from_source(session: AsyncSession, runtime: Runtime, entry: Entry) -> None:
@@ -63,7 +63,7 @@ async def add_from_source(session: AsyncSession, runtime: Runtime, entry: Entry)
     artifact.fetch = 1
     session.add(entry)
     await session.flush()
-    added = event(entry, "added")
+    added = entry_event(entry, "added")
     outbox.stage(session, added)
     assert artifact.id is not None
     entry_model, entry_id, artifact_id = type(entry), entry.id, artifact.id
@@ -103,7 +103,7 @@ def _changed(session: AsyncSession, entry: Entry) -> None:
 def updated(session: AsyncSession, entry: Entry, changed: list[str]) -> None:
     """Descriptive fields changed (already set on ``entry``)."""
     _changed(session, entry)
-    outbox.stage(session, event(entry, "updated", changed=changed))
+    outbox.stage(session, entry_event(entry, "updated", changed=changed))
 
 
 def verifying(session: AsyncSession, entry: Entry) -> None:
@@ -119,7 +119,7 @@ def ready(session: AsyncSession, entry: Entry, stored: StoredObject) -> None:
     artifact.status = ArtifactStatus.ready
     artifact.status_reason = None
     _changed(session, entry)
-    outbox.stage(session, event(entry, "ready"))
+    outbox.stage(session, entry_event(entry, "ready"))
 
 
 def invalid(session: AsyncSession, entry: Entry, reason: str) -> None:
@@ -127,13 +127,13 @@ def invalid(session: AsyncSession, entry: Entry, reason: str) -> None:
     artifact.status = ArtifactStatus.invalid
     artifact.status_reason = reason[:2000]
     _changed(session, entry)
-    outbox.stage(session, event(entry, "invalid"))
+    outbox.stage(session, entry_event(entry, "invalid"))
 
 
 async def delete(session: AsyncSession, entry: Entry) -> str | None:
     """Remove the entry and its artifact row (grants go with it); returns the storage key whose
     object the caller deletes after the commit — bytes must outlive a transaction that fails."""
-    outbox.stage(session, event(entry, "deleted"))
+    outbox.stage(session, entry_event(entry, "deleted"))
     artifact = entry.artifact
     await session.delete(entry)
     await session.flush()
