@@ -230,12 +230,18 @@ async def run(args: argparse.Namespace) -> int:
         reading = asyncio.ensure_future(read_all(url, args.clients, size, range_size))
         serving_peak = await sample_peak(server.pid, reading)
         rate, total = reading.result()
-        async with db.session() as session:
-            counted = (
-                await session.exec(
-                    select(ArtifactGrant).where(col(ArtifactGrant.purpose) == "bench")
-                )
-            ).one()
+        # A response is counted just after its last byte left: give the last ones a moment.
+        deadline = time.monotonic() + 10
+        while True:
+            async with db.session() as session:
+                counted = (
+                    await session.exec(
+                        select(ArtifactGrant).where(col(ArtifactGrant.purpose) == "bench")
+                    )
+                ).one()
+            if counted.bytes_served >= total or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
 
     rows = [
         ("file", f"{args.size_mib} MiB"),
