@@ -232,20 +232,13 @@ def build_router(prefix: str, tag: str, spec: CatalogSpec) -> APIRouter:
         response_model=spec.public,
         summary=f"Retrieve a {noun}",
     )
-    router.add_api_route(
-        "/{entry_id}/",
-        replace,
-        methods=["PUT"],
-        response_model=spec.public,
-        summary=f"Replace a {noun}'s descriptive fields",
-    )
-    router.add_api_route(
-        "/{entry_id}/",
-        update,
-        methods=["PATCH"],
-        response_model=spec.public,
-        summary=f"Update some of a {noun}'s descriptive fields",
-    )
+    for method, endpoint, summary in (
+        ("PUT", replace, f"Replace a {noun}'s descriptive fields"),
+        ("PATCH", update, f"Update some of a {noun}'s descriptive fields"),
+    ):
+        router.add_api_route(
+            "/{entry_id}/", endpoint, methods=[method], response_model=spec.public, summary=summary
+        )
     router.add_api_route(
         "/{entry_id}/",
         delete,

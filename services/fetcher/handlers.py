@@ -14,8 +14,17 @@ object).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from shared.artifacts.sources import SourceRefusedError, download
-from shared.artifacts.store import ArtifactRejectedError, ObjectMissingError, expect_sha256
+from shared.artifacts.store import (
+    ArtifactRejectedError,
+    ObjectMissingError,
+    StoredObject,
+    expect_sha256,
+)
 from shared.contracts.commands import ArtifactFetchCommand
 from shared.core.log import get_logger
 from shared.core.targets import ARTIFACT_SOURCES, TargetPolicy
@@ -28,18 +37,38 @@ log = get_logger(__name__)
 router = CommandRouter(FETCHER)
 
 
-async def _record_invalid(command: ArtifactFetchCommand, ctx: CommandContext, reason: str) -> None:
+Change = Callable[[AsyncSession, lifecycle.Entry], None]
+
+
+async def _record(
+    command: ArtifactFetchCommand,
+    ctx: CommandContext,
+    change: Change,
+    stored: StoredObject | None = None,
+) -> bool:
+    """Apply ``change`` to the entry if this download is still the current one; otherwise
+    (deleted meanwhile, or a newer download) delete what it stored and answer False."""
     async with ctx.db.session() as session:
         entry = await lifecycle.current(session, command.artifact_id, command.fetch)
-        if entry is None:
-            return
-        lifecycle.invalid(session, entry, reason)
+        if entry is not None:
+            change(session, entry)
         await session.commit()
-    log.warning("artifact.invalid", artifact=command.artifact_id, reason=reason)
+    if entry is None and stored is not None:
+        await ctx.runtime.artifacts.delete(stored.key)
+    return entry is not None
+
+
+def _invalid(reason: str) -> Change:
+    def change(session: AsyncSession, entry: lifecycle.Entry) -> None:
+        lifecycle.invalid(session, entry, reason)
+        log.warning("artifact.invalid", artifact=entry.artifact_id, reason=reason)
+
+    return change
 
 
 async def _give_up(command: ArtifactFetchCommand, ctx: CommandContext, exc: BaseException) -> None:
-    await _record_invalid(command, ctx, f"Download failed after {ctx.delivery} attempts: {exc}")
+    reason = f"Download failed after {ctx.delivery} attempts: {exc}"
+    await _record(command, ctx, _invalid(reason))
 
 
 @router.command(ArtifactFetchCommand.subject, ArtifactFetchCommand, on_exhausted=_give_up)
@@ -54,7 +83,7 @@ async def fetch(command: ArtifactFetchCommand, ctx: CommandContext) -> None:
         # Nothing is held during the download: it may take an hour.
         await session.commit()
     if url is None:
-        await _record_invalid(command, ctx, "The artifact has no source URL.")
+        await _record(command, ctx, _invalid("The artifact has no source URL."))
         return
     store = ctx.runtime.artifacts
     policy = TargetPolicy.from_settings(ctx.settings, ARTIFACT_SOURCES)
@@ -66,37 +95,25 @@ async def fetch(command: ArtifactFetchCommand, ctx: CommandContext) -> None:
                 verify=expect_sha256(declared),
             )
     except (SourceRefusedError, ArtifactRejectedError) as exc:
-        await _record_invalid(command, ctx, str(exc))
+        await _record(command, ctx, _invalid(str(exc)))
         return
     # Anything else (the source or the store failing) propagates: the router retries.
 
-    async with ctx.db.session() as session:
-        entry = await lifecycle.current(session, command.artifact_id, command.fetch)
-        if entry is None:
-            await session.commit()
-            await store.delete(stored.key)
-            return
-        lifecycle.verifying(session, entry)
-        await session.commit()
-
+    if not await _record(command, ctx, lifecycle.verifying, stored):
+        return
     # The store said it kept the object; ask it back before anyone is told it is ready.
     try:
         size = await store.head(stored.key)
     except ObjectMissingError:
         size = -1
-    async with ctx.db.session() as session:
-        entry = await lifecycle.current(session, command.artifact_id, command.fetch)
-        if entry is None:
-            await session.commit()
-            await store.delete(stored.key)
-            return
-        if size != stored.size:
-            lifecycle.invalid(
-                session, entry, f"The store holds {size} bytes of the {stored.size} written."
-            )
-            await session.commit()
-            await store.delete(stored.key)
-            return
+    if size != stored.size:
+        reason = f"The store holds {size} bytes of the {stored.size} written."
+        await _record(command, ctx, _invalid(reason))
+        await store.delete(stored.key)
+        return
+
+    def ready(session: AsyncSession, entry: lifecycle.Entry) -> None:
         lifecycle.ready(session, entry, stored)
-        await session.commit()
-    log.info("artifact.ready", artifact=command.artifact_id, size=stored.size)
+
+    if await _record(command, ctx, ready, stored):
+        log.info("artifact.ready", artifact=command.artifact_id, size=stored.size)
