@@ -19,6 +19,10 @@ from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from services.api.routes.events import end_streams
+from services.artifacts.server import ArtifactServer
+from services.artifacts.server import start as start_artifact_server
+from shared.artifacts.store import ArtifactStore, open_store
+from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.platform import migrate
@@ -110,6 +114,7 @@ def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out:
         f"Racksmith is running: {url}/api/",
         f"  API docs:   {url}/api/schema/swagger-ui/",
         f"  events:     {url}/api/schema/asyncapi/viewer/ (SSE: {url}/api/events/stream/)",
+        f"  artifacts:  {settings.effective_artifact_url}/  (BMCs fetch firmware and OS images)",
         f"  NATS:       {runtime.nats_url}  (stream RACKSMITH_EVENTS, docs/events.md)",
         f"  database:   {settings.effective_database_url}",
         f"  state dir:  {settings.state_dir.resolve()}",
@@ -148,8 +153,24 @@ def print_lab_banner(lab: Lab, out: TextIO) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
+@asynccontextmanager
+async def serving_artifacts(
+    settings: Settings, db: Database, store: ArtifactStore
+) -> AsyncIterator[None]:
+    """The BMC-facing artifact server on its own listener, for the life of the block."""
+    server = ArtifactServer(db, store)
+    runner = await start_artifact_server(server, settings.artifact_host, settings.artifact_port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _require_port(
+        settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
+    )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
@@ -158,6 +179,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
         admin = await ensure_admin(runtime.db, settings)
         workers.attach(runtime, list(workers.KINDS))
         await runtime.start_consuming()
+        await stack.enter_async_context(serving_artifacts(settings, runtime.db, runtime.artifacts))
         running_lab = await stack.enter_async_context(Lab(lab)) if lab else None
 
         def announce() -> None:
@@ -197,10 +219,23 @@ async def run_worker(settings: Settings, kinds: list[str]) -> None:
         log.info("worker.stopping", kinds=kinds)
 
 
+async def run_artifacts(settings: Settings) -> None:
+    """The artifact server alone (production): needs the database and the store, not NATS."""
+    _require_port(
+        settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
+    )
+    stop = _stop_event()
+    db = Database(settings.effective_database_url, echo=settings.database_echo)
+    try:
+        async with serving_artifacts(settings, db, open_store(settings)):
+            log.info("artifacts.started", url=settings.effective_artifact_url)
+            await stop.wait()
+    finally:
+        await db.dispose()
+
+
 async def run_migrate(settings: Settings) -> None:
     """Upgrade the database; with an external NATS also declare streams and consumers."""
-    from shared.core.db import Database
-
     db = Database(settings.effective_database_url)
     try:
         await migrate.upgrade(db.engine)

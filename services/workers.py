@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.fetcher.handlers import router as fetcher_router
 from services.inventory.handlers import router as inventory_router
 from services.inventory.schedule import schedule_forever
 from services.registrar.handlers import router as registrar_router
@@ -14,7 +15,7 @@ from shared.messaging.streams import WEBHOOKS
 from shared.platform.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
-    r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router)
+    r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router, fetcher_router)
 }
 # Every worker kind: the command consumers, and webhooks (fed by its own consumer on the events).
 KINDS: tuple[str, ...] = (*ROUTERS, WEBHOOKS.kind)

@@ -88,7 +88,17 @@ def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["up"], ["api"], ["worker"], ["migrate"], ["createsuperuser"], ["openapi"], ["lab"]],
+    [
+        [],
+        ["up"],
+        ["api"],
+        ["artifacts"],
+        ["worker"],
+        ["migrate"],
+        ["createsuperuser"],
+        ["openapi"],
+        ["lab"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = subprocess.run(

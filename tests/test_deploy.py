@@ -108,7 +108,7 @@ def test_overlay_validates_against_kubernetes_schemas(
             crds.append(doc["kind"])
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
-    assert sorted(crds) == ["ScaledObject"] * 3
+    assert sorted(crds) == ["ScaledObject"] * len(WORKER_CONSUMERS)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -180,8 +180,10 @@ def test_racksmith_probes_hit_the_health_endpoints(
     for deployment in _racksmith_deployments(rendered[overlay]):
         (container,) = _pod_spec(deployment)["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        expected_port = settings.port if container["args"] == ["api"] else 8081
-        assert container["args"][0] in {"api", "worker"}
+        expected_port = {"api": settings.port, "artifacts": settings.artifact_port}.get(
+            container["args"][0], 8081
+        )
+        assert container["args"][0] in {"api", "artifacts", "worker"}
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             get = container[probe]["httpGet"]
             assert get["path"] == path
@@ -264,6 +266,7 @@ def test_every_deployment_has_a_disruption_budget_and_spreads(
     deployments = _racksmith_deployments(docs)
     assert {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments} == {
         "api",
+        "artifacts",
         *KINDS,
     }
     for deployment in deployments:
@@ -306,7 +309,12 @@ def test_only_the_api_accepts_ingress(
     for policy in racksmith:
         if policy.get("spec", {}).get("ingress"):
             labels = policy["spec"]["podSelector"]["matchLabels"]
-            assert labels.get("app.kubernetes.io/component") == "api", policy["metadata"]["name"]
+            component = labels.get("app.kubernetes.io/component")
+            assert component in ("api", "artifacts"), policy["metadata"]["name"]
+            if component == "artifacts":  # BMC networks only, on the artifact port only
+                (rule,) = policy["spec"]["ingress"]
+                assert all("ipBlock" in peer for peer in rule["from"])
+                assert [p["port"] for p in rule["ports"]] == [Settings().artifact_port]
     egress_ports = {
         port["port"]
         for p in racksmith
@@ -317,7 +325,8 @@ def test_only_the_api_accepts_ingress(
     bmc = [p for p in racksmith if p["metadata"]["name"] == "racksmith-workers-egress-bmc"]
     expressions = bmc[0]["spec"]["podSelector"]["matchExpressions"]
     (selector,) = [e for e in expressions if e["key"] == "app.kubernetes.io/component"]
-    assert set(selector["values"]) == set(WORKER_CONSUMERS)
+    # The BMC workers; the fetcher reaches artifact sources instead (racksmith-fetcher-egress).
+    assert set(selector["values"]) == set(WORKER_CONSUMERS) - {"fetcher"}
     # Webhook receivers are reached by the webhooks worker alone (and it reaches no BMC).
     (webhooks,) = [p for p in racksmith if p["metadata"]["name"] == "racksmith-webhooks-egress"]
     assert webhooks["spec"]["podSelector"]["matchLabels"] == {

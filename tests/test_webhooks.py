@@ -30,10 +30,15 @@ from sqlmodel import col, func, select
 from services.api.app import create_app
 from services.cli import build_parser
 from services.webhooks import deliveries, dispatch
-from services.webhooks.targets import GuardedResolver, TargetPolicy, TargetRefusedError
 from services.workers import attach
 from shared.contracts.events import make_event
 from shared.core.settings import Settings
+from shared.core.targets import (
+    WEBHOOK_RECEIVERS,
+    GuardedResolver,
+    TargetPolicy,
+    TargetRefusedError,
+)
 from shared.messaging import streams
 from shared.messaging.streams import EVENTS_STREAM, WEBHOOKS
 from shared.models import Webhook, WebhookDelivery
@@ -792,10 +797,14 @@ async def test_redirects_are_not_followed(
 
 async def test_resolver_refuses_names_outside_the_allowed_networks() -> None:
     refusing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="10.0.0.0/8"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="10.0.0.0/8"), WEBHOOK_RECEIVERS
+        )
     )
     allowing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"), WEBHOOK_RECEIVERS
+        )
     )
     try:
         with pytest.raises(TargetRefusedError, match="outside"):

@@ -12,8 +12,10 @@ from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
     events,
+    firmware,
     groups,
     nodes,
+    os_images,
     pools,
     scan_ranges,
     servers,
@@ -75,6 +77,8 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         servers,
         pools,
         switches,
+        firmware,
+        os_images,
         webhooks,
         events,
     ):

@@ -37,13 +37,13 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.webhooks import sending
-from services.webhooks.targets import TargetPolicy
 from shared.contracts import catalog
 from shared.contracts.events import make_event
 from shared.core.clock import utcnow
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.core.targets import WEBHOOK_RECEIVERS, TargetPolicy
 from shared.messaging import outbox
 from shared.messaging.publish import BrokerUnavailableError
 from shared.models import DeliveryStatus, Webhook, WebhookDelivery
@@ -109,7 +109,7 @@ class DeliveryLoop:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.policy = TargetPolicy.from_settings(runtime.settings)
+        self.policy = TargetPolicy.from_settings(runtime.settings, WEBHOOK_RECEIVERS)
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._per_webhook: Counter[int] = Counter()
@@ -455,7 +455,7 @@ async def send_test(runtime: Runtime, webhook: Webhook) -> WebhookDelivery:
         await session.commit()
     assert delivery.id is not None
     settings = runtime.settings
-    policy = TargetPolicy.from_settings(settings)
+    policy = TargetPolicy.from_settings(settings, WEBHOOK_RECEIVERS)
     async with sending.client(policy, timeout_s=settings.webhook_timeout_s, limit=1) as http:
         outcome = await sending.attempt(
             http,

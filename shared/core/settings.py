@@ -194,6 +194,62 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Finished deliveries older than this leave the delivery log."
     )
 
+    artifact_store: Literal["file", "s3"] = Field(
+        "file",
+        description="Where firmware binaries and OS images are kept: `file` (a directory, "
+        "`RACKSMITH_ARTIFACT_DIR`) or `s3` (any S3-compatible service).",
+    )
+    artifact_dir: Path | None = Field(
+        None, description="Directory of the `file` store. Unset: `artifacts` in the state dir."
+    )
+    artifact_s3_bucket: str | None = Field(None, description="Bucket of the `s3` store.")
+    artifact_s3_prefix: str = Field("", description="Key prefix inside the bucket.")
+    artifact_s3_endpoint: str | None = Field(
+        None,
+        description="S3 endpoint URL for MinIO, Ceph and other S3-compatible services (path-style "
+        "addressing); unset: AWS.",
+    )
+    artifact_s3_region: str = Field("us-east-1", description="S3 region.")
+    artifact_s3_access_key_id: SecretStr | None = Field(
+        None, description="S3 access key; unset: the AWS default chain (`AWS_*`, web identity)."
+    )
+    artifact_s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    artifact_host: str = Field(
+        "127.0.0.1", description="Address the BMC-facing artifact server listens on."
+    )
+    artifact_port: int = Field(
+        8001, ge=0, le=65535, description="Port the BMC-facing artifact server listens on."
+    )
+    artifact_url: str | None = Field(
+        None,
+        description="Base URL BMCs fetch artifacts from (plain HTTP, reachable from the BMC "
+        "networks). Unset: `http://RACKSMITH_ARTIFACT_HOST:RACKSMITH_ARTIFACT_PORT`.",
+    )
+    artifact_source_allowed_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that `source_url`s of firmware and OS images may "
+        "resolve into; empty: any address except loopback, link-local, multicast and reserved.",
+    )
+    artifact_fetch_timeout_s: float = Field(
+        60.0, gt=0, description="Connect timeout, and longest silence, of a `source_url` download."
+    )
+    firmware_max_bytes: int = Field(
+        4 * 1024**3, gt=0, description="Largest firmware binary accepted."
+    )
+    os_image_max_bytes: int = Field(16 * 1024**3, gt=0, description="Largest OS image accepted.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.state_dir / "artifacts"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_artifact_url(self) -> str:
+        if self.artifact_url:
+            return self.artifact_url.rstrip("/")
+        return f"http://{self.artifact_host}:{self.artifact_port}"
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:

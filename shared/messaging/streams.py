@@ -116,8 +116,13 @@ INVENTORY = WorkerConsumer(
     max_ack_pending=2048,
     max_deliver_setting="bmc_max_deliver",
 )
+# Downloads of firmware binaries and OS images from their source URLs: few at once per replica
+# (each is bandwidth, not waiting), heartbeats keep long ones from being redelivered.
+FETCHER = WorkerConsumer("fetcher", subjects.ARTIFACT_COMMANDS, concurrency=4, max_ack_pending=64)
 # The command consumers; KEDA scales each worker kind on its lag (deploy/k8s/base/keda.yaml).
-WORKER_CONSUMERS: dict[str, WorkerConsumer] = {c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY)}
+WORKER_CONSUMERS: dict[str, WorkerConsumer] = {
+    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, FETCHER)
+}
 # Turns every event into delivery rows for the matching webhooks (services/webhooks). As many
 # events in flight as one batch, so batches are recorded one after another in stream order (the
 # order each entity's deliveries go out in); redelivered until recorded, since a dropped event

@@ -17,6 +17,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 
+from shared.artifacts.store import ArtifactStore, open_store
 from shared.core.crypto import CredentialCipher
 from shared.core.db import Database
 from shared.core.log import get_logger
@@ -64,6 +65,11 @@ class Runtime:
                 read_timeout=settings.redfish_read_timeout_s,
             )
         )
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Where firmware binaries and OS images are kept (``RACKSMITH_ARTIFACT_STORE``)."""
+        return open_store(self.settings)
 
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""

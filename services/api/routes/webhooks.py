@@ -22,9 +22,9 @@ from services.api.listing import ListQuery, ListSpec, Page, list_params, paginat
 from services.api.lookup import get_or_404
 from services.api.state import ApiState
 from services.webhooks import deliveries, filters
-from services.webhooks.targets import TargetError, TargetPolicy, check_url
 from shared.contracts.catalog import UnknownEventTypeError
 from shared.core.log import get_logger
+from shared.core.targets import WEBHOOK_RECEIVERS, TargetError, TargetPolicy, check_url
 from shared.models import User, Webhook, WebhookDelivery
 from shared.models.webhooks import (
     WebhookCreate,
@@ -76,7 +76,7 @@ async def _checked(
     if url is not None:
         url = url.strip()
         try:
-            await check_url(url, TargetPolicy.from_settings(state.settings))
+            await check_url(url, TargetPolicy.from_settings(state.settings, WEBHOOK_RECEIVERS))
         except TargetError as exc:
             errors["url"] = [str(exc)]
     if event_types is not None:

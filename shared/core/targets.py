@@ -1,12 +1,15 @@
-"""Where webhooks may send: http(s) URLs whose host is, or resolves only into, allowed networks.
+"""Where Racksmith may connect to on someone's say-so: http(s) URLs whose host is, or resolves
+only into, allowed networks.
 
-A webhook makes Racksmith send requests to an address someone typed; unchecked, that is a
-server-side request forgery tool (cloud metadata services, the database, NATS, the BMC network).
-So a target must lie in ``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``. It is checked when a webhook is
-saved and again on every connection, by the resolver the HTTP client connects through — a name
-may resolve elsewhere by delivery time (DNS rebinding). With the setting empty, any address is
-allowed except loopback, link-local (metadata services), multicast, unspecified and reserved ones:
-nothing on the platform's own host or reachable only from it.
+Webhooks and the ``source_url`` of firmware binaries and OS images make Racksmith send requests to
+an address someone typed; unchecked, that is a server-side request forgery tool (cloud metadata
+services, the database, NATS, the BMC network). So a target must lie in the networks its
+``Destination``'s setting allows (``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``,
+``RACKSMITH_ARTIFACT_SOURCE_ALLOWED_NETWORKS``). It is checked when the URL is saved and again on
+every connection, by the resolver the HTTP client connects through — a name may resolve
+elsewhere by then (DNS rebinding). With the setting empty, any address is allowed except
+loopback, link-local (metadata services), multicast, unspecified and reserved ones: nothing on
+the platform's own host or reachable only from it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,36 @@ from shared.core.iprange import IPAddress, IPNetwork, parse_networks
 from shared.core.settings import Settings
 
 SCHEMES = {"http": 80, "https": 443}
-SETTING = "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One kind of outbound target: its allowlist setting and how errors name it."""
+
+    setting: str
+    what: str
+    # Why credentials in the URL are refused (the URL is shown in responses and logs).
+    no_credentials: str
+
+    @property
+    def variable(self) -> str:
+        return f"RACKSMITH_{self.setting.upper()}"
+
+
+WEBHOOK_RECEIVERS = Destination(
+    "webhook_allowed_networks",
+    "the networks webhooks may send to",
+    "Credentials in the URL are not allowed; receivers verify the signature.",
+)
+ARTIFACT_SOURCES = Destination(
+    "artifact_source_allowed_networks",
+    "the networks artifacts may be fetched from",
+    "Credentials in the URL are not allowed: it is shown in responses and events.",
+)
 
 
 class TargetError(ValueError):
-    """A URL webhooks may not send to; the message says why, for the ``url`` field."""
+    """A URL Racksmith may not connect to; the message says why, for the field holding it."""
 
 
 class TargetRefusedError(OSError):
@@ -41,10 +69,12 @@ class TargetRefusedError(OSError):
 class TargetPolicy:
     # Empty: the default rule (see the module docstring).
     networks: tuple[IPNetwork, ...]
+    destination: Destination = WEBHOOK_RECEIVERS
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TargetPolicy:
-        return cls(tuple(parse_networks(settings.webhook_allowed_networks.split(","))))
+    def from_settings(cls, settings: Settings, destination: Destination) -> TargetPolicy:
+        allowed: str = getattr(settings, destination.setting)
+        return cls(tuple(parse_networks(allowed.split(","))), destination)
 
     def allows(self, address: IPAddress) -> bool:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -65,7 +95,7 @@ class TargetPolicy:
         refused = [str(a) for a in addresses if not self.allows(a)]
         if not refused:
             return
-        where = f"the networks webhooks may send to ({SETTING})"
+        where = f"{self.destination.what} ({self.destination.variable})"
         if _literal(host) is not None:
             raise TargetError(f"{host} is outside {where}.")
         raise TargetError(f"{host} resolves to {', '.join(refused)}, outside {where}.")
@@ -78,8 +108,8 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def parse_url(url: str) -> SplitResult:
-    """The URL split, if it is one webhooks can use at all (before any address check)."""
+def parse_url(url: str, destination: Destination) -> SplitResult:
+    """The URL split, if it is one Racksmith can use at all (before any address check)."""
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018  (raises on a malformed port)
@@ -90,9 +120,8 @@ def parse_url(url: str) -> SplitResult:
     if not parts.hostname:
         raise TargetError("The URL has no host.")
     if parts.username is not None or parts.password is not None:
-        # The URL is shown in responses and logs; credentials in it would leak. The signature
-        # is how a receiver authenticates Racksmith.
-        raise TargetError("Credentials in the URL are not allowed; receivers verify the signature.")
+        # The URL is shown in responses and logs; credentials in it would leak.
+        raise TargetError(destination.no_credentials)
     if parts.fragment:
         raise TargetError("The URL must not have a fragment.")
     return parts
@@ -101,15 +130,15 @@ def parse_url(url: str) -> SplitResult:
 def check_literal(url: str, policy: TargetPolicy) -> None:
     """Check a URL without resolving: its form, and its host if that is an address. The
     addresses of a name are checked by ``GuardedResolver`` at connection time."""
-    host = parse_url(url).hostname or ""
+    host = parse_url(url, policy.destination).hostname or ""
     address = _literal(host)
     if address is not None:
         policy.check(host, [address])
 
 
 async def check_url(url: str, policy: TargetPolicy) -> None:
-    """Everything a saved webhook must satisfy: its form, and every address its host resolves to."""
-    parts = parse_url(url)
+    """Everything a saved URL must satisfy: its form, and every address its host resolves to."""
+    parts = parse_url(url, policy.destination)
     host = parts.hostname or ""
     address = _literal(host)
     if address is not None:
@@ -126,7 +155,7 @@ async def check_url(url: str, policy: TargetPolicy) -> None:
 
 class GuardedResolver(AbstractResolver):
     """The HTTP client's resolver: answers only with allowed addresses, and refuses a name that
-    resolves to any other (the same rule as when the webhook was saved)."""
+    resolves to any other (the same rule as when the URL was saved)."""
 
     def __init__(self, policy: TargetPolicy) -> None:
         self.policy = policy
