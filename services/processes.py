@@ -19,6 +19,7 @@ from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from services.api.routes.events import end_streams
+from shared.core import statedir
 from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.platform import migrate
@@ -68,6 +69,9 @@ async def serve_api(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # uvicorn would take the client address from X-Forwarded-For when the peer is
+        # 127.0.0.1; which proxies to believe is RACKSMITH_TRUSTED_PROXIES' call alone.
+        proxy_headers=False,
     )
     server = _ApiServer(config)
     serving = asyncio.create_task(server.serve())
@@ -150,7 +154,8 @@ def print_lab_banner(lab: Lab, out: TextIO) -> None:
 
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Also tightens what an older version left readable to other local users.
+    statedir.make_private(settings.state_dir)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
         await migrate.upgrade(runtime.db.engine)

@@ -1,6 +1,6 @@
 """SQLModel tables, one module per family. Importing this package registers every table."""
 
-from shared.models.accounts import Group, GroupMembership, User
+from shared.models.accounts import Group, GroupMembership, LoginSession, User
 from shared.models.base import metadata
 from shared.models.discovery import Node, NodeStatus, ScanChunk, ScanRange, ScanStatus
 from shared.models.inventory import (
@@ -13,7 +13,7 @@ from shared.models.inventory import (
 from shared.models.outbox import OutboxEvent
 from shared.models.pools import Pool
 from shared.models.registration import AuthProfile, Credential
-from shared.models.servers import InventoryStatus, Server
+from shared.models.servers import InventoryErrorCode, InventoryStatus, Server
 from shared.models.switches import Switch
 from shared.models.webhooks import DeliveryStatus, Webhook, WebhookDelivery
 
@@ -25,7 +25,9 @@ __all__ = [
     "FirmwareComponent",
     "Group",
     "GroupMembership",
+    "InventoryErrorCode",
     "InventoryStatus",
+    "LoginSession",
     "MemoryModule",
     "Node",
     "NodeStatus",
