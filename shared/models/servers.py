@@ -34,9 +34,10 @@ class InventoryErrorCode(StrEnum):
     bmc_error = "bmc_error"
     bmc_access_not_configured = "bmc_access_not_configured"
 
-    @property
-    def generic(self) -> str:
-        return _GENERIC_INVENTORY_ERRORS[self]
+    @classmethod
+    def generic_text(cls, code: str | None) -> str:
+        """The text shown instead of a failure's reason to users who are not superusers."""
+        return _GENERIC_INVENTORY_ERRORS[cls(code or cls.bmc_error)]
 
 
 _ASK = "an administrator can see the details"
@@ -151,8 +152,8 @@ class ServerPublic(BaseModel):
         """As a user who is not a superuser sees it: the failure's generic text."""
         if self.inventory_error is None:
             return self
-        code = self.inventory_error_code or InventoryErrorCode.bmc_error
-        return self.model_copy(update={"inventory_error": code.generic})
+        generic = InventoryErrorCode.generic_text(self.inventory_error_code)
+        return self.model_copy(update={"inventory_error": generic})
 
 
 class ServerReplace(BaseModel):
