@@ -214,3 +214,19 @@ async def test_open_streams_per_user_are_capped(
     # Closed streams give their slots back.
     async with stream(api_url, side.headers), stream(api_url, side.headers):
         pass
+
+
+async def test_a_stream_ends_when_its_token_goes_stale(
+    api_url: str, client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime
+) -> None:
+    side = await make_side(client, admin_headers, runtime, "stale")
+    async with stream(api_url, side.headers) as member:
+        me = (await client.get("/api/users/me/", headers=side.headers)).json()
+        changed = await client.patch(
+            f"/api/users/{me['id']}/", json={"password": "changed-pass-1"}, headers=admin_headers
+        )
+        assert changed.status_code == 200
+        # The next event that makes the stream look at its view again finds the token stale.
+        await rename(client, admin_headers, side.pool, f"stale-{side.pool}")
+        with pytest.raises(StopAsyncIteration):
+            await member.take(2)
