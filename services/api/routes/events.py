@@ -292,6 +292,8 @@ class StreamSlots:
             if not freed:
                 freed = True
                 self._open[user_id] -= 1
+                if not self._open[user_id]:
+                    del self._open[user_id]
 
         return free
 
@@ -304,7 +306,8 @@ def _slots(app: FastAPI, cap: int) -> StreamSlots:
 
 
 class _SlotResponse(EventSourceResponse):
-    """Frees its stream slot however the response ends (finished, failed, never started)."""
+    """Frees its stream slot however the response ends: finished, failed, or the client gone
+    before the first frame."""
 
     def __init__(self, frames: AsyncIterator[bytes], free: Callable[[], None]) -> None:
         # No caching, and no buffering by nginx-style proxies: each frame must reach the client
