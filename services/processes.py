@@ -22,6 +22,7 @@ from services.api.routes.events import end_streams
 from services.artifacts.server import ArtifactServer
 from services.artifacts.server import start as start_artifact_server
 from shared.artifacts.store import ArtifactStore, open_store
+from shared.core import statedir
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
@@ -72,6 +73,9 @@ async def serve_api(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # uvicorn would take the client address from X-Forwarded-For when the peer is
+        # 127.0.0.1; which proxies to believe is RACKSMITH_TRUSTED_PROXIES' call alone.
+        proxy_headers=False,
     )
     server = _ApiServer(config)
     serving = asyncio.create_task(server.serve())
@@ -171,7 +175,8 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
     _require_port(
         settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
     )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Also tightens what an older version left readable to other local users.
+    statedir.make_private(settings.state_dir)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
         await migrate.upgrade(runtime.db.engine)

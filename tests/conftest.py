@@ -69,6 +69,7 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "secret_key": SecretStr("test-secret-key-with-enough-entropy-0123456789"),
         "credential_key": SecretStr(TEST_CREDENTIAL_KEY),
         "token_rate_limit": "1000/minute",
+        "token_username_rate_limit": "1000/minute",
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
         "bmc_max_deliver": 6,

@@ -37,6 +37,16 @@ def _login(url: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access']}"}
 
 
+def _readable_by_others(state_dir: Path) -> list[str]:
+    """Everything in the state dir whose mode is not 0700 (directories) or 0600 (files)."""
+    loose = []
+    for path in [state_dir, *state_dir.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        if mode != (0o700 if path.is_dir() else 0o600):
+            loose.append(f"{path.relative_to(state_dir.parent)}: {oct(mode)}")
+    return loose
+
+
 def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -> None:
     up = Up(state_dir)
     password = up.generated_password
@@ -53,12 +63,21 @@ def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -
     assert created.status_code == 201
     assert httpx.get(f"{up.url}/readyz").status_code == 200
     assert nats_children(state_dir)
+    # The database (and its -wal, -shm), keys and broker data are the running account's alone.
+    assert {"racksmith.db", "racksmith.db-wal", "secret_key.key"} <= {
+        p.name for p in state_dir.iterdir()
+    }
+    assert _readable_by_others(state_dir) == []
 
     assert up.stop() == 0
     assert nats_children(state_dir) == []
 
+    # What an older version left readable is tightened on the next start.
+    state_dir.chmod(0o755)
+    (state_dir / "racksmith.db").chmod(0o644)
     again = Up(state_dir)
     try:
+        assert _readable_by_others(state_dir) == []
         assert again.generated_password is None
         assert "existing account" in again.banner
         headers = _login(again.url, password)

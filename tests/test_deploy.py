@@ -394,3 +394,87 @@ def test_dockerfile_shape() -> None:
     assert user and "root" not in user[-1] and user[-1].split()[1][0] != "0"
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore  # allow-list: nothing (no .racksmith keys, no .git) by default
+
+
+# What each component holds, and why (docs/security.md): a compromised scanner has no key, a
+# compromised worker cannot forge tokens.
+SECRETS_NEEDED = {
+    "api": {"RACKSMITH_SECRET_KEY", "RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
+    "registrar": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
+    "inventory": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
+    "webhooks": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
+    "scanner": {"RACKSMITH_DATABASE_URL"},
+    "migrate": {"RACKSMITH_DATABASE_URL"},
+}
+# Optional keys a component may mount (present only while rotating the signing key).
+SECRETS_OPTIONAL = {"api": {"RACKSMITH_SECRET_KEY_PREVIOUS"}}
+
+
+def _secret_keys(pod: dict[str, Any], container: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The racksmith-secrets keys a container can read: (required, optional)."""
+    required: set[str] = set()
+    optional: set[str] = set()
+    mounted = {m["name"] for m in container.get("volumeMounts", [])}
+    for volume in pod.get("volumes", []):
+        if volume["name"] not in mounted:
+            continue
+        sources = [{"secret": volume["secret"]}] if "secret" in volume else []
+        sources += volume.get("projected", {}).get("sources", [])
+        for source in sources:
+            secret = source.get("secret")
+            if secret is None:
+                continue
+            name = secret.get("name") or secret.get("secretName", "")
+            assert name.startswith("racksmith-secrets"), name
+            assert secret.get("items"), "mount named keys, never the whole Secret"
+            keys = {item["key"] for item in secret["items"]}
+            assert all(item["path"] == item["key"] for item in secret["items"])
+            (optional if secret.get("optional") else required).update(keys)
+    return required, optional
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_component_gets_only_the_secrets_it_needs_as_files(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    docs = rendered[overlay]
+    config = next(
+        d for d in _of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("racksmith")
+    )
+    secrets_dir = config["data"]["RACKSMITH_SECRETS_DIR"]
+    seen = set()
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        if doc["kind"] not in WORKLOAD_KINDS or labels.get("app.kubernetes.io/name") != "racksmith":
+            continue
+        component = labels["app.kubernetes.io/component"]
+        pod = _pod_spec(doc)
+        for container in pod["containers"]:
+            # Not in the environment: a crash dump or `env` in a debug shell shows no key.
+            assert not any("secretRef" in source for source in container.get("envFrom", []))
+            assert not any("valueFrom" in env for env in container.get("env", []))
+            required, optional = _secret_keys(pod, container)
+            assert required == SECRETS_NEEDED[component], component
+            assert optional <= SECRETS_OPTIONAL.get(component, set()), component
+            mounts = [m for m in container["volumeMounts"] if m["mountPath"] == secrets_dir]
+            assert len(mounts) == 1 and mounts[0]["readOnly"] is True, component
+            seen.add(component)
+    assert seen == set(SECRETS_NEEDED)
+
+
+def test_settings_read_each_secret_from_its_mounted_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file names the manifests mount are the settings' variable names."""
+    for keys in SECRETS_NEEDED.values():
+        for key in keys | SECRETS_OPTIONAL.get("api", set()):
+            assert key.removeprefix("RACKSMITH_").lower() in Settings.model_fields, key
+    (tmp_path / "RACKSMITH_SECRET_KEY").write_text("from-a-file\n")
+    (tmp_path / "RACKSMITH_DATABASE_URL").write_text("postgresql+asyncpg://u:p@db/racksmith")
+    monkeypatch.setenv("RACKSMITH_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("RACKSMITH_SECRET_KEY", raising=False)
+    monkeypatch.setenv("RACKSMITH_DATABASE_URL", "postgresql+asyncpg://env/wins")
+    settings = Settings()
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "from-a-file"
+    assert settings.database_url == "postgresql+asyncpg://env/wins"

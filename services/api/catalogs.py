@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from services.api import uploads
+from services.api.bodylimit import body_limit
 from services.api.broker import BROKER_UNAVAILABLE, announce
 from services.api.deps import SessionDep, StateDep, Superuser, get_current_user
 from services.api.errors import APIError, FieldErrors, documented
@@ -95,6 +96,8 @@ def build_router(prefix: str, tag: str, spec: CatalogSpec) -> APIRouter:
         stmt = select(entity).join(Artifact, col(Artifact.id) == col(entity.artifact_id))
         return await paginate(session, stmt, query, spec.to_public)
 
+    # The body streams into the store, bounded by the kind's own cap (uploads.receive_upload).
+    @body_limit(None)
     async def create(
         request: Request, response: Response, session: SessionDep, state: StateDep, _: Superuser
     ) -> Any:

@@ -10,7 +10,7 @@ the fields stood relative to the file: a declared ``sha256`` that does not match
 or an invalid field is a 400 and nothing is kept.
 
 These routes stream their bodies and bound them themselves (per-kind size caps, 64 KiB of JSON),
-so a general request-body limit must exempt ``STREAMED_UPLOAD_PATHS``.
+so they opt out of the general request-body limit (``@body_limit(None)``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from shared.artifacts.store import (
     format_size,
 )
 
-# POST paths whose bodies stream into the artifact store (exempt them from body-size limits).
-STREAMED_UPLOAD_PATHS = frozenset({"/api/firmware/", "/api/os/"})
 FILE_FIELD = "file"
 SHA256_FIELD = "sha256"
 MAX_FIELDS = 64
@@ -281,6 +279,7 @@ def multipart_schema(fields_model: type[BaseModel]) -> dict[str, Any]:
         SHA256_FIELD: {
             "type": "string",
             "pattern": SHA256_PATTERN.pattern,
+            "maxLength": 64,
             "description": "Optional: the file's SHA-256; a mismatch is a 400 and nothing is kept.",
         },
         **schema.get("properties", {}),

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from services.inventory import store
 from shared.bmc.access import tls_policy
-from shared.bmc.failures import reason_or_retry
+from shared.bmc.failures import code_of, reason_or_retry
 from shared.contracts.commands import ServerInventoryCommand
 from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
-from shared.models import AuthProfile, Credential, Node
+from shared.models import AuthProfile, Credential, InventoryErrorCode, Node
 from shared.redfish import ComputerSystem, RedfishError
 from shared.redfish.inventory import Inventory, read_inventory
 
@@ -57,11 +57,11 @@ async def _access(ctx: CommandContext, server_id: int) -> Access | None:
     return Access(node, profile, credential, server.system_path)
 
 
-async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
+async def _fail(ctx: CommandContext, server_id: int, reason: str, code: InventoryErrorCode) -> None:
     async with ctx.db.session() as session:
         server = await store.locked_server(session, server_id)
         if server is not None:
-            store.record_failure(session, server, reason)
+            store.record_failure(session, server, reason, code)
         await session.commit()
     log.warning("inventory.failed", server=server_id, reason=reason)
 
@@ -69,7 +69,9 @@ async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
 async def inventory_exhausted(
     cmd: ServerInventoryCommand, ctx: CommandContext, error: BaseException
 ) -> None:
-    await _fail(ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}")
+    await _fail(
+        ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}", code_of(error)
+    )
 
 
 async def _collect(ctx: CommandContext, access: Access) -> Inventory:
@@ -89,14 +91,15 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
     try:
         access = await _access(ctx, cmd.server_id)
     except CannotCollect as exc:
-        await _fail(ctx, cmd.server_id, str(exc))
+        await _fail(ctx, cmd.server_id, str(exc), InventoryErrorCode.bmc_access_not_configured)
         return
     if access is None:
         return  # the server was deleted meanwhile
     try:
         inventory = await _collect(ctx, access)
     except RedfishError as exc:
-        await _fail(ctx, cmd.server_id, reason_or_retry(exc, ctx, access.node.ip))
+        reason = reason_or_retry(exc, ctx, access.node.ip)
+        await _fail(ctx, cmd.server_id, reason, code_of(exc))
         return
     async with ctx.db.session() as session:
         server = await store.locked_server(session, cmd.server_id)

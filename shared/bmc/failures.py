@@ -8,9 +8,34 @@ recorded on the target at once, with a reason a person can act on.
 from __future__ import annotations
 
 from shared.messaging.consumer import CommandContext, RetryLater
-from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError, RedfishError
+from shared.models import InventoryErrorCode
+from shared.redfish import (
+    AuthenticationFailed,
+    BmcBusy,
+    BmcUnreachable,
+    CertificateMismatch,
+    ProtocolError,
+    RedfishError,
+)
 
 MAX_BUSY_DELAY_S = 60.0
+
+_CODES: tuple[tuple[type[RedfishError], InventoryErrorCode], ...] = (
+    (BmcUnreachable, InventoryErrorCode.bmc_unreachable),
+    (BmcBusy, InventoryErrorCode.bmc_busy),
+    (AuthenticationFailed, InventoryErrorCode.bmc_credentials_refused),
+    (CertificateMismatch, InventoryErrorCode.bmc_certificate_mismatch),
+    (ProtocolError, InventoryErrorCode.bmc_not_redfish),
+)
+
+
+def code_of(exc: BaseException) -> InventoryErrorCode:
+    """The code of a failure, which anyone who sees the target may read (the reason is for
+    superusers: it names the BMC and often the account)."""
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return InventoryErrorCode.bmc_error
 
 
 def reason_or_retry(exc: RedfishError, ctx: CommandContext, bmc: str) -> str:

@@ -60,6 +60,9 @@ def configure_logging(settings: Settings) -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # At DEBUG aiosqlite logs every statement with its parameters: whatever was typed into a
+    # login form, among others. RACKSMITH_DATABASE_ECHO shows SQL when that is what is wanted.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

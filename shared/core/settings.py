@@ -6,12 +6,24 @@ flags only override a few of them. Defaults describe the embedded single-process
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse as parse_rate
+from pydantic import Field, SecretStr, computed_field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+# Login-throttle windows are kept a day after their last attempt (a JetStream KV bucket's age).
+MAX_THROTTLE_WINDOW_S = 24 * 3600
 
 
 class Settings(BaseSettings):
@@ -20,6 +32,12 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".racksmith"),
         description="Directory for the embedded database, NATS data and generated keys.",
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Directory of files named like the variables (e.g. `RACKSMITH_SECRET_KEY`), "
+        "each holding that setting's value: how Kubernetes mounts Secrets. A variable set in "
+        "the environment wins over its file.",
     )
     mode: Literal["embedded", "production"] = Field(
         "embedded",
@@ -64,6 +82,11 @@ class Settings(BaseSettings):
         None,
         description="JWT signing key. Unset in embedded mode: generated into the state dir.",
     )
+    secret_key_previous: SecretStr | None = Field(
+        None,
+        description="Comma-separated former signing keys whose tokens are still accepted (new "
+        "tokens are signed with `secret_key`): rotating the key without ending every session.",
+    )
     credential_key: SecretStr | None = Field(
         None,
         description="Fernet key encrypting stored BMC passwords and webhook secrets. Unset in "
@@ -74,6 +97,29 @@ class Settings(BaseSettings):
     token_rate_limit: str = Field(
         "20/minute",
         description="Attempts per client address on /api/token/ (limits syntax, e.g. 20/minute).",
+    )
+    token_username_rate_limit: str = Field(
+        "20/10 minutes",
+        description="Failed logins per username on /api/token/, from any address; beyond it "
+        "that username is refused (429) until the window has room again.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated CIDRs of the proxies in front of the API (ingress "
+        "controller, load balancer) whose `X-Forwarded-For` is believed; the client is the "
+        "right-most address in it that is not a trusted proxy. Empty: the peer address.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond it), counted as it streams in; "
+        "upload routes set their own cap.",
+    )
+    sse_max_streams_per_user: int = Field(
+        10,
+        ge=1,
+        description="Open `/api/events/stream/` connections per user and API process; one more "
+        "answers 429.",
     )
 
     admin_username: str = Field("admin", description="Superuser created on first start.")
@@ -249,6 +295,42 @@ class Settings(BaseSettings):
         if self.artifact_url:
             return self.artifact_url.rstrip("/")
         return f"http://{self.artifact_host}:{self.artifact_port}"
+
+    @field_validator("token_rate_limit", "token_username_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            item = parse_rate(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as 20/minute") from None
+        if item.get_expiry() > MAX_THROTTLE_WINDOW_S:
+            raise ValueError(f"{value!r}: the window may be at most a day")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The secrets dir is itself a setting, so it is known only from the other sources.
+        directory = None
+        if isinstance(init_settings, InitSettingsSource):
+            directory = init_settings.init_kwargs.get("secrets_dir")
+        directory = directory or os.environ.get("RACKSMITH_SECRETS_DIR") or None
+        files = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, files
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -99,7 +99,10 @@ class ArtifactFields(BaseModel):
 
 
 Sha256 = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[0-9a-fA-F]{64}$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=64, pattern=r"^[0-9a-fA-F]{64}$"
+    ),
 ]
 
 

@@ -75,6 +75,7 @@ Guid = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True,
+        max_length=36,
         pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
     ),
 ]

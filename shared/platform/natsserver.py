@@ -13,6 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
+from shared.core import statedir
 from shared.core.log import get_logger
 from shared.platform.orphans import die_with_parent
 
@@ -80,7 +81,7 @@ class EmbeddedNatsServer:
             raise NatsServerError(f"NATS port {self.requested_port} is already in use")
         self.port = self.requested_port or free_port(self.host)
         self.monitor_port = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        statedir.ensure_dir(self.data_dir)
         self._process = await asyncio.create_subprocess_exec(
             find_binary(),
             "--addr",
@@ -102,6 +103,8 @@ class EmbeddedNatsServer:
             # in order (after the workers drained) instead of it dying first.
             start_new_session=True,
             preexec_fn=die_with_parent,
+            # Its store and log are state-dir files: private to this account.
+            umask=statedir.UMASK,
         )
         await self._wait_ready()
         log.info("nats.embedded.started", url=self.url, pid=self._process.pid)
