@@ -405,9 +405,17 @@ SECRETS_NEEDED = {
     "webhooks": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
     "scanner": {"RACKSMITH_DATABASE_URL"},
     "migrate": {"RACKSMITH_DATABASE_URL"},
+    "fetcher": {"RACKSMITH_DATABASE_URL"},
+    "artifacts": {"RACKSMITH_DATABASE_URL"},
 }
-# Optional keys a component may mount (present only while rotating the signing key).
-SECRETS_OPTIONAL = {"api": {"RACKSMITH_SECRET_KEY_PREVIOUS"}}
+# Optional keys a component may mount: the previous signing key while it is rotated, the S3
+# store's keys unless the platform's identity is used.
+S3_KEYS = {"RACKSMITH_ARTIFACT_S3_ACCESS_KEY_ID", "RACKSMITH_ARTIFACT_S3_SECRET_ACCESS_KEY"}
+SECRETS_OPTIONAL = {
+    "api": {"RACKSMITH_SECRET_KEY_PREVIOUS", *S3_KEYS},
+    "fetcher": S3_KEYS,
+    "artifacts": S3_KEYS,
+}
 
 
 def _secret_keys(pod: dict[str, Any], container: dict[str, Any]) -> tuple[set[str], set[str]]:
@@ -467,7 +475,7 @@ def test_settings_read_each_secret_from_its_mounted_file(
 ) -> None:
     """The file names the manifests mount are the settings' variable names."""
     for keys in SECRETS_NEEDED.values():
-        for key in keys | SECRETS_OPTIONAL.get("api", set()):
+        for key in keys | set().union(*SECRETS_OPTIONAL.values()):
             assert key.removeprefix("RACKSMITH_").lower() in Settings.model_fields, key
     (tmp_path / "RACKSMITH_SECRET_KEY").write_text("from-a-file\n")
     (tmp_path / "RACKSMITH_DATABASE_URL").write_text("postgresql+asyncpg://u:p@db/racksmith")
