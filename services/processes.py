@@ -21,6 +21,7 @@ from services.api.app import create_app
 from services.api.routes.events import end_streams
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.observability import tracing
 from shared.platform import migrate
 from shared.platform.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
@@ -47,6 +48,15 @@ def _stop_event() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def _trace_as(service: str) -> None:
+    """Tracing for this process, if ``OTEL_*`` configures an exporter (before any runtime is
+    built: the broker takes its middlewares at construction)."""
+    try:
+        tracing.configure(service)
+    except tracing.TracingConfigError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _require_port(host: str, port: int, what: str, setting: str) -> None:
@@ -150,6 +160,7 @@ def print_lab_banner(lab: Lab, out: TextIO) -> None:
 
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _trace_as("racksmith")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
@@ -171,6 +182,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
 
 async def run_api(settings: Settings) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _trace_as("racksmith-api")
     stop = _stop_event()
     async with platform(settings, embedded_nats=False) as runtime:
         if not await migrate.is_current(runtime.db.engine):
@@ -180,6 +192,7 @@ async def run_api(settings: Settings) -> None:
 
 async def run_worker(settings: Settings, kinds: list[str]) -> None:
     _require_port("0.0.0.0", settings.worker_health_port, "Health", "RACKSMITH_WORKER_HEALTH_PORT")  # noqa: S104
+    _trace_as("racksmith-" + "-".join(kinds))
     stop = _stop_event()
     async with platform(settings, embedded_nats=False) as runtime:
         workers.attach(runtime, kinds)

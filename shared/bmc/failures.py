@@ -8,7 +8,15 @@ recorded on the target at once, with a reason a person can act on.
 from __future__ import annotations
 
 from shared.messaging.consumer import CommandContext, RetryLater
-from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError, RedfishError
+from shared.redfish import (
+    AuthenticationFailed,
+    BmcBusy,
+    BmcUnreachable,
+    CertificateMismatch,
+    ProtocolError,
+    RedfishError,
+    ResourceNotFound,
+)
 
 MAX_BUSY_DELAY_S = 60.0
 
@@ -25,3 +33,27 @@ def reason_or_retry(exc: RedfishError, ctx: CommandContext, bmc: str) -> str:
     if isinstance(exc, ProtocolError):
         return f"BMC {bmc} does not behave like Redfish: {exc}"
     return f"BMC {bmc}: {exc}"
+
+
+_FAILURE_CLASSES: tuple[tuple[type[RedfishError], str], ...] = (
+    (AuthenticationFailed, "credentials_refused"),
+    (CertificateMismatch, "certificate"),
+    (BmcBusy, "busy"),
+    (BmcUnreachable, "unreachable"),
+    (ResourceNotFound, "not_found"),
+    (ProtocolError, "not_redfish"),
+)
+
+
+def failure_class(exc: BaseException) -> str:
+    """Why BMC work failed, as one of a few names (a metric label; the message says the rest).
+
+    Follows ``raise … from`` causes, so a ``RetryLater`` raised for a busy BMC is ``busy``.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        for kind, name in _FAILURE_CLASSES:
+            if isinstance(seen, kind):
+                return name
+        seen = seen.__cause__
+    return "error"
