@@ -18,13 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 M = TypeVar("M", bound=MetricWrapperBase)
+
+# A ``_created`` series per counter and histogram child doubles what Prometheus stores and no
+# query here needs it.
+disable_created_metrics()
 
 
 class Children(Generic[M]):
