@@ -28,7 +28,7 @@ M = TypeVar("M", bound=MetricWrapperBase)
 
 # A ``_created`` series per counter and histogram child doubles what Prometheus stores and no
 # query here needs it.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Children(Generic[M]):

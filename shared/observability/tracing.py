@@ -51,7 +51,8 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def _exporters(environ: Mapping[str, str]) -> list[Any]:
+def exporters(environ: Mapping[str, str]) -> list[Any]:
+    """The span exporters the ``OTEL_*`` variables ask for; none: tracing stays off."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return []
     names = environ.get("OTEL_TRACES_EXPORTER")
@@ -60,7 +61,7 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
             "OTEL_EXPORTER_OTLP_ENDPOINT"
         )
         names = "otlp" if endpoint else "none"
-    exporters: list[Any] = []
+    found: list[Any] = []
     for raw in names.split(","):
         name = raw.strip().lower()
         if name in ("", "none"):
@@ -78,16 +79,16 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
                 )
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter())
+            found.append(OTLPSpanExporter())
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporters.append(ConsoleSpanExporter())
+            found.append(ConsoleSpanExporter())
         else:
             raise TracingConfigError(
                 f"OTEL_TRACES_EXPORTER={name} is not supported (use otlp, console or none)"
             )
-    return exporters
+    return found
 
 
 def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -99,8 +100,8 @@ def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> boo
     global _tracer, _provider
     if _tracer is not None:
         return True
-    exporters = _exporters(environ)
-    if not exporters:
+    chosen = exporters(environ)
+    if not chosen:
         return False
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -110,7 +111,7 @@ def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> boo
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service_name}))
     provider = TracerProvider(resource=resource)
-    for exporter in exporters:
+    for exporter in chosen:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
