@@ -8,15 +8,8 @@ recorded on the target at once, with a reason a person can act on.
 from __future__ import annotations
 
 from shared.messaging.consumer import CommandContext, RetryLater
-from shared.redfish import (
-    AuthenticationFailed,
-    BmcBusy,
-    BmcUnreachable,
-    CertificateMismatch,
-    ProtocolError,
-    RedfishError,
-    ResourceNotFound,
-)
+from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError, RedfishError
+from shared.redfish import errors as redfish
 
 MAX_BUSY_DELAY_S = 60.0
 
@@ -36,12 +29,12 @@ def reason_or_retry(exc: RedfishError, ctx: CommandContext, bmc: str) -> str:
 
 
 _FAILURE_CLASSES: tuple[tuple[type[RedfishError], str], ...] = (
-    (AuthenticationFailed, "credentials_refused"),
-    (CertificateMismatch, "certificate"),
-    (BmcBusy, "busy"),
-    (BmcUnreachable, "unreachable"),
-    (ResourceNotFound, "not_found"),
-    (ProtocolError, "not_redfish"),
+    (redfish.AuthenticationFailed, "credentials_refused"),
+    (redfish.CertificateMismatch, "certificate"),
+    (redfish.BmcBusy, "busy"),
+    (redfish.BmcUnreachable, "unreachable"),
+    (redfish.ResourceNotFound, "not_found"),
+    (redfish.ProtocolError, "not_redfish"),
 )
 
 
