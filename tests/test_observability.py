@@ -402,7 +402,9 @@ async def test_each_process_reports_its_own_work(
     assert total(inventory, operations, operation="inventory", outcome="succeeded") >= 4
     assert total(inventory, "racksmith_bmc_operation_requests_sum", operation="inventory") > 20
     vendors = {s.labels["vendor"] for s in inventory if s.name == "racksmith_bmc_requests_total"}
-    assert vendors == {"dell", "hpe"}  # the flavours of the BMCs that registered
+    # The flavours of the BMCs that registered (the shared inventory consumer may also hand this
+    # worker commands other tests queued without running an inventory worker).
+    assert {"dell", "hpe"} <= vendors
 
     assert total(webhooks, "racksmith_webhook_deliveries_total", outcome="delivered") >= 1
     assert total(webhooks, "racksmith_webhook_attempts_total", status_class="no_answer") >= 2

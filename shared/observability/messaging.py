@@ -13,8 +13,7 @@ from faststream.nats.prometheus.provider import (
     BatchNatsMetricsSettingsProvider,
     NatsMetricsSettingsProvider,
 )
-from faststream.prometheus import ConsumeAttrs
-from faststream.prometheus.middleware import PrometheusMiddleware
+from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
 from faststream.response import PublishCommand
 from nats.aio.msg import Msg
 from prometheus_client import REGISTRY
