@@ -77,8 +77,8 @@ def render(
     window = end - start
     step = max(5.0, window / 240)
     variables = {
-        # Grafana: max(4 x scrape interval, step + scrape interval); the scrape was every 5 s.
-        "$__rate_interval": f"{max(20, int(step) + 5)}s",
+        # Grafana's default for a window of minutes with its default 15 s scrape interval.
+        "$__rate_interval": "1m",
         "$__range": f"{int(window)}s",
         "$job": job,
     }
@@ -86,7 +86,7 @@ def render(
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
     plt.style.use("dark_background")
     figure = plt.figure(figsize=(WIDTH_IN, height * GRID_ROW_PX / 60 + 1.0), dpi=80)
-    grid = GridSpec(height, 24, figure=figure, hspace=1.6, wspace=1.2)
+    grid = GridSpec(height, 24, figure=figure, hspace=1.6, wspace=1.2, top=0.985, bottom=0.01)
     figure.suptitle(
         f"{dashboard['title']} — {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} to "
         f"{time.strftime('%H:%M', time.gmtime(end))} UTC, from Prometheus (panels of "

@@ -318,10 +318,16 @@ events_published = Children(EVENTS_PUBLISHED)
 sampling_failures = Children(SAMPLING_FAILURES, [("jetstream",), ("database",)])
 webhook_attempts = Children(WEBHOOK_ATTEMPTS)
 webhook_deliveries = Children(WEBHOOK_DELIVERIES, [("delivered",), ("failed",)])
+# Every (operation, outcome, reason) an alert or an increase() may ask about, from the start.
 for _operation in OPERATIONS:
+    bmc_operations(_operation, "succeeded", "none")
     for _outcome in ("succeeded", "failed", "retried"):
         bmc_operation_duration(_operation, _outcome)
-    bmc_operations(_operation, "succeeded", "none")
+    for _outcome in ("failed", "retried"):
+        for _reason in FAILURE_REASONS[1:]:
+            bmc_operations(_operation, _outcome, _reason)
+for _status_class in ("2xx", "3xx", "4xx", "5xx", "no_answer"):
+    webhook_attempts(_status_class)
 
 
 # -- recording with a commit -------------------------------------------------------------------
