@@ -26,6 +26,7 @@ from shared.core import statedir
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.observability import tracing
 from shared.platform import migrate
 from shared.platform.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
@@ -52,6 +53,15 @@ def _stop_event() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def _trace_as(service: str) -> None:
+    """Tracing for this process, if ``OTEL_*`` configures an exporter (before any runtime is
+    built: the broker takes its middlewares at construction)."""
+    try:
+        tracing.configure(service)
+    except tracing.TracingConfigError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _require_port(host: str, port: int, what: str, setting: str) -> None:
@@ -172,6 +182,7 @@ async def serving_artifacts(
 
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _trace_as("racksmith")
     _require_port(
         settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
     )
@@ -198,6 +209,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
 
 async def run_api(settings: Settings) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _trace_as("racksmith-api")
     stop = _stop_event()
     async with platform(settings, embedded_nats=False) as runtime:
         if not await migrate.is_current(runtime.db.engine):
@@ -207,6 +219,7 @@ async def run_api(settings: Settings) -> None:
 
 async def run_worker(settings: Settings, kinds: list[str]) -> None:
     _require_port("0.0.0.0", settings.worker_health_port, "Health", "RACKSMITH_WORKER_HEALTH_PORT")  # noqa: S104
+    _trace_as("racksmith-" + "-".join(kinds))
     stop = _stop_event()
     async with platform(settings, embedded_nats=False) as runtime:
         workers.attach(runtime, kinds)

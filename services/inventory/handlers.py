@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.inventory import store
+from shared.bmc import attempts
 from shared.bmc.access import tls_policy
-from shared.bmc.failures import code_of, reason_or_retry
+from shared.bmc.failures import code_for, failure_class, reason_or_retry
 from shared.contracts.commands import ServerInventoryCommand
 from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
-from shared.models import AuthProfile, Credential, InventoryErrorCode, Node
+from shared.models import AuthProfile, Credential, Node
 from shared.redfish import ComputerSystem, RedfishError
 from shared.redfish.inventory import Inventory, read_inventory
 
@@ -57,11 +58,12 @@ async def _access(ctx: CommandContext, server_id: int) -> Access | None:
     return Access(node, profile, credential, server.system_path)
 
 
-async def _fail(ctx: CommandContext, server_id: int, reason: str, code: InventoryErrorCode) -> None:
+async def _fail(ctx: CommandContext, server_id: int, reason: str, cause: str) -> None:
+    attempts.failed(cause)
     async with ctx.db.session() as session:
         server = await store.locked_server(session, server_id)
         if server is not None:
-            store.record_failure(session, server, reason, code)
+            store.record_failure(session, server, reason, code_for(cause))
         await session.commit()
     log.warning("inventory.failed", server=server_id, reason=reason)
 
@@ -70,7 +72,7 @@ async def inventory_exhausted(
     cmd: ServerInventoryCommand, ctx: CommandContext, error: BaseException
 ) -> None:
     await _fail(
-        ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}", code_of(error)
+        ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}", failure_class(error)
     )
 
 
@@ -78,7 +80,7 @@ async def _collect(ctx: CommandContext, access: Access) -> Inventory:
     password = ctx.runtime.credentials.decrypt(access.credential.password_encrypted)
     tls = tls_policy(access.profile, access.node)
     async with ctx.runtime.redfish.session(
-        access.node.url, access.credential.username, password, tls
+        access.node.url, access.credential.username, password, tls, vendor=access.node.vendor
     ) as bmc:
         system = ComputerSystem.parse(await bmc.get(access.system_path))
         return await read_inventory(bmc, system)
@@ -87,23 +89,26 @@ async def _collect(ctx: CommandContext, access: Access) -> Inventory:
 @router.command(
     ServerInventoryCommand.subject, ServerInventoryCommand, on_exhausted=inventory_exhausted
 )
+@attempts.observed("inventory")
 async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) -> None:
     try:
         access = await _access(ctx, cmd.server_id)
     except CannotCollect as exc:
-        await _fail(ctx, cmd.server_id, str(exc), InventoryErrorCode.bmc_access_not_configured)
+        await _fail(ctx, cmd.server_id, str(exc), "configuration")
         return
     if access is None:
+        attempts.skipped()
         return  # the server was deleted meanwhile
     try:
         inventory = await _collect(ctx, access)
     except RedfishError as exc:
         reason = reason_or_retry(exc, ctx, access.node.ip)
-        await _fail(ctx, cmd.server_id, reason, code_of(exc))
+        await _fail(ctx, cmd.server_id, reason, failure_class(exc))
         return
     async with ctx.db.session() as session:
         server = await store.locked_server(session, cmd.server_id)
         if server is None:
+            attempts.skipped()
             await session.commit()
             return
         changed = await store.record_inventory(session, server, inventory)

@@ -12,7 +12,8 @@ from sqlmodel import col, select
 
 from services.registrar import records
 from services.registrar.login import RegistrationRefused, log_in_and_read_systems
-from shared.bmc.failures import reason_or_retry
+from shared.bmc import attempts
+from shared.bmc.failures import failure_class, reason_or_retry
 from shared.contracts.commands import NodeRegisterCommand, ServerInventoryCommand
 from shared.core.log import get_logger
 from shared.lifecycle import node as node_lifecycle
@@ -26,7 +27,9 @@ log = get_logger(__name__)
 router = CommandRouter(REGISTRAR)
 
 
-async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
+async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str, cause: str) -> None:
+    """Mark the node ``error`` with ``reason``; ``cause`` is its failure class (metrics)."""
+    attempts.failed(cause)
     async with ctx.db.session() as session:
         node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
         if node is not None:
@@ -38,12 +41,13 @@ async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> No
 async def registration_exhausted(
     cmd: NodeRegisterCommand, ctx: CommandContext, error: BaseException
 ) -> None:
-    await fail(cmd, ctx, f"gave up after {ctx.delivery} attempts: {error}")
+    await fail(cmd, ctx, f"gave up after {ctx.delivery} attempts: {error}", failure_class(error))
 
 
 @router.command(
     NodeRegisterCommand.subject, NodeRegisterCommand, on_exhausted=registration_exhausted
 )
+@attempts.observed("registration")
 async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
     async with ctx.db.session() as session:
         node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
@@ -51,6 +55,7 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
             # Done by an earlier delivery, or superseded by a newer register request. If this
             # registration is the one that succeeded, make sure its first inventory was queued
             # (the earlier delivery may have died right after committing).
+            attempts.skipped()
             await session.commit()
             await _queue_first_inventory(ctx, cmd, await records.registered_servers(ctx.db, cmd))
             return
@@ -67,7 +72,7 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
         # Commit (not roll back) so the loaded rows stay usable outside the session.
         await session.commit()
     if profile is None:
-        await fail(cmd, ctx, "the node's auth profile was deleted")
+        await fail(cmd, ctx, "the node's auth profile was deleted", "configuration")
         return
 
     try:
@@ -75,15 +80,16 @@ async def register_node(cmd: NodeRegisterCommand, ctx: CommandContext) -> None:
             ctx.runtime.redfish, ctx.runtime.credentials, node, profile, credentials
         )
     except RegistrationRefused as exc:
-        await fail(cmd, ctx, str(exc))
+        await fail(cmd, ctx, str(exc), exc.cause)
         return
     except RedfishError as exc:
-        await fail(cmd, ctx, reason_or_retry(exc, ctx, node.ip))
+        await fail(cmd, ctx, reason_or_retry(exc, ctx, node.ip), failure_class(exc))
         return
 
     async with ctx.db.session() as session:
         current = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
         if current is None:
+            attempts.skipped()
             await session.commit()
             return
         servers = await records.upsert_servers(session, current, logged_in.systems)

@@ -31,7 +31,12 @@ class LoggedIn:
 
 
 class RegistrationRefused(Exception):
-    """A failure that retrying cannot fix; the message is shown to the operator."""
+    """A failure that retrying cannot fix; the message is shown to the operator, ``cause`` is
+    its failure class (``shared.bmc.failures.failure_class``'s names)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 async def log_in_and_read_systems(
@@ -48,13 +53,15 @@ async def log_in_and_read_systems(
     to retry.
     """
     if not credentials:
-        raise RegistrationRefused(f"auth profile {profile.id} has no credentials")
+        raise RegistrationRefused(f"auth profile {profile.id} has no credentials", "configuration")
     tls = tls_policy(profile, node)
     for credential in credentials:
         assert credential.id is not None
         password = cipher.decrypt(credential.password_encrypted)
         try:
-            async with pool.session(node.url, credential.username, password, tls) as bmc:
+            async with pool.session(
+                node.url, credential.username, password, tls, vendor=node.vendor
+            ) as bmc:
                 return LoggedIn(credential.id, await read_systems(bmc))
         except AuthenticationFailed:
             continue
@@ -62,13 +69,16 @@ async def log_in_and_read_systems(
             if tls.fingerprint and tls.fingerprint == node.fingerprint:
                 raise RegistrationRefused(
                     f"TLS certificate of {node.ip} changed since discovery; re-scan the node "
-                    "to accept the new certificate, or set the profile's TLS policy"
+                    "to accept the new certificate, or set the profile's TLS policy",
+                    "certificate",
                 ) from exc
             raise RegistrationRefused(
                 f"TLS certificate of {node.ip} rejected by the policy of auth profile "
-                f"{profile.id} ({tls.description})"
+                f"{profile.id} ({tls.description})",
+                "certificate",
             ) from exc
     raise RegistrationRefused(
         f"no credential of auth profile {profile.id} accepted by {node.ip} "
-        f"({len(credentials)} tried)"
+        f"({len(credentials)} tried)",
+        "credentials_refused",
     )

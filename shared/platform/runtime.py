@@ -24,6 +24,7 @@ from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.messaging import outbox, streams
 from shared.messaging.publish import Publisher
+from shared.observability.messaging import broker_middlewares
 from shared.redfish import ClientLimits, RedfishPool
 
 log = get_logger(__name__)
@@ -41,6 +42,7 @@ class Runtime:
             logger=logging.getLogger("faststream"),
             log_level=logging.DEBUG,
             max_reconnect_attempts=-1,
+            middlewares=broker_middlewares(),
         )
         self.publisher = Publisher(self.broker)
         self.outbox = outbox.Relayer(self.db, self.publisher)
