@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bmclab import Lab, LabConfig
 from shared.core.settings import Settings
+from shared.messaging.streams import CONSUMERS
 from shared.platform.natsserver import free_port
 from shared.platform.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, worker_env
@@ -425,7 +426,7 @@ async def test_each_process_reports_its_own_work(
     assert relayed >= HEALTHY
     for process in scraped.values():  # JetStream is read by every process
         pending = [s for s in process if s.name == "racksmith_jetstream_consumer_pending"]
-        assert {s.labels["consumer"] for s in pending} == {*WORKERS}
+        assert {s.labels["consumer"] for s in pending} == {c.durable for c in CONSUMERS}
 
 
 def _descends(collector: Collector, span: Span, ancestor: Span) -> bool:
