@@ -168,7 +168,7 @@ async def test_same_msg_id_is_delivered_once(
     async with worker(settings, router):
         await wait_for(lambda: len(received) == 2)
         await asyncio.sleep(0.3)
-    assert received == [1, 3]
+    assert sorted(received) == [1, 3]  # deduplicated; concurrent handlers may finish in any order
 
 
 async def test_unknown_or_invalid_commands_are_dropped_not_retried(

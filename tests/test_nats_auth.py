@@ -5,9 +5,10 @@ configuration ``racksmith up`` generates."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from aiohttp import web
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import StreamInfo
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from bmclab import Lab, LabConfig
@@ -34,12 +39,14 @@ from shared.messaging.permissions import (
     relayed_entities,
     server_config,
 )
-from shared.messaging.streams import EVENTS_STREAM
+from shared.messaging.streams import EVENTS_STREAM, LOGIN_THROTTLE_BUCKET
+from shared.observability import sampling
 from shared.platform.natsserver import EmbeddedNatsServer, find_binary, free_port
 from shared.platform.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, bearer, obtain_tokens
 from tests.discovery_helpers import create_profile, discover, events, nodes_of_range
 from tests.lab_net import LAB_NET
+from tests.local_http import serving
 
 pytestmark = pytest.mark.broker
 
@@ -143,7 +150,7 @@ async def test_the_webhooks_worker_cannot_forge_events_it_would_deliver(
     )
 
 
-async def test_the_api_publishes_commands_but_only_pool_and_switch_events(
+async def test_the_api_publishes_commands_but_not_the_events_workers_own(
     nats_server: EmbeddedNatsServer, runtime: Runtime
 ) -> None:
     await _forged_events_reach_nobody(
@@ -192,18 +199,34 @@ def test_every_component_relays_only_the_entities_it_owns() -> None:
     assert set(owners) == set(catalog.ENTITIES)
 
 
+def _throttle_writes(js: JetStreamContext) -> Awaitable[StreamInfo]:
+    return js.stream_info(f"KV_{LOGIN_THROTTLE_BUCKET}")
+
+
+def _jetstream_sampling_failures() -> float:
+    """Scrape-time reads of the consumers' state that failed, in this process (all runtimes)."""
+    value = REGISTRY.get_sample_value(
+        "racksmith_metrics_sampling_failures_total", {"source": "jetstream"}
+    )
+    return value or 0.0
+
+
 @pytest.mark.lab
 async def test_each_component_does_its_part_with_its_own_user(
     nats_server: EmbeddedNatsServer, settings: Settings, runtime: Runtime, tmp_path: Path
 ) -> None:
-    """The production shape: API and every worker kind on their own NATS users. Discovery,
-    registration and inventory run through; each entity's events are published by its owner,
-    woken by whoever staged them — and nobody trips over a permission."""
+    """The production shape: API and every worker kind on their own NATS users. Logins count in
+    the shared throttle bucket; discovery, registration, inventory and a download by the fetcher
+    run through; each entity's events are published by its owner, woken by whoever staged them;
+    every process reads the consumers' state for its metrics — and nobody trips over a
+    permission."""
+    assert runtime.nats is not None
     stack = AsyncExitStack()
     errors: list[str] = []
     runtimes: dict[str, Runtime] = {}
+    failures_before = _jetstream_sampling_failures()
     async with stack:
-        for kind in ("api", "scanner", "registrar", "inventory", "webhooks"):
+        for kind in ("api", "scanner", "registrar", "inventory", "fetcher", "webhooks"):
             own = settings.model_copy(
                 update={
                     "nats_url": nats_server.url,
@@ -212,6 +235,7 @@ async def test_each_component_does_its_part_with_its_own_user(
                     "scan_connect_timeout_s": 0.5,
                     "scan_probe_timeout_s": 2.0,
                     "inventory_interval_s": 0.0,
+                    "artifact_source_allowed_networks": "127.0.0.0/8",
                 }
             )
             rt = Runtime(own, nats_server.url, relays=relayed_entities([kind]))
@@ -234,7 +258,10 @@ async def test_each_component_does_its_part_with_its_own_user(
         api = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, base_url="http://t")
         )
+        written = (await _throttle_writes(runtime.nats.jetstream())).state.last_seq
         headers = bearer((await obtain_tokens(api, ADMIN_USERNAME, ADMIN_PASSWORD))["access"])
+        # Counted in the bucket every API replica shares, not in the process's memory.
+        assert (await _throttle_writes(runtime.nats.jetstream())).state.last_seq > written
         pool = await api.post("/api/pool/", json={"name": f"perm-{tmp_path.name}"}, headers=headers)
         assert pool.status_code == 201
         address = lab.manifest[0].address
@@ -246,7 +273,32 @@ async def test_each_component_does_its_part_with_its_own_user(
         )
         assert registered.json()["status"] == "registered", registered.text
         (server_id,) = registered.json()["servers"]
+        payload = tmp_path.name.encode() * 1000
+
+        async def file(_: web.Request) -> web.Response:
+            return web.Response(body=payload)
+
+        source = web.Application()
+        source.router.add_get("/bios.bin", file)
+        source_url = f"{await stack.enter_async_context(serving(source))}/bios.bin"
+        added = await api.post(
+            "/api/firmware/",
+            json={
+                "name": "BIOS",
+                "firmware_type": "BIOS",
+                "version": "1.0",
+                "source_url": source_url,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            },
+            headers=headers,
+        )
+        assert added.status_code == 202, added.text
+        firmware_id = added.json()["id"]
         async with asyncio.timeout(30):
+            while (await api.get(f"/api/firmware/{firmware_id}/", headers=headers)).json()[
+                "status"
+            ] != "ready":
+                await asyncio.sleep(0.1)
             while (await api.get(f"/api/server/{server_id}/", headers=headers)).json()[
                 "inventory_status"
             ] != "collected":
@@ -258,10 +310,16 @@ async def test_each_component_does_its_part_with_its_own_user(
                 f"racksmith.evt.node.{node['id']}.registered",
                 f"racksmith.evt.server.{server_id}.created",
                 f"racksmith.evt.server.{server_id}.inventoried",
+                # Staged by the fetcher, published by the API (the catalog's owner).
+                f"racksmith.evt.firmware.{firmware_id}.added",
+                f"racksmith.evt.firmware.{firmware_id}.ready",
             }
             while wanted - {e["subject_nats"] for e in await _published(runtime, wanted)}:
                 await asyncio.sleep(0.1)
+        for rt in runtimes.values():
+            await sampling.refresh(rt)
     assert errors == []
+    assert _jetstream_sampling_failures() == failures_before
 
 
 async def _published(runtime: Runtime, subjects: set[str]) -> list[dict[str, Any]]:

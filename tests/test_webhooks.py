@@ -31,15 +31,24 @@ from sqlmodel import col, func, select
 from services.api.app import create_app
 from services.cli import build_parser
 from services.webhooks import deliveries, dispatch
-from services.webhooks.targets import GuardedResolver, TargetPolicy, TargetRefusedError
 from services.workers import attach
 from shared.contracts.events import make_event
 from shared.core.settings import Settings
+from shared.core.targets import (
+    ARTIFACT_SOURCES,
+    WEBHOOK_RECEIVERS,
+    Destination,
+    GuardedResolver,
+    TargetError,
+    TargetPolicy,
+    TargetRefusedError,
+)
 from shared.messaging import streams
 from shared.messaging.streams import EVENTS_STREAM, WEBHOOKS
 from shared.models import Webhook, WebhookDelivery
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
+from tests.local_http import serving
 
 pytestmark = pytest.mark.broker
 
@@ -775,22 +784,48 @@ async def test_by_default_only_globally_routable_targets(
     assert why in message and "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS" in message
 
 
+# Webhook receivers and artifact sources follow one rule, each with its own allowlist.
+DESTINATIONS = [WEBHOOK_RECEIVERS, ARTIFACT_SOURCES]
+
+
+def _policy(destination: Destination, allowed: str = "") -> TargetPolicy:
+    return TargetPolicy.from_settings(Settings(**{destination.setting: allowed}), destination)
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
+def test_each_destination_refuses_the_same_addresses_by_default(destination: Destination) -> None:
+    policy = _policy(destination)
+    for address, why in REFUSED_BY_DEFAULT:
+        with pytest.raises(TargetError, match=destination.variable) as refused:
+            policy.check(address, [ipaddress.ip_address(address)])
+        assert why in str(refused.value), address
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
 @pytest.mark.parametrize(
     "address", ["8.8.8.8", "2606:4700::1111", "2002:808:808::1", "64:ff9b::808:808"]
 )
-def test_globally_routable_targets_are_allowed(address: str) -> None:
-    assert TargetPolicy.from_settings(Settings()).refusal(ipaddress.ip_address(address)) is None
+def test_globally_routable_targets_are_allowed(destination: Destination, address: str) -> None:
+    assert _policy(destination).refusal(ipaddress.ip_address(address)) is None
 
 
-def test_the_allowlist_opens_internal_networks_but_not_the_host_or_metadata() -> None:
-    policy = TargetPolicy.from_settings(Settings(webhook_allowed_networks="10.0.0.0/8,0.0.0.0/0"))
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
+def test_the_allowlist_opens_internal_networks_but_not_the_host_or_metadata(
+    destination: Destination,
+) -> None:
+    policy = _policy(destination, "10.0.0.0/8,0.0.0.0/0")
     for allowed in ("10.1.2.3", "64:ff9b::a00:1", "::ffff:10.0.0.1", "192.168.1.1"):
         assert policy.refusal(ipaddress.ip_address(allowed)) is None, allowed
     for refused in ("127.0.0.1", "169.254.169.254", "100.100.100.200", "::ffff:127.0.0.1"):
         assert policy.refusal(ipaddress.ip_address(refused)) is not None, refused
-    local = TargetPolicy.from_settings(Settings(webhook_allowed_networks="127.0.0.1/32"))
+    local = _policy(destination, "127.0.0.1/32")
     assert local.refusal(ipaddress.ip_address("127.0.0.1")) is None
     assert local.refusal(ipaddress.ip_address("127.0.0.2")) == "loopback"
+    # One destination's allowlist opens nothing for the other.
+    other = next(d for d in DESTINATIONS if d is not destination)
+    settings = Settings(**{other.setting: "10.0.0.0/8"})
+    internal = ipaddress.ip_address("10.1.2.3")
+    assert TargetPolicy.from_settings(settings, destination).refusal(internal) is not None
 
 
 @asynccontextmanager
@@ -832,16 +867,9 @@ async def test_what_the_target_answers_never_reaches_the_delivery_log(
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", leaky)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with worker(settings):
-            hook = await hooks(name=f"page-{unique}", url=f"http://{host}:{port}/")
-            page = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, worker(settings):
+        hook = await hooks(name=f"page-{unique}", url=f"{base}/")
+        page = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
     assert page["last_status_code"] == 500 and page["last_error"] == "HTTP 500"
 
 
@@ -930,10 +958,14 @@ async def test_redirects_are_not_followed(
 
 async def test_resolver_refuses_names_outside_the_allowed_networks() -> None:
     refusing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="10.0.0.0/8"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="10.0.0.0/8"), WEBHOOK_RECEIVERS
+        )
     )
     allowing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"), WEBHOOK_RECEIVERS
+        )
     )
     try:
         with pytest.raises(TargetRefusedError, match="refused addresses"):

@@ -38,7 +38,12 @@ class LoggedIn:
 
 
 class RegistrationRefused(Exception):
-    """A failure that retrying cannot fix; the message is shown to the operator."""
+    """A failure that retrying cannot fix; the message is shown to the operator, ``cause`` is
+    its failure class (``shared.bmc.failures.failure_class``'s names)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class CertificateChanged(Exception):
@@ -64,16 +69,18 @@ async def log_in_and_read_systems(
     ``BmcUnreachable`` for the caller to retry.
     """
     if not credentials:
-        raise RegistrationRefused(f"auth profile {profile.id} has no credentials")
+        raise RegistrationRefused(f"auth profile {profile.id} has no credentials", "configuration")
     try:
         tls = tls_policy(profile, node)
     except BmcWorkRefused as exc:
-        raise RegistrationRefused(str(exc)) from None
+        raise RegistrationRefused(str(exc), exc.cause) from None
     for credential in credentials:
         assert credential.id is not None
         password = cipher.decrypt(credential.password_encrypted)
         try:
-            async with pool.session(node.url, credential.username, password, tls) as bmc:
+            async with pool.session(
+                node.url, credential.username, password, tls, vendor=node.vendor
+            ) as bmc:
                 systems = await read_systems(bmc)
                 return LoggedIn(credential.id, systems, bmc.peer_fingerprint)
         except AuthenticationFailed:
@@ -87,13 +94,16 @@ async def log_in_and_read_systems(
             if trust_on_first_use(profile) and node.trusted_fingerprint is None:
                 raise RegistrationRefused(
                     f"TLS certificate of {node.ip} changed since discovery; scan the node "
-                    "again, check the certificate it presents, then register it"
+                    "again, check the certificate it presents, then register it",
+                    "certificate",
                 ) from exc
             raise RegistrationRefused(
                 f"TLS certificate of {node.ip} rejected by the policy of auth profile "
-                f"{profile.id} ({tls.description})"
+                f"{profile.id} ({tls.description})",
+                "certificate",
             ) from exc
     raise RegistrationRefused(
         f"no credential of auth profile {profile.id} accepted by {node.ip} "
-        f"({len(credentials)} tried)"
+        f"({len(credentials)} tried)",
+        "credentials_refused",
     )

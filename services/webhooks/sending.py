@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from services.webhooks import signing
-from services.webhooks.targets import (
+from shared.core.targets import (
     GuardedResolver,
     TargetError,
     TargetPolicy,

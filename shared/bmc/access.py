@@ -19,7 +19,12 @@ from shared.redfish import CertificateMismatch, TlsPolicy
 
 
 class BmcWorkRefused(Exception):
-    """BMC work must not run for this node now; the message says why, for the operator."""
+    """BMC work must not run for this node now; the message says why, for the operator, and
+    ``cause`` is its failure class (``shared.bmc.failures.failure_class``'s names)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def has_own_policy(profile: AuthProfile | None) -> bool:
@@ -36,7 +41,7 @@ def trust_on_first_use(profile: AuthProfile | None) -> bool:
 def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
     """The policy for connecting to ``node``'s BMC; raises ``BmcWorkRefused`` if it may not."""
     if node.status == NodeStatus.certificate_changed:
-        raise BmcWorkRefused(node.error or untrusted_reason(node))
+        raise BmcWorkRefused(node.error or untrusted_reason(node), "certificate")
     if has_own_policy(profile):
         return TlsPolicy(
             verify=profile.verify_tls,
@@ -47,7 +52,8 @@ def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
     if pin is None:
         # An unpinned connection would send the password to whoever answers.
         raise BmcWorkRefused(
-            f"no TLS certificate is known for {node.ip}:{node.port}; scan its range first"
+            f"no TLS certificate is known for {node.ip}:{node.port}; scan its range first",
+            "configuration",
         )
     return TlsPolicy(fingerprint=pin)
 

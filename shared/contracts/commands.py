@@ -69,3 +69,18 @@ class ServerInventoryCommand(Command):
 
     def msg_id(self) -> str:
         return f"inventory:{self.server_id}:{self.token}"
+
+
+class ArtifactFetchCommand(Command):
+    """Download an artifact from its ``source_url`` into the store, checking its SHA-256.
+
+    ``fetch`` is the artifact's download counter when this one was asked for, so a command of an
+    earlier download (or of an artifact deleted since) does nothing.
+    """
+
+    subject: ClassVar[str] = command_subject("artifact", "fetch")
+    artifact_id: int
+    fetch: int
+
+    def msg_id(self) -> str:
+        return f"fetch:{self.artifact_id}:{self.fetch}"

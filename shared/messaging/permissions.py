@@ -6,18 +6,22 @@ manifests' NATS users are checked against it (``racksmith nats-permissions`` pri
 Design:
 
 * **Commands** are published by the components that queue work: the API (scans, registrations,
-  refreshes), the scanner (its chunks), the registrar and the inventory scheduler (collections).
+  refreshes, artifact downloads), the scanner (its chunks), the registrar and the inventory
+  scheduler (collections).
 * **Events** of an entity are published by the one component that owns that entity: scan ranges
   by the scanner, nodes by the registrar, servers by the inventory worker, webhooks by the
-  webhooks worker, pools and switches (changed only through the API) by the API. Any component
-  may *stage* an event in the outbox with its change (the API stages ``node.registering``); the
-  owner's relay publishes it (``shared.messaging.outbox``), woken by ``OUTBOX_WAKE``. One owner
-  per entity also keeps each entity's events in commit order. So a component holding the
-  scanner's credentials cannot forge a pool or a node event, and the internet-facing API cannot
-  publish a node, server or scan event at all.
-* **JetStream management** (``$JS.API``) is open to every component — each declares the streams
-  and consumers it uses at start — except deleting or purging streams and messages. Acks are
-  limited to the component's own consumer.
+  webhooks worker; pools and switches (changed only through the API) and the firmware catalog
+  and OS images (added, changed and deleted through the API; the fetcher only marks a download
+  ``ready`` or ``invalid``) by the API. Any component may *stage* an event in the outbox with
+  its change (the API stages ``node.registering``, the fetcher ``firmware.ready``); the owner's
+  relay publishes it (``shared.messaging.outbox``), woken by ``OUTBOX_WAKE``. One owner per
+  entity also keeps each entity's events in commit order. So a component holding the scanner's
+  credentials cannot forge a pool or a node event, and the internet-facing API cannot publish a
+  node, server or scan event at all.
+* **JetStream management** (``$JS.API``) is open to every component — each declares the streams,
+  consumers and the login-throttle bucket at start, and reads its consumers' info when scraped —
+  except deleting or purging streams and messages. Acks are limited to the component's own
+  consumer. Only the API writes the login-throttle bucket (``$KV.racksmith_login_throttle``).
 * **Replies**: every component has its own inbox prefix (``_INBOX_<user>``), so none can read
   another's replies (the API's event list reads through ephemeral consumers delivered there,
   PubAcks and the test requests' answers too). The workers' pull subscriptions are delivered
@@ -43,7 +47,7 @@ from shared.contracts.subjects import (
     WEBHOOK_TEST_REQUESTS,
     command_subject,
 )
-from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
+from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, LOGIN_THROTTLE_BUCKET
 
 # Core NATS (not streamed): "the outbox holds events you publish; relay now".
 OUTBOX_WAKE = "racksmith.outbox.wake"
@@ -105,9 +109,10 @@ COMPONENTS: dict[str, Component] = {
                 command_subject("scan", "range"),
                 command_subject("node", "register"),
                 command_subject("server", "inventory"),
+                command_subject("artifact", "fetch"),
             ),
-            entities=("pool", "switch"),
-            publishes=(WEBHOOK_TEST_REQUESTS,),
+            entities=("pool", "switch", "firmware", "os_image"),
+            publishes=(WEBHOOK_TEST_REQUESTS, f"$KV.{LOGIN_THROTTLE_BUCKET}.>"),
             # register/ waits for the node's outcome events.
             subscribes=(f"{EVENT_PREFIX}.node.>",),
         ),
@@ -129,6 +134,8 @@ COMPONENTS: dict[str, Component] = {
             entities=("server",),
             consumers=((COMMANDS_STREAM, "inventory"),),
         ),
+        # Downloads change catalog entries the API owns: it stages their events and wakes it.
+        Component("fetcher", consumers=((COMMANDS_STREAM, "fetcher"),)),
         Component(
             "webhooks",
             entities=("webhook",),

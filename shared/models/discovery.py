@@ -119,21 +119,25 @@ class Node(SQLModel, table=True):
 Port = Annotated[int, PField(ge=1, le=65535)]
 
 
+# Room for any IPv6 address with a zone, or a network in CIDR notation.
+ADDRESS_LENGTH = 64
+
+
 class ScanRangeCreate(BaseModel):
     """``ip_from``/``ip_to``, or ``cidr`` as a shorthand for a network's usable hosts."""
 
     name: str = PField(min_length=1, max_length=200)
-    ip_from: str | None = None
-    ip_to: str | None = None
-    cidr: str | None = None
+    ip_from: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    ip_to: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    cidr: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
     ports: list[Port] = PField(default_factory=lambda: [443], min_length=1)
 
 
 class ScanRangeUpdate(BaseModel):
     name: str | None = PField(default=None, min_length=1, max_length=200)
-    ip_from: str | None = None
-    ip_to: str | None = None
-    cidr: str | None = None
+    ip_from: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    ip_to: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    cidr: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
     ports: list[Port] | None = PField(default=None, min_length=1)
 
 

@@ -4,16 +4,15 @@ It listens on 127.0.0.1 only, on a free port unless one is configured, and store
 the state dir so a restart keeps queued commands and the event history. It requires credentials:
 one generated password per user of ``shared.messaging.permissions`` (the components, the
 ``platform`` user ``racksmith up`` connects as, and ``events`` for other systems), kept in
-``users.json`` beside the data (mode 0600, reused across restarts; delete it to rotate), and a
-server configuration with those users and their permissions (also 0600) — so another local
-user's process can neither read events nor publish forged ones.
+``users.json`` beside the data (created 0600 like every state-dir file, reused across restarts;
+delete it to rotate), and a server configuration with those users and their permissions (also
+0600) — so another local user's process can neither read events nor publish forged ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -21,6 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
+from shared.core import statedir
 from shared.core.log import get_logger
 from shared.messaging.permissions import PLATFORM, USERS, authorization
 from shared.platform.orphans import die_with_parent
@@ -59,14 +59,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a file only its owner can read (created so, never world-readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    path.chmod(0o600)
 
 
 class EmbeddedNatsServer:
@@ -112,13 +104,13 @@ class EmbeddedNatsServer:
         missing = [user for user in USERS if user not in passwords]
         if missing:
             passwords |= {user: secrets.token_urlsafe(32) for user in missing}
-            _write_private(self.users_file, json.dumps(passwords, indent=2))
+            statedir.write_file(self.users_file, json.dumps(passwords, indent=2))
         return passwords
 
     def _write_config(self) -> None:
         # nats-server reads JSON as its configuration format too.
         config = {"authorization": authorization(self._passwords())}
-        _write_private(self.config_file, json.dumps(config, indent=2))
+        statedir.write_file(self.config_file, json.dumps(config, indent=2))
 
     @property
     def pid(self) -> int | None:
@@ -129,7 +121,7 @@ class EmbeddedNatsServer:
             raise NatsServerError(f"NATS port {self.requested_port} is already in use")
         self.port = self.requested_port or free_port(self.host)
         self.monitor_port = free_port(self.host)
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        statedir.ensure_dir(self.data_dir)
         self._write_config()
         self._process = await asyncio.create_subprocess_exec(
             find_binary(),
@@ -154,6 +146,8 @@ class EmbeddedNatsServer:
             # in order (after the workers drained) instead of it dying first.
             start_new_session=True,
             preexec_fn=die_with_parent,
+            # Its store and log are state-dir files: private to this account.
+            umask=statedir.UMASK,
         )
         await self._wait_ready()
         log.info("nats.embedded.started", url=self.url, pid=self._process.pid)

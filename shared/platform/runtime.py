@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from sqlalchemy import text
 
+from shared.artifacts.store import ArtifactStore, open_store
 from shared.core.crypto import CredentialCipher
 from shared.core.db import Database
 from shared.core.log import get_logger
@@ -27,6 +28,7 @@ from shared.core.settings import Settings
 from shared.messaging import outbox, streams
 from shared.messaging.permissions import OUTBOX_WAKE, inbox_prefix
 from shared.messaging.publish import Publisher
+from shared.observability.messaging import broker_middlewares
 from shared.redfish import ClientLimits, RedfishPool
 
 log = get_logger(__name__)
@@ -66,6 +68,7 @@ class Runtime:
             security=nats_security(settings),
             # Replies to this process land in its own inboxes, which no other user may read.
             inbox_prefix=inbox_prefix(user) if user else "_INBOX",
+            middlewares=broker_middlewares(),
         )
         self.publisher = Publisher(self.broker)
         self.outbox = outbox.Relayer(
@@ -92,6 +95,11 @@ class Runtime:
                 read_timeout=settings.redfish_read_timeout_s,
             )
         )
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Where firmware binaries and OS images are kept (``RACKSMITH_ARTIFACT_STORE``)."""
+        return open_store(self.settings)
 
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""

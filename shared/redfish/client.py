@@ -29,9 +29,12 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
+from prometheus_client import Gauge
 from yarl import URL
 
 from shared.core.log import get_logger
+from shared.observability.metrics import vendor_label
+from shared.redfish import telemetry
 from shared.redfish.errors import (
     AuthenticationFailed,
     BmcBusy,
@@ -83,10 +86,20 @@ class RedfishPool:
         self._slots = asyncio.Semaphore(limits.total)
 
     def session(
-        self, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        *,
+        vendor: str | None = None,
     ) -> RedfishSession:
-        """A session to the BMC at ``base_url`` (``https://host[:port]``); use ``async with``."""
-        return RedfishSession(self, base_url, username, password, tls)
+        """A session to the BMC at ``base_url`` (``https://host[:port]``); use ``async with``.
+
+        ``vendor`` (what discovery recorded) labels its request metrics from the first request
+        on; without it the service root's vendor does, once read.
+        """
+        return RedfishSession(self, base_url, username, password, tls, vendor=vendor)
 
 
 @dataclass(frozen=True)
@@ -152,7 +165,14 @@ class RedfishSession:
     """
 
     def __init__(
-        self, pool: RedfishPool, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        pool: RedfishPool,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        *,
+        vendor: str | None = None,
     ) -> None:
         base = URL(base_url)
         if base.scheme not in ("http", "https") or not base.host:
@@ -180,6 +200,9 @@ class RedfishSession:
         self.auth_mode: Literal["session", "basic"] | None = None
         self.root: dict[str, Any] = {}
         self._connector: _PeerRecordingConnector | None = None
+        self._vendor_known = vendor is not None
+        self.vendor = vendor_label(vendor)  # the metrics label, never the address
+        self._session_gauge: Gauge | None = None
 
     @property
     def peer_fingerprint(self) -> str | None:
@@ -219,6 +242,8 @@ class RedfishSession:
             await self._logout()
             await self._close()
             raise
+        if self.auth_mode == "session":
+            self._session_gauge = telemetry.session_opened(self.vendor)
         return self
 
     async def __aexit__(
@@ -233,6 +258,9 @@ class RedfishSession:
             await self._close()
 
     async def _close(self) -> None:
+        gauge, self._session_gauge = self._session_gauge, None
+        if gauge is not None:
+            gauge.dec()
         http, self._http = self._http, None
         if http is not None:
             await http.close()
@@ -245,6 +273,8 @@ class RedfishSession:
             self._check("GET", self._root_url, reply)
             root = self._json_object(self._root_url, reply)
             self.root = root
+            if not self._vendor_known:
+                self.vendor = vendor_label(ServiceRoot.parse(root).vendor)
             sessions = ServiceRoot.parse(root).sessions
             if sessions is not None:
                 self._sessions_url = self._resolve(sessions)
@@ -473,20 +503,22 @@ class RedfishSession:
         elif authenticate and self._basic is not None:
             headers["Authorization"] = self._basic
         async with self._slots, self._pool._slots:
-            try:
-                async with http.request(
-                    method,
-                    url,
-                    json=json_body,
-                    headers=headers,
-                    allow_redirects=False,
-                ) as response:
-                    body = await self._read_capped(method, url, response)
-                    reply = _Reply(response.status, response.headers, body)
-            except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
-                # `from None`: aiohttp exceptions can carry the request headers (token,
-                # Basic credentials) in their repr, and chained causes end up in logs.
-                raise self._transport_error(method, url, exc) from None
+            with telemetry.RequestObserver(self.vendor, method, url) as observed:
+                try:
+                    async with http.request(
+                        method,
+                        url,
+                        json=json_body,
+                        headers=headers,
+                        allow_redirects=False,
+                    ) as response:
+                        observed.answered(response.status)
+                        body = await self._read_capped(method, url, response)
+                        reply = _Reply(response.status, response.headers, body)
+                except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+                    # `from None`: aiohttp exceptions can carry the request headers (token,
+                    # Basic credentials) in their repr, and chained causes end up in logs.
+                    raise self._transport_error(method, url, exc) from None
         log.debug("redfish.http", method=method, url=str(url), status=reply.status)
         return reply
 

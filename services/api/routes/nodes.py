@@ -175,6 +175,8 @@ async def register_node(
 class AcceptCertificate(BaseModel):
     fingerprint: str | None = PField(
         default=None,
+        # 95 characters in the `AB:CD:…` form, with room for pasted whitespace.
+        max_length=128,
         description="The SHA-256 of the certificate you checked (hex, `AB:CD:…` accepted). "
         "If the node presents another one by now, nothing is accepted (409).",
     )

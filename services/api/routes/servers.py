@@ -93,7 +93,7 @@ class RefreshAccepted(BaseModel):
 async def list_servers(
     session: SessionDep, scope: ScopeDep, query: ServerListQuery
 ) -> Page[ServerPublic]:
-    return await paginate(session, scope.narrow(select(Server), Server), query, ServerPublic.of)
+    return await paginate(session, scope.narrow(select(Server), Server), query, scope.server_view)
 
 
 @router.post(
@@ -107,12 +107,12 @@ async def refresh_servers(
 ) -> RefreshAccepted:
     servers = await membership.resolve_servers(session, scope, body.servers)
     await _queue_inventory(state, servers)
-    return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+    return RefreshAccepted(servers=[scope.server_view(s) for s in servers])
 
 
 @router.get("/{server_id}/", summary="Retrieve a server")
 async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> ServerPublic:
-    return ServerPublic.of(await scope.get(session, Server, server_id))
+    return scope.server_view(await scope.get(session, Server, server_id))
 
 
 @router.post(
@@ -128,7 +128,7 @@ async def remove_from_pool(
     await membership.unassign(session, list(servers))
     await session.commit()
     await announce(state.runtime)
-    return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+    return RefreshAccepted(servers=[scope.server_view(s) for s in servers])
 
 
 async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
@@ -158,7 +158,7 @@ async def _update(
     session.add(server)
     await session.commit()
     await announce(state.runtime)
-    return ServerPublic.of(server)
+    return scope.server_view(server)
 
 
 @router.put("/{server_id}/", summary="Replace a server's writable fields")
@@ -186,7 +186,7 @@ async def refresh_server(
 ) -> ServerPublic:
     server = await scope.get(session, Server, server_id)
     await _queue_inventory(state, [server])
-    return ServerPublic.of(server)
+    return scope.server_view(server)
 
 
 async def _queue_inventory(state: StateDep, servers: list[Server]) -> None:

@@ -2,7 +2,7 @@
 
 Superuser-only. The signing secret is write-only: unless the request supplies one it is generated
 and shown once, in the 201; it is stored encrypted and never returned, logged or put in an event.
-A URL must pass the target policy (``services.webhooks.targets``), checked here and again on every
+A URL must pass the target policy (``shared.core.targets``), checked here and again on every
 delivery. Deliveries — the test action's too — are made by the webhooks worker
 (``services/webhooks``); this process never connects to a receiver.
 """
@@ -23,9 +23,9 @@ from services.api.listing import ListQuery, ListSpec, Page, list_params, paginat
 from services.api.lookup import get_or_404
 from services.api.state import ApiState
 from services.webhooks import filters, testing
-from services.webhooks.targets import TargetError, TargetPolicy, check_url
 from shared.contracts.catalog import UnknownEventTypeError
 from shared.core.log import get_logger
+from shared.core.targets import WEBHOOK_RECEIVERS, TargetError, TargetPolicy, check_url
 from shared.models import User, Webhook, WebhookDelivery
 from shared.models.webhooks import (
     WebhookCreate,
@@ -77,7 +77,7 @@ async def _checked(
     if url is not None:
         url = url.strip()
         try:
-            await check_url(url, TargetPolicy.from_settings(state.settings))
+            await check_url(url, TargetPolicy.from_settings(state.settings, WEBHOOK_RECEIVERS))
         except TargetError as exc:
             errors["url"] = [str(exc)]
     if event_types is not None:

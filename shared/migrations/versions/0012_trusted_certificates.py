@@ -6,7 +6,7 @@ unless discovery already flagged it as changed: those go to ``certificate_change
 superuser accepts the certificate they present. ``status`` widens for that name.
 
 Revision ID: 7d2b4c81e6f0
-Revises: 5c1e0f3a9b27
+Revises: 8cb96bfe893a
 Create Date: 2026-11-28 09:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "7d2b4c81e6f0"
-down_revision: str | None = "5c1e0f3a9b27"
+down_revision: str | None = "8cb96bfe893a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

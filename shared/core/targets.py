@@ -1,17 +1,19 @@
-"""Where webhooks may send: http(s) URLs whose host is, or resolves only to, allowed addresses.
+"""Where Racksmith may connect to on someone's say-so: http(s) URLs whose host is, or resolves
+only to, allowed addresses.
 
-A webhook makes Racksmith send requests to an address someone typed; unchecked, that is a
-server-side request forgery tool (cloud metadata services, the Kubernetes API, the database,
-NATS, the BMC network). So by default a target must be globally routable: not private, shared
-(CGNAT, where Alibaba's metadata service lives), unique-local (fd00:ec2::254 is AWS's), loopback,
-link-local (169.254.169.254), multicast, reserved or unspecified, nor a known metadata address
-that looks public (Azure's 168.63.129.16), nor an IPv6 address that embeds a refused IPv4 one
-(IPv4-mapped, 6to4, NAT64, Teredo). Internal receivers are allowed by naming their networks in
-``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``; the blocks that hold only the platform's own host or its
-cloud's metadata service need an allowed network inside them (naming ``0.0.0.0/0`` does not
-open them). The rule is checked when a webhook is saved and again on every connection, by the
-resolver the HTTP client connects through — a name may resolve elsewhere by delivery time (DNS
-rebinding).
+Webhooks and the ``source_url`` of firmware binaries and OS images make Racksmith send requests to
+an address someone typed; unchecked, that is a server-side request forgery tool (cloud metadata
+services, the Kubernetes API, the database, NATS, the BMC network). So by default a target must be
+globally routable: not private, shared (CGNAT, where Alibaba's metadata service lives),
+unique-local (fd00:ec2::254 is AWS's), loopback, link-local (169.254.169.254), multicast, reserved
+or unspecified, nor a known metadata address that looks public (Azure's 168.63.129.16), nor an
+IPv6 address that embeds a refused IPv4 one (IPv4-mapped, 6to4, NAT64, Teredo). Internal
+receivers and sources are allowed by naming their networks in the setting of their
+``Destination`` (``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``,
+``RACKSMITH_ARTIFACT_SOURCE_ALLOWED_NETWORKS``); the blocks that hold only the platform's own host
+or its cloud's metadata service need an allowed network inside them (naming ``0.0.0.0/0`` does
+not open them). The rule is checked when the URL is saved and again on every connection, by the
+resolver the HTTP client connects through — a name may resolve elsewhere by then (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -30,7 +32,33 @@ from shared.core.iprange import IPAddress, IPNetwork, parse_networks
 from shared.core.settings import Settings
 
 SCHEMES = {"http": 80, "https": 443}
-SETTING = "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One kind of outbound target: its allowlist setting and how errors name it."""
+
+    setting: str
+    # What a refusal tells to do, before "in RACKSMITH_…_ALLOWED_NETWORKS to allow it."
+    remedy: str
+    # Why credentials in the URL are refused (the URL is shown in responses and logs).
+    no_credentials: str
+
+    @property
+    def variable(self) -> str:
+        return f"RACKSMITH_{self.setting.upper()}"
+
+
+WEBHOOK_RECEIVERS = Destination(
+    "webhook_allowed_networks",
+    "Webhooks send to globally routable addresses; name an internal receiver's network",
+    "Credentials in the URL are not allowed; receivers verify the signature.",
+)
+ARTIFACT_SOURCES = Destination(
+    "artifact_source_allowed_networks",
+    "Artifacts are fetched from globally routable addresses; name an internal source's network",
+    "Credentials in the URL are not allowed: it is shown in responses and events.",
+)
 
 
 def _blocks(*pairs: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
@@ -59,7 +87,7 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class TargetError(ValueError):
-    """A URL webhooks may not send to; the message says why, for the ``url`` field."""
+    """A URL Racksmith may not connect to; the message says why, for the field holding it."""
 
 
 class TargetRefusedError(OSError):
@@ -81,15 +109,17 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 @dataclass(frozen=True)
 class TargetPolicy:
-    # Internal networks receivers may be in, beside every globally routable address.
+    # Internal networks targets may be in, beside every globally routable address.
     networks: tuple[IPNetwork, ...]
+    destination: Destination = WEBHOOK_RECEIVERS
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TargetPolicy:
-        return cls(tuple(parse_networks(settings.webhook_allowed_networks.split(","))))
+    def from_settings(cls, settings: Settings, destination: Destination) -> TargetPolicy:
+        allowed: str = getattr(settings, destination.setting)
+        return cls(tuple(parse_networks(allowed.split(","))), destination)
 
     def refusal(self, address: IPAddress) -> str | None:
-        """Why webhooks may not send to ``address`` (a class of addresses), or None."""
+        """Why Racksmith may not connect to ``address`` (a class of addresses), or None."""
         listed = [n for n in self.networks if n.version == address.version and address in n]
         for block, what in PROTECTED:
             if block.version == address.version and address in block:
@@ -120,10 +150,7 @@ class TargetPolicy:
         if not refused:
             return
         shown = ", ".join(f"{a} ({why})" for a, why in refused)
-        fix = (
-            f"Webhooks send to globally routable addresses; name an internal receiver's network "
-            f"in {SETTING} to allow it."
-        )
+        fix = f"{self.destination.remedy} in {self.destination.variable} to allow it."
         if _literal(host) is not None:
             raise TargetError(f"{host} is refused: {refused[0][1]}. {fix}")
         raise TargetError(f"{host} resolves to refused addresses: {shown}. {fix}")
@@ -136,8 +163,8 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def parse_url(url: str) -> SplitResult:
-    """The URL split, if it is one webhooks can use at all (before any address check)."""
+def parse_url(url: str, destination: Destination) -> SplitResult:
+    """The URL split, if it is one Racksmith can use at all (before any address check)."""
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018  (raises on a malformed port)
@@ -148,9 +175,8 @@ def parse_url(url: str) -> SplitResult:
     if not parts.hostname:
         raise TargetError("The URL has no host.")
     if parts.username is not None or parts.password is not None:
-        # The URL is shown in responses and logs; credentials in it would leak. The signature
-        # is how a receiver authenticates Racksmith.
-        raise TargetError("Credentials in the URL are not allowed; receivers verify the signature.")
+        # The URL is shown in responses and logs; credentials in it would leak.
+        raise TargetError(destination.no_credentials)
     if parts.fragment:
         raise TargetError("The URL must not have a fragment.")
     return parts
@@ -159,15 +185,15 @@ def parse_url(url: str) -> SplitResult:
 def check_literal(url: str, policy: TargetPolicy) -> None:
     """Check a URL without resolving: its form, and its host if that is an address. The
     addresses of a name are checked by ``GuardedResolver`` at connection time."""
-    host = parse_url(url).hostname or ""
+    host = parse_url(url, policy.destination).hostname or ""
     address = _literal(host)
     if address is not None:
         policy.check(host, [address])
 
 
 async def check_url(url: str, policy: TargetPolicy) -> None:
-    """Everything a saved webhook must satisfy: its form, and every address its host resolves to."""
-    parts = parse_url(url)
+    """Everything a saved URL must satisfy: its form, and every address its host resolves to."""
+    parts = parse_url(url, policy.destination)
     host = parts.hostname or ""
     address = _literal(host)
     if address is not None:
@@ -184,7 +210,7 @@ async def check_url(url: str, policy: TargetPolicy) -> None:
 
 class GuardedResolver(AbstractResolver):
     """The HTTP client's resolver: answers only with allowed addresses, and refuses a name that
-    resolves to any other (the same rule as when the webhook was saved)."""
+    resolves to any other (the same rule as when the URL was saved)."""
 
     def __init__(self, policy: TargetPolicy) -> None:
         self.policy = policy
