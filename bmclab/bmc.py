@@ -7,13 +7,17 @@ import base64
 import binascii
 import random
 import secrets
+import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bmclab.faults import Fault, FaultKind
+from bmclab.counters import Counters
+from bmclab.faults import REQUEST_FAULTS, Fault, FaultKind
+from bmclab.host import Host
 from bmclab.latency import Latency
+from bmclab.rules import MOCKUP_RULES, HostRules
 from bmclab.tree import ResourceStore
 
 if TYPE_CHECKING:
@@ -30,7 +34,8 @@ class Behaviour:
     session_timeout: float = 1800.0
     inflight_limit: int = 4
     queue_timeout: float = 10.0
-    power_delay: float = 1.0
+    power_delay: float = 2.0
+    power_on_holdoff: float = 3.0
     task_duration: float = 3.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
@@ -62,6 +67,7 @@ class Bmc:
         task_id_format: str = "{n}",
         fault: Fault | None = None,
         seed: int = 0,
+        rules: HostRules = MOCKUP_RULES,
     ) -> None:
         self.index = index
         self.address = address
@@ -71,11 +77,20 @@ class Bmc:
         self.behaviour = behaviour
         self.sessions_path = sessions_path
         self.task_id_format = task_id_format
+        self.rules = rules
+        self.counters = Counters()
+        self.hosts: dict[str, Host] = {}
         self.rng = random.Random(f"latency:{seed}:{index}")
         self.sessions: dict[str, Session] = {}
         self.max_sessions = 0
         self.total_logins = 0
         self.failed_logins = 0
+        # Every (user name, password) offered to this BMC, in a session POST or Basic header,
+        # right or wrong; and those offered over a connection that presented the impostor's
+        # certificate (``Lab.impersonate``): tests assert what a client sent to whom.
+        self.credentials_received: list[tuple[str, str]] = []
+        self.impostor_received: list[tuple[str, str]] = []
+        self.impostor_context: ssl.SSLContext | None = None
         self.requests_served = 0
         self.inflight = asyncio.Semaphore(behaviour.inflight_limit)
         self.listener: Listener | None = None
@@ -127,6 +142,33 @@ class Bmc:
     def clear_fault(self) -> None:
         self.set_fault(None)
 
+    def request_fault(
+        self, method: str, action: str | None, reset_type: str | None
+    ) -> Fault | None:
+        """The one-shot request fault aimed at this request; it is cleared when it fires."""
+        fault = self.fault
+        if fault is None or fault.kind not in REQUEST_FAULTS or fault.selector is None:
+            return None
+        return fault if fault.selector.matches(method, action, reset_type) else None
+
+    def counts(self) -> dict[str, Any]:
+        """Every counter of this BMC as plain JSON (also served at ``/bmclab/counters``)."""
+        return {
+            **self.counters.to_dict(),
+            "requests_served": self.requests_served,
+            "total_logins": self.total_logins,
+            "failed_logins": self.failed_logins,
+            "open_sessions": self.open_sessions,
+            "max_sessions": self.max_sessions,
+        }
+
+    def host(self, path: str) -> Host:
+        """The simulated host of the ComputerSystem at `path`."""
+        host = self.hosts.get(path)
+        if host is None:
+            host = self.hosts[path] = Host(self, path)
+        return host
+
     def on_listening(self, listener: Listener) -> None:
         self.listener = listener
         fault = self._fault
@@ -159,11 +201,12 @@ class Bmc:
             await self.listener.open()
             self.flap_down = False
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a background coroutine, keeping a reference so it is not collected."""
         task = asyncio.get_running_loop().create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return task
 
     async def stop(self) -> None:
         self._stop_flap_silently()
@@ -186,7 +229,14 @@ class Bmc:
             password, b.password
         )
 
-    def authenticate(self, authorization: str | None, token: str | None) -> bool:
+    def offered(self, username: str, password: str, *, impostor: bool) -> None:
+        self.credentials_received.append((username, password))
+        if impostor:
+            self.impostor_received.append((username, password))
+
+    def authenticate(
+        self, authorization: str | None, token: str | None, *, impostor: bool = False
+    ) -> bool:
         if token:
             session = self.live_sessions().get(token)
             if session is None:
@@ -199,6 +249,7 @@ class Bmc:
             except (binascii.Error, UnicodeDecodeError):
                 decoded = ""
             user, _, password = decoded.partition(":")
+            self.offered(user, password, impostor=impostor)
             if self.credentials_valid(user, password):
                 return True
             self.failed_logins += 1

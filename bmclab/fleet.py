@@ -7,11 +7,13 @@ import contextlib
 import ipaddress
 import random
 import shutil
+import ssl
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bmclab.bmc import Behaviour, Bmc
 from bmclab.certs import CertificateAuthority, server_context
@@ -20,6 +22,7 @@ from bmclab.flavours import FLAVOURS, build_tree
 from bmclab.latency import Latency
 from bmclab.manifest import ManifestEntry, manifest_json
 from bmclab.mockup import load_mockup
+from bmclab.rules import MOCKUP_RULES
 from bmclab.server import Listener
 from bmclab.tree import ResourceStore
 
@@ -41,7 +44,8 @@ class LabConfig:
     session_timeout: float = 1800.0
     inflight_limit: int = 4
     queue_timeout: float = 10.0
-    power_delay: float = 1.0
+    power_delay: float = 2.0
+    power_on_holdoff: float = 3.0
     task_duration: float = 3.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
@@ -69,6 +73,7 @@ class LabConfig:
             inflight_limit=self.inflight_limit,
             queue_timeout=self.queue_timeout,
             power_delay=self.power_delay,
+            power_on_holdoff=self.power_on_holdoff,
             task_duration=self.task_duration,
             drip_interval=self.drip_interval,
             flap_period=self.flap_period,
@@ -86,6 +91,8 @@ class Lab:
         self.manifest_path: Path | None = None
         self._listeners: list[Listener] = []
         self._tmp: Path | None = None
+        self._cert_dir: Path | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
     async def __aenter__(self) -> Lab:
         await self.start()
@@ -107,6 +114,30 @@ class Lab:
             if bmc.address == key:
                 return bmc
         raise KeyError(key)
+
+    def impersonate(self, key: str | int) -> None:
+        """From the next connection on, answer at this BMC's address with a certificate of
+        another CA: what an impostor taking over the address shows (or a BMC whose certificate
+        was regenerated). Same tree, same credentials — only the certificate tells; what is
+        offered over such a connection is recorded in the BMC's ``impostor_received``."""
+        bmc = self.bmc(key)
+        assert self._cert_dir is not None, "start the lab first"
+        chain, pem_key = CertificateAuthority.generate("Impostor CA").issue(bmc.address)
+        context = server_context(self._cert_dir, f"{bmc.address}-impostor", chain, pem_key)
+        bmc.impostor_context = self._listener(bmc).ssl_context = context
+
+    def restore_certificate(self, key: str | int) -> None:
+        """Serve the BMC's own certificate again (undoes `impersonate`)."""
+        bmc = self.bmc(key)
+        self._listener(bmc).ssl_context = self._contexts[bmc.address]
+        bmc.impostor_context = None
+
+    def _listener(self, bmc: Bmc) -> Listener:
+        return next(listener for listener in self._listeners if listener.bmc is bmc)
+
+    def counters(self, key: str | int) -> dict[str, Any]:
+        """A BMC's counters (by address or index), as ``GET /bmclab/counters`` serves them."""
+        return self.bmc(key).counts()
 
     def manifest_json(self) -> str:
         return manifest_json(self.manifest, self.ca_cert_pem)
@@ -141,6 +172,7 @@ class Lab:
             self._tmp = Path(tempfile.mkdtemp(prefix="bmclab-"))
             cert_dir = self._tmp
         cert_dir.mkdir(parents=True, exist_ok=True)
+        self._cert_dir = cert_dir
         ca = CertificateAuthority.generate()
         self.ca_cert_pem = ca.cert_pem
         if cfg.state_dir is not None:
@@ -149,6 +181,7 @@ class Lab:
         for bmc in self.bmcs:
             chain, key = ca.issue(bmc.address)
             context = server_context(cert_dir, bmc.address, chain, key)
+            self._contexts[bmc.address] = context
             self._listeners.append(Listener(bmc, context))
         try:
             for listener in self._listeners:
@@ -190,12 +223,14 @@ class Lab:
             serial_out: str | None = tree.serial
             system_ids, sessions_path = tree.system_ids, "/redfish/v1/SessionService/Sessions"
             task_format = flavour.ids.task
+            rules = flavour.rules
         else:
             info = load_mockup(Path(cfg.mockups[index - cfg.count]), store)
             kind, name = "mockup", f"mockup:{info.name}"
             manufacturer, model, serial_out = info.manufacturer, info.model, info.serial
             system_ids, sessions_path = info.system_ids, info.sessions_path
             task_format = "{n}"
+            rules = MOCKUP_RULES
         bmc = Bmc(
             index=index,
             address=address,
@@ -207,6 +242,7 @@ class Lab:
             task_id_format=task_format,
             fault=fault,
             seed=cfg.seed,
+            rules=rules,
         )
         entry = ManifestEntry(
             index=index,

@@ -136,9 +136,12 @@ async def events(runtime: Runtime, subject: str) -> list[dict[str, Any]]:
     """Every event on ``subject`` so far, replayed from the stream in order.
 
     Read until the consumer has nothing pending, not until a quiet moment: on a loaded machine
-    a pause between two messages is no sign that the last one was read.
+    a pause between two messages is no sign that the last one was read. Events already
+    committed but not yet relayed (their owning component relays them once woken, or at its
+    next sweep) are events so far too: ``runtime`` relays what it may first.
     """
     assert runtime.nats is not None
+    await runtime.outbox.relay()
     subscription = await runtime.nats.jetstream().subscribe(subject, ordered_consumer=True)
     found: list[dict[str, Any]] = []
     try:

@@ -73,7 +73,8 @@ def _banner_value(banner: str, label: str) -> str:
 
 def put_data_in_place(live: LiveApi) -> dict[str, int]:
     """The guide's steps with plain HTTP: a profile with credentials, a scanned range, every
-    node registered, a pool holding servers and a switch; plus a user and a webhook. Returns
+    node registered, a pool holding servers and a switch; plus a user, a webhook, a firmware
+    binary and an OS image. Returns
     one id per path parameter name (``pool_id``, ``server_id``, …)."""
     with httpx.Client(base_url=live.url, headers=live.headers, timeout=60) as http:
 
@@ -103,6 +104,18 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         switch = made("/api/switch/", {"name": "live switch", "resource_pool": pool})
         user = made("/api/users/", {"username": "live-operator", "password": "password-123"})
         webhook = made("/api/webhooks/", {"name": "live hook", "url": "https://192.0.2.10/hook"})
+        firmware = uploaded(
+            http,
+            "/api/firmware/",
+            ("BIOS_live.bin", b"live firmware"),
+            {"name": "live BIOS", "firmware_type": "BIOS", "version": "1.0.0"},
+        )
+        os_image = uploaded(
+            http,
+            "/api/os/",
+            ("live.iso", b"live image"),
+            {"name": "live OS", "arch": "x86_64", "os_family": "linux"},
+        )
     return {
         "profile_id": profile,
         "credential_id": credential,
@@ -114,7 +127,17 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         "group_id": 1,
         "user_id": user,
         "webhook_id": webhook,
+        "firmware_id": firmware,
+        "os_image_id": os_image,
     }
+
+
+def uploaded(http: httpx.Client, path: str, file: tuple[str, bytes], fields: dict[str, str]) -> int:
+    """A catalog entry added by a multipart upload (201 with its id)."""
+    response = http.post(path, files={"file": file}, data=fields)
+    assert response.status_code == 201, (path, response.text)
+    entry_id: int = response.json()["id"]
+    return entry_id
 
 
 def wait_until_scanned(http: httpx.Client, scan_range: int, timeout: float = 60) -> None:

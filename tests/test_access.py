@@ -153,6 +153,17 @@ async def test_lists_counts_and_search_show_only_what_a_user_may_see(
     # Another group's pool is no choice at all, as if it did not exist (django-filter's 400).
     hidden = await client.get(f"/api/server/?resource_pool={b['sub']}", headers=owner)
     assert hidden.status_code == 400 and list(hidden.json()) == ["resource_pool"]
+    # So is another group (pools by group) and a node of a server the member does not see.
+    assert a["pool"] in await visible(owner, f"/api/pool/?group={a['group']}")
+    assert await visible(owner, f"/api/server/?node={a['node']}") == {a["server"]}
+    for url in (f"/api/pool/?group={b['group']}", f"/api/server/?node={b['node']}"):
+        hidden = await client.get(url, headers=owner)
+        assert hidden.status_code == 400, url
+        missing = await client.get(url.rsplit("=", 1)[0] + "=2147483647", headers=owner)
+        assert (missing.status_code, missing.json()) == (400, hidden.json()), url
+    # A member is shown a generic text for a BMC failure: the real one is no filter.
+    params = {p["name"] for p in await _list_parameters(client, "/api/server/")}
+    assert "inventory_error_code" in params and "inventory_error" not in params
     assert await visible(owner, f"/api/switch/?search={tag}") == {a["switch"]}
     assert await visible(owner, "/api/server/?page_size=1000") == await visible(
         owner, "/api/server/"
@@ -163,6 +174,12 @@ async def test_lists_counts_and_search_show_only_what_a_user_may_see(
         a["server"],
         b["server"],
     }
+
+
+async def _list_parameters(client: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    schema = (await client.get("/api/schema/?format=json")).json()
+    parameters: list[dict[str, Any]] = schema["paths"][path]["get"]["parameters"]
+    return parameters
 
 
 # Runs after the list test above: its superuser cases move and rename the fixtures' objects.

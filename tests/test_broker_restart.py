@@ -47,19 +47,18 @@ def _port_no_one_else_takes() -> int:
 
 
 class Broker:
-    """A nats-server that can be stopped and started again on its port and store dir."""
+    """A nats-server that can be stopped and started again on its port and store dir (its
+    users' passwords are kept there too, so clients reconnect with the same credentials)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _port_no_one_else_takes()
-        self.server: EmbeddedNatsServer | None = None
+        self.server = EmbeddedNatsServer(data_dir, port=_port_no_one_else_takes())
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """The suite's platform user, as every in-process component connects."""
+        return self.server.client_url()
 
     async def start(self) -> None:
-        self.server = EmbeddedNatsServer(self.data_dir, port=self.port)
         async with asyncio.timeout(30):
             while True:  # the port may linger for a moment after a stop
                 try:
@@ -69,9 +68,7 @@ class Broker:
                     await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        assert self.server is not None
         await self.server.stop()
-        self.server = None
 
 
 @pytest.fixture
@@ -79,8 +76,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     broker = Broker(tmp_path / "nats")
     await broker.start()
     yield broker
-    if broker.server is not None:
-        await broker.stop()
+    await broker.stop()
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

@@ -54,6 +54,14 @@ async def test_operation_ids_are_the_guides_names(client: httpx.AsyncClient) -> 
     assert ids["post /api/token/"] == "obtain_token"
 
 
+async def test_shapes_have_names_of_their_own(client: httpx.AsyncClient) -> None:
+    """Two models of one name get module-qualified schema names, which generated clients turn
+    into duplicate classes (and drop the responses that use them)."""
+    schema = (await client.get("/api/schema/?format=json")).json()
+    qualified = [name for name in schema["components"]["schemas"] if "__" in name]
+    assert qualified == []
+
+
 async def test_every_answer_a_route_gives_has_a_schema(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/api/schema/?format=json")).json()
     for path in ("/api/node/{node_id}/register/", "/api/node/register/"):
@@ -62,9 +70,31 @@ async def test_every_answer_a_route_gives_has_a_schema(client: httpx.AsyncClient
             assert "schema" in responses[status]["content"]["application/json"], (path, status)
     assert "409" in schema["paths"]["/api/server/{server_id}/"]["patch"]["responses"]
     assert "429" in schema["paths"]["/api/token/"]["post"]["responses"]
+    assert "429" in schema["paths"]["/api/events/stream/"]["get"]["responses"]
+    assert {"503", "504"} <= set(
+        schema["paths"]["/api/webhooks/{webhook_id}/test/"]["post"]["responses"]
+    )
     run_scan = schema["paths"]["/api/node_discovery/run_scan/"]["post"]["responses"]
     ref = run_scan["503"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert "started" in schema["components"]["schemas"][ref]["properties"]
+
+
+async def test_every_route_that_takes_a_body_documents_413(client: httpx.AsyncClient) -> None:
+    """The body cap (RACKSMITH_MAX_BODY_BYTES, or an upload route's own) applies as a body is
+    read: a route that takes one may answer 413, one that takes none never does."""
+    schema = (await client.get("/api/schema/?format=json")).json()
+    operations = [
+        (f"{method} {path}", op)
+        for path, item in schema["paths"].items()
+        for method, op in item.items()
+        if method in HTTP_METHODS
+    ]
+    for where, op in operations:
+        assert ("413" in op["responses"]) == ("requestBody" in op), where
+    token = schema["paths"]["/api/token/"]["post"]["responses"]["413"]
+    assert "1048576 bytes" in token["description"]
+    upload = schema["paths"]["/api/firmware/"]["post"]["responses"]["413"]
+    assert "JSON body" in upload["description"]
 
 
 async def test_schema_json_by_accept_or_format(client: httpx.AsyncClient) -> None:

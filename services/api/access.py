@@ -19,21 +19,25 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
+from sqlalchemy import false
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import APIError, FieldErrors, not_found, permission_denied
+from services.api.event_feed import MAX_FILTER_SUBJECTS, EntityView, Visibility
 from services.api.lookup import get_or_404, resolve_ids
 from shared.contracts.events import CloudEvent
-from shared.models import GroupMembership, Pool, Server, Switch, User
+from shared.models import Group, GroupMembership, Node, Pool, Server, Switch, User
+from shared.models.servers import InventoryErrorCode, ServerPublic
 
 M = TypeVar("M", bound=SQLModel)
 
-# The entities whose events a group member may receive; every other event (nodes, scan ranges,
-# …) is about something only superusers see in the REST API.
-MEMBER_EVENT_ENTITIES = frozenset({"server", "switch", "pool"})
+# Changes that move a server or switch into or out of a pool: a member hears them for every
+# object (the event names the pools, ``sees_event`` decides), since one may bring an object into
+# view; other changes only for the objects in the member's pools.
+MOVES = frozenset({"assigned", "unassigned"})
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,26 @@ class Scope:
         column = col(model.id) if model is Pool else col(model.resource_pool_id)  # type: ignore[attr-defined]
         return stmt.where(column.in_(self.pool_ids))
 
+    def narrow_ids(self, stmt: SelectOfScalar[Any], model: type[SQLModel]) -> SelectOfScalar[Any]:
+        """``stmt`` (a select of ``model``'s ids) restricted to the rows a list filter may name
+        for this user: their pools, their groups, the nodes of the servers they see — so that a
+        filter naming a row they may not see answers as if it did not exist."""
+        if self.pool_ids is None:
+            return stmt
+        pk: Any = col(model.id)  # type: ignore[attr-defined]
+        if model is Pool:
+            return stmt.where(pk.in_(self.pool_ids))
+        if model is Group:
+            return stmt.where(pk.in_(self.group_ids))
+        if model is Node:
+            servers = select(Server.node_id).where(col(Server.resource_pool_id).in_(self.pool_ids))
+            return stmt.where(pk.in_(servers))
+        return stmt.where(false())
+
     def sees(self, obj: Pool | Server | Switch) -> bool:
         if isinstance(obj, Pool):
             return self.sees_pool(obj.id)
         return self.sees_pool(obj.resource_pool_id)
-
-    @property
-    def event_entities(self) -> frozenset[str] | None:
-        """The entities whose events this user may receive (None: all)."""
-        return None if self.pool_ids is None else MEMBER_EVENT_ENTITIES
 
     def sees_event(self, event: CloudEvent) -> bool:
         """Whether the user may receive ``event`` (SSE, the event list).
@@ -116,6 +131,36 @@ class Scope:
         else:
             return False
         return any(isinstance(pool, int) and pool in self.pool_ids for pool in named)
+
+    def server_view(self, server: Server) -> ServerPublic:
+        """A server as this user is shown it: BMC failure details (the BMC's address, often
+        the account used) are for superusers; others get the failure's code and generic text."""
+        public = ServerPublic.of(server)
+        return public if self.is_superuser else public.without_bmc_details()
+
+    def event_view(self, event: CloudEvent) -> CloudEvent:
+        """A visible event as this user is shown it (server events as ``server_view``)."""
+        if self.is_superuser or not event.subject.startswith("server/"):
+            return event
+        if event.data.get("inventory_error") is None:
+            return event
+        generic = InventoryErrorCode.generic_text(event.data.get("inventory_error_code"))
+        return event.model_copy(update={"data": event.data | {"inventory_error": generic}})
+
+    def changes_view(self, event: CloudEvent, visible: Visibility) -> bool:
+        """Whether a visible ``event`` may change what this user sees (the view must be read
+        again): a pool event, or a server or switch now in or out of the user's pools while
+        ``visible`` says otherwise."""
+        if self.pool_ids is None or visible is None:
+            return False
+        entity, _, entity_id = event.subject.partition("/")
+        if entity == "pool":
+            return True
+        view = visible.get(entity)
+        if view is None or view.ids is None or not entity_id.isdigit():
+            return False
+        in_pool = event.data.get("resource_pool") in self.pool_ids
+        return in_pool != (int(entity_id) in view.ids)
 
     async def get(self, session: AsyncSession, model: type[M], pk: int) -> M:
         """The object, or 404 if it does not exist or is outside the scope."""
@@ -158,6 +203,35 @@ async def scope_of(session: AsyncSession, user: User) -> Scope:
         return Scope(user, None)
     group_ids = await _group_ids(session, user)
     return Scope(user, await _pools_of_groups(session, group_ids), group_ids)
+
+
+async def _visible_ids(
+    session: AsyncSession, model: type[Server] | type[Switch], pool_ids: frozenset[int]
+) -> frozenset[int] | None:
+    """The ids of ``model`` in these pools; None if there are more than fit a reader's filter."""
+    rows = await session.exec(
+        select(model.id)
+        .where(col(model.resource_pool_id).in_(pool_ids))
+        .limit(MAX_FILTER_SUBJECTS + 1)
+    )
+    ids = frozenset(i for i in rows.all() if i is not None)
+    return None if len(ids) > MAX_FILTER_SUBJECTS else ids
+
+
+async def event_visibility(session: AsyncSession, scope: Scope) -> Visibility:
+    """What ``scope``'s user may hear about, for the event readers' filter subjects.
+
+    Nodes, scan ranges and webhooks are superusers' business: not in a member's view at all.
+    Pools are few and any change of one may bring it into view: all their events are read and
+    ``sees_event`` keeps the user's.
+    """
+    if scope.pool_ids is None:
+        return None
+    return {
+        "server": EntityView(await _visible_ids(session, Server, scope.pool_ids), MOVES),
+        "switch": EntityView(await _visible_ids(session, Switch, scope.pool_ids), MOVES),
+        "pool": EntityView(None),
+    }
 
 
 async def get_scope(user: CurrentUser, session: SessionDep) -> Scope:

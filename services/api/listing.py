@@ -50,7 +50,6 @@ from sqlmodel.sql.expression import SelectOfScalar
 from services.api.access import Scope, ScopeDep
 from services.api.errors import APIError, FieldErrors
 from services.api.lookup import MAX_ID
-from shared.models import Pool
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -97,12 +96,17 @@ class Filter:
 @dataclass(frozen=True)
 class ListSpec:
     """What a list endpoint offers. ``public`` (the listed shape) makes each of its scalar fields
-    an exact filter (`field_filters`); ``related`` names the fields that hold ids of another
-    table (public name → id column, table); ``filters`` adds or overrides filters by hand."""
+    an exact filter (`field_filters`); ``joined`` are tables the listed statement joins, whose
+    columns stand for the public fields the listed table lacks (a catalog entry's artifact);
+    ``related`` names the fields that hold ids of another table (public name → id column,
+    table); ``unfiltered`` the public fields that are no filter; ``filters`` adds or overrides
+    filters by hand."""
 
     pk: Column
     search: Sequence[Column] = ()
     public: type[BaseModel] | None = None
+    joined: Sequence[type[SQLModel]] = ()
+    unfiltered: frozenset[str] = frozenset()
     related: Mapping[str, tuple[Column, type[SQLModel]]] = field(default_factory=dict)
     filters: Mapping[str, Column | Filter] = field(default_factory=dict)
     ordering: Mapping[str, Column | OrderField] = field(default_factory=dict)
@@ -112,10 +116,16 @@ class ListSpec:
     def parameters(self) -> dict[str, Filter]:
         """Every filter query parameter: ``name``, and ``name__in`` for id filters."""
         table: type[SQLModel] = self.pk.class_  # type: ignore[union-attr,assignment]
-        by_field = field_filters(table, self.public, related=self.related) if self.public else {}
+        by_field = (
+            field_filters((table, *self.joined), self.public, related=self.related)
+            if self.public
+            else {}
+        )
         given = {n: t if isinstance(t, Filter) else Filter(t) for n, t in self.filters.items()}
         found: dict[str, Filter] = {}
         for name, spec in (by_field | given).items():
+            if name in self.unfiltered:
+                continue
             found[name] = spec
             if spec.takes_ids:
                 found[name + IN_SUFFIX] = spec
@@ -137,13 +147,14 @@ def _enum_of(annotation: Any) -> type[StrEnum] | None:
 
 
 def field_filters(
-    table: type[SQLModel],
+    tables: Sequence[type[SQLModel]],
     public: type[BaseModel],
     *,
     related: Mapping[str, tuple[Column, type[SQLModel]]] | None = None,
 ) -> dict[str, Filter]:
-    """A filter for every scalar field of ``public`` (the listed shape) that ``table`` stores
-    under the same name, plus the relations (public name → id column, related table)."""
+    """A filter for every scalar field of ``public`` (the listed shape) that one of ``tables``
+    (the first that has it) stores under the same name, plus the relations (public name → id
+    column, related table)."""
     relations = related or {}
     filters: dict[str, Filter] = {}
     for name, info in public.model_fields.items():
@@ -151,7 +162,7 @@ def field_filters(
             relation, model = relations[name]
             filters[name] = Filter(relation, related=model)
             continue
-        attribute = getattr(table, name, None)
+        attribute = next((getattr(t, name) for t in tables if hasattr(t, name)), None)
         stored = _storage_type(attribute)
         if (
             attribute is None
@@ -380,8 +391,9 @@ def apply_filters(stmt: SelectOfScalar[Any], query: ListQuery, dialect: str) -> 
 
 
 async def check_relations(session: AsyncSession, query: ListQuery) -> None:
-    """A relation filter naming a row that does not exist, or that the caller cannot see, is a
-    400 like django-filter's — the same answer for both, so it reveals nothing."""
+    """A relation filter naming a row that does not exist, or that the caller cannot see
+    (``Scope.narrow_ids``), is a 400 like django-filter's — the same answer for both, so it
+    reveals nothing."""
     errors: dict[str, list[str]] = {}
     for name, given in query.filters.items():
         model = given.spec.related
@@ -389,9 +401,7 @@ async def check_relations(session: AsyncSession, query: ListQuery) -> None:
             continue
         wanted = [v for v in given.values if v is not _NOTHING]
         pk: Any = col(model.id)  # type: ignore[attr-defined]
-        stmt = select(pk).where(pk.in_(wanted))
-        if model is Pool:
-            stmt = query.scope.narrow(stmt, Pool)
+        stmt = query.scope.narrow_ids(select(pk).where(pk.in_(wanted)), model)
         found = set((await session.exec(stmt)).all()) if wanted else set()
         missing = [
             raw

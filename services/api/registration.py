@@ -22,7 +22,7 @@ from shared.contracts.subjects import EVENT_PREFIX
 from shared.models import Node, Server
 from shared.models.discovery import NodePublic
 
-FINAL_CHANGES = ("registered", "error")
+FINAL_CHANGES = ("registered", "error", "certificate_changed")
 
 
 class NodeRegistration(NodePublic):
@@ -42,7 +42,9 @@ class OutcomeWatch:
 
     async def _on_event(self, message: Msg) -> None:
         # Subject: racksmith.evt.node.<id>.<change>
-        node_id = int(message.subject.split(".")[3])
+        self.settled(int(message.subject.split(".")[3]))
+
+    def settled(self, node_id: int) -> None:
         self.pending.discard(node_id)
         if not self.pending:
             self._all_done.set()

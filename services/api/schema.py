@@ -17,9 +17,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 
-from services.api import openapi30
+from services.api import bodylimit, openapi30
 from services.api.errors import ErrorDetail, FieldErrors
 from shared.contracts import asyncapi
 
@@ -64,9 +65,22 @@ def openapi_document(app: FastAPI, version: str = openapi30.OPENAPI_30) -> dict[
     return cached
 
 
+def _body_caps(app: FastAPI) -> dict[tuple[str, str], int | None]:
+    """Each operation's request-body cap (``services.api.bodylimit``): the app's default, or the
+    endpoint's own (None for the uploads that bound what they store themselves)."""
+    default = bodylimit.default_cap(app)
+    return {
+        (route.path_format or "", method.lower()): bodylimit.cap_of(route.endpoint, default)
+        # Included routers' routes, as the document lists them.
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute)
+        for method in route.methods or ()
+    }
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema (3.1), reshaped for the DRF contract: 400 instead of 422 everywhere, and
-    413 wherever a body is taken and a body limit is set."""
+    413 wherever a body is taken under a cap (uploads document their own)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -81,17 +95,20 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("ValidationError", None)
     components["ValidationErrors"] = _VALIDATION_ERROR_SCHEMA
     components.setdefault("ErrorDetail", ErrorDetail.model_json_schema())
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+    caps = _body_caps(app)
+    for path, path_item in schema.get("paths", {}).items():
+        for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             responses["400"] = _BAD_REQUEST
-            if "requestBody" in operation and app.max_body_size is not None:
-                # Only where a body limit is enforced can a request be too large.
+            cap = caps.get((path, method))
+            # Only a route that reads a body can find it too large (the cap is applied as the
+            # body is read).
+            if "requestBody" in operation and cap is not None:
                 responses.setdefault(
                     "413",
                     {
-                        "description": f"The request body is over {app.max_body_size} bytes.",
+                        "description": f"The request body is larger than {cap} bytes.",
                         "content": _ERROR_DETAIL,
                     },
                 )

@@ -1,21 +1,77 @@
-"""How Racksmith reaches a node's BMC: which TLS policy applies.
+"""How Racksmith reaches a node's BMC: which TLS policy applies, and whether BMC work may run.
 
-The default trusts the certificate discovery recorded for the node (so a BMC whose certificate
-changed since discovery is refused) unless the node's auth profile pins its own fingerprint or
-verifies against a CA bundle. Registration and every later BMC operation use the same rule.
+The trust model. An auth profile may bring its own TLS policy — a pinned fingerprint, a CA
+bundle, or verification against the system trust store — and then that policy alone decides, as
+for any TLS client. Otherwise a node's certificate is trusted on first use: its first
+registration pins the certificate discovery recorded, the certificate that registration's login
+actually talked to becomes the node's ``trusted_fingerprint``, and every later connection
+(registration, inventory, jobs) pins that. Scans only record what they see (``fingerprint``);
+they never move the trust. A certificate other than the trusted one — seen by a scan or at a
+connection — puts the node in ``certificate_changed``, and no BMC work runs for it (no
+credential is sent) until a superuser accepts the certificate it presents
+(``shared.lifecycle.node.accept_certificate``).
 """
 
 from __future__ import annotations
 
-from shared.models import AuthProfile, Node
-from shared.redfish import TlsPolicy
+from shared.models import AuthProfile, Node, NodeStatus
+from shared.redfish import CertificateMismatch, TlsPolicy
+
+
+class BmcWorkRefused(Exception):
+    """BMC work must not run for this node now; the message says why, for the operator, and
+    ``cause`` is its failure class (``shared.bmc.failures.failure_class``'s names)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def has_own_policy(profile: AuthProfile | None) -> bool:
+    return profile is not None and bool(
+        profile.tls_fingerprint or profile.ca_bundle or profile.verify_tls
+    )
+
+
+def trust_on_first_use(profile: AuthProfile | None) -> bool:
+    """Whether the node's own trusted certificate (not the profile) decides."""
+    return not has_own_policy(profile)
 
 
 def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
-    if profile.tls_fingerprint or profile.ca_bundle or profile.verify_tls:
+    """The policy for connecting to ``node``'s BMC; raises ``BmcWorkRefused`` if it may not."""
+    if node.status == NodeStatus.certificate_changed:
+        raise BmcWorkRefused(node.error or untrusted_reason(node), "certificate")
+    if has_own_policy(profile):
         return TlsPolicy(
             verify=profile.verify_tls,
             ca_bundle=profile.ca_bundle,
             fingerprint=profile.tls_fingerprint,
         )
-    return TlsPolicy(fingerprint=node.fingerprint)
+    pin = node.trusted_fingerprint or node.fingerprint
+    if pin is None:
+        # An unpinned connection would send the password to whoever answers.
+        raise BmcWorkRefused(
+            f"no TLS certificate is known for {node.ip}:{node.port}; scan its range first",
+            "configuration",
+        )
+    return TlsPolicy(fingerprint=pin)
+
+
+def changed_certificate(
+    profile: AuthProfile | None, node: Node, error: CertificateMismatch
+) -> str | None:
+    """The certificate the BMC presented, if ``error`` means the node's trusted certificate
+    changed (rather than a profile's own policy refusing it)."""
+    if trust_on_first_use(profile) and node.trusted_fingerprint is not None:
+        return error.presented
+    return None
+
+
+def untrusted_reason(node: Node) -> str:
+    return (
+        f"TLS certificate of {node.ip}:{node.port} changed: the BMC no longer presents the "
+        f"trusted certificate (SHA-256 {node.trusted_fingerprint}); `fingerprint` is the one it "
+        "presents now. No credential is sent to it until a superuser has checked the BMC and "
+        f"accepted the new certificate (POST /api/node/{node.id}/accept_certificate/)."
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -32,8 +32,11 @@ class Publisher:
         """Use the broker's connection for pipelined event batches (after it connected)."""
         self._js = nats.jetstream()
 
-    async def events(self, events: Sequence[CloudEvent]) -> None:
-        """Publish ``events`` in order, waiting once for all their PubAcks.
+    async def events(
+        self, events: Sequence[CloudEvent], headers: Sequence[Mapping[str, str]] = ()
+    ) -> None:
+        """Publish ``events`` in order, waiting once for all their PubAcks; ``headers``, if
+        given, adds headers per event (its trace context).
 
         The outbox relay publishes while it holds its claim on the rows (on SQLite, the write
         lock): one round trip per batch instead of one per event keeps that short. One
@@ -44,15 +47,20 @@ class Publisher:
                 await self.event(event)
             return
         acks: list[asyncio.Future[PubAck]] = []
+        extra = list(headers) or [{}] * len(events)
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                for event in events:
+                for event, added in zip(events, extra, strict=True):
                     acks.append(
                         await self._js.publish_async(
                             event.nats_subject,
                             event.model_dump_json().encode(),
                             stream=EVENTS_STREAM,
-                            headers={"Nats-Msg-Id": event.id, "content-type": EVENT_CONTENT_TYPE},
+                            headers={
+                                **added,
+                                "Nats-Msg-Id": event.id,
+                                "content-type": EVENT_CONTENT_TYPE,
+                            },
                         )
                     )
                 await asyncio.gather(*acks)

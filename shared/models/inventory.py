@@ -136,7 +136,7 @@ class StoragePublic(_PartPublic):
     capacity_bytes: int | None
 
 
-class FirmwarePublic(_PartPublic):
+class FirmwareComponentPublic(_PartPublic):
     component_id: str | None
     version: str | None
     updateable: bool | None

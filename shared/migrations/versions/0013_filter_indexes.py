@@ -4,7 +4,7 @@ Every scalar field of a list is a filter now; the host name is the one scripts l
 by, and without an index that lookup scans the table (bench/api_list.py, "filter hostname").
 
 Revision ID: 7e3b2c9d4f10
-Revises: 5c1e0f3a9b27
+Revises: 7d2b4c81e6f0
 Create Date: 2026-12-07 19:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "7e3b2c9d4f10"
-down_revision: str | None = "5c1e0f3a9b27"
+down_revision: str | None = "7d2b4c81e6f0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
