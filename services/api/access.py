@@ -21,13 +21,13 @@ from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import not_found, permission_denied
 from services.api.lookup import get_or_404
 from shared.contracts.events import CloudEvent
-from shared.models import GroupMembership, Pool, Server, Switch, User
+from shared.models import GroupMembership, Job, Pool, Server, Switch, User
 
 M = TypeVar("M", bound=SQLModel)
 
 # The entities whose events a group member may receive; every other event (nodes, scan ranges,
 # …) is about something only superusers see in the REST API.
-MEMBER_EVENT_ENTITIES = frozenset({"server", "switch", "pool"})
+MEMBER_EVENT_ENTITIES = frozenset({"server", "switch", "pool", "job"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,22 @@ class Scope:
         column = col(model.id) if model is Pool else col(model.resource_pool_id)  # type: ignore[attr-defined]
         return stmt.where(column.in_(self.pool_ids))
 
+    def narrow_jobs(self, stmt: SelectOfScalar[Any]) -> SelectOfScalar[Any]:
+        """``stmt`` (a select of jobs) restricted to jobs of servers this user may see."""
+        if self.pool_ids is None:
+            return stmt
+        visible = select(Server.id).where(col(Server.resource_pool_id).in_(self.pool_ids))
+        return stmt.where(col(Job.server_id).in_(visible))
+
+    async def get_job(self, session: AsyncSession, job_id: int) -> Job:
+        """The job, or 404 if it does not exist or its server is outside the scope."""
+        job = await get_or_404(session, Job, job_id)
+        if self.pool_ids is not None:
+            server = await session.get(Server, job.server_id) if job.server_id else None
+            if server is None or not self.sees(server):
+                raise not_found()
+        return job
+
     def sees(self, obj: Pool | Server | Switch) -> bool:
         if isinstance(obj, Pool):
             return self.sees_pool(obj.id)
@@ -72,14 +88,14 @@ class Scope:
 
         The rule of the object it is about, applied to the pools the event names: a server or
         switch event names the pool it is in and, when it left one, ``previous_pool`` — so
-        members of the pool it left hear that it went. A pool event names the pool, its parent
-        and its group.
+        members of the pool it left hear that it went; a job event names its server's pool. A
+        pool event names the pool, its parent and its group.
         """
         if self.pool_ids is None:
             return True
         entity = event.subject.partition("/")[0]
         data = event.data
-        if entity in ("server", "switch"):
+        if entity in ("server", "switch", "job"):
             named = (data.get("resource_pool"), data.get("previous_pool"))
         elif entity == "pool":
             if data.get("group") in self.group_ids:

@@ -4,16 +4,13 @@ stores what changed. A BMC that fails halfway leaves the previous inventory in p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from services.inventory import store
-from shared.bmc.access import tls_policy
+from shared.bmc.access import NoAccess, ServerAccess, server_access
 from shared.bmc.failures import reason_or_retry
 from shared.contracts.commands import ServerInventoryCommand
 from shared.core.log import get_logger
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
-from shared.models import AuthProfile, Credential, Node
 from shared.redfish import ComputerSystem, RedfishError
 from shared.redfish.inventory import Inventory, read_inventory
 
@@ -22,39 +19,16 @@ log = get_logger(__name__)
 router = CommandRouter(INVENTORY)
 
 
-class CannotCollect(Exception):
-    """Nothing to retry: the server's BMC access is not set up (shown to the operator)."""
-
-
-@dataclass(frozen=True)
-class Access:
-    node: Node
-    profile: AuthProfile
-    credential: Credential
-    system_path: str
-
-
-async def _access(ctx: CommandContext, server_id: int) -> Access | None:
+async def _access(ctx: CommandContext, server_id: int) -> ServerAccess | None:
     async with ctx.db.session() as session:
         server = await store.locked_server(session, server_id)
         if server is None:
             await session.commit()
             return None
-        node = await session.get(Node, server.node_id) if server.node_id else None
-        profile = (
-            await session.get(AuthProfile, node.auth_profile_id)
-            if node and node.auth_profile_id
-            else None
-        )
-        credential = (
-            await session.get(Credential, node.credential_id)
-            if node and node.credential_id
-            else None
-        )
-        await session.commit()
-    if node is None or profile is None or credential is None:
-        raise CannotCollect("no working BMC credential for this server; register its node again")
-    return Access(node, profile, credential, server.system_path)
+        try:
+            return await server_access(session, server)
+        finally:
+            await session.commit()
 
 
 async def _fail(ctx: CommandContext, server_id: int, reason: str) -> None:
@@ -72,11 +46,10 @@ async def inventory_exhausted(
     await _fail(ctx, cmd.server_id, f"gave up after {ctx.delivery} attempts: {error}")
 
 
-async def _collect(ctx: CommandContext, access: Access) -> Inventory:
-    password = ctx.runtime.credentials.decrypt(access.credential.password_encrypted)
-    tls = tls_policy(access.profile, access.node)
+async def _collect(ctx: CommandContext, access: ServerAccess) -> Inventory:
+    password = ctx.runtime.credentials.decrypt(access.password_encrypted)
     async with ctx.runtime.redfish.session(
-        access.node.url, access.credential.username, password, tls
+        access.base_url, access.username, password, access.tls
     ) as bmc:
         system = ComputerSystem.parse(await bmc.get(access.system_path))
         return await read_inventory(bmc, system)
@@ -88,7 +61,7 @@ async def _collect(ctx: CommandContext, access: Access) -> Inventory:
 async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) -> None:
     try:
         access = await _access(ctx, cmd.server_id)
-    except CannotCollect as exc:
+    except NoAccess as exc:
         await _fail(ctx, cmd.server_id, str(exc))
         return
     if access is None:
@@ -96,7 +69,7 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
     try:
         inventory = await _collect(ctx, access)
     except RedfishError as exc:
-        await _fail(ctx, cmd.server_id, reason_or_retry(exc, ctx, access.node.ip))
+        await _fail(ctx, cmd.server_id, reason_or_retry(exc, ctx, access.bmc))
         return
     async with ctx.db.session() as session:
         server = await store.locked_server(session, cmd.server_id)

@@ -1,4 +1,5 @@
-"""How Racksmith reaches a node's BMC: which TLS policy applies.
+"""How Racksmith reaches a node's BMC: which TLS policy applies, and what a server's BMC work
+needs (address, the credential that registered the node, the TLS policy, the system's path).
 
 The default trusts the certificate discovery recorded for the node (so a BMC whose certificate
 changed since discovery is refused) unless the node's auth profile pins its own fingerprint or
@@ -7,7 +8,11 @@ verifies against a CA bundle. Registration and every later BMC operation use the
 
 from __future__ import annotations
 
-from shared.models import AuthProfile, Node
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.models import AuthProfile, Credential, Node, Server
 from shared.redfish import TlsPolicy
 
 
@@ -19,3 +24,40 @@ def tls_policy(profile: AuthProfile, node: Node) -> TlsPolicy:
             fingerprint=profile.tls_fingerprint,
         )
     return TlsPolicy(fingerprint=node.fingerprint)
+
+
+class NoAccess(Exception):
+    """The server's BMC cannot be reached as things stand (shown to the operator)."""
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    base_url: str
+    username: str
+    password_encrypted: str
+    tls: TlsPolicy
+    system_path: str
+    bmc: str  # how messages name the BMC (its address)
+
+
+async def server_access(session: AsyncSession, server: Server) -> ServerAccess:
+    """What BMC work on ``server`` needs; `NoAccess` with the reason when something is missing."""
+    node = await session.get(Node, server.node_id) if server.node_id else None
+    profile = (
+        await session.get(AuthProfile, node.auth_profile_id)
+        if node and node.auth_profile_id
+        else None
+    )
+    credential = (
+        await session.get(Credential, node.credential_id) if node and node.credential_id else None
+    )
+    if node is None or profile is None or credential is None:
+        raise NoAccess("no working BMC credential for this server; register its node again")
+    return ServerAccess(
+        base_url=node.url,
+        username=credential.username,
+        password_encrypted=credential.password_encrypted,
+        tls=tls_policy(profile, node),
+        system_path=server.system_path,
+        bmc=node.ip,
+    )

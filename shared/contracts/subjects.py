@@ -9,6 +9,7 @@ EVENT_PREFIX = "racksmith.evt"
 SCAN_COMMANDS = f"{COMMAND_PREFIX}.scan.>"
 NODE_COMMANDS = f"{COMMAND_PREFIX}.node.>"
 SERVER_COMMANDS = f"{COMMAND_PREFIX}.server.>"
+JOB_COMMANDS = f"{COMMAND_PREFIX}.job.>"
 
 
 def command_subject(family: str, action: str) -> str:

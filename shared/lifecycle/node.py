@@ -20,7 +20,7 @@ from shared.models import Node, NodeStatus, Server
 from shared.platform.runtime import Runtime
 
 # What a start overwrites, put back if the broker refuses the command.
-_STARTED_FIELDS = ("status", "error", "auth_profile_id", "version")
+_STARTED_FIELDS = ("status", "error", "auth_profile_id", "version", "registration_started_at")
 
 
 async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profile_id: int) -> bool:
@@ -35,6 +35,7 @@ async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profil
             error=None,
             auth_profile_id=auth_profile_id,
             registration=Node.registration + 1,
+            registration_started_at=utcnow(),
             version=Node.version + 1,
         )
     )

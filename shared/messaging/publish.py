@@ -17,6 +17,7 @@ from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
 
 PUBLISH_TIMEOUT_S = 5.0
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
+JSON = "application/json"
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -39,28 +40,53 @@ class Publisher:
         lock): one round trip per batch instead of one per event keeps that short. One
         connection delivers in order, so the stream stores them in order.
         """
+        await self._pipelined(
+            [
+                (
+                    event.nats_subject,
+                    event.model_dump_json().encode(),
+                    EVENTS_STREAM,
+                    event.id,
+                    EVENT_CONTENT_TYPE,
+                )
+                for event in events
+            ],
+            "the events",
+        )
+
+    async def commands(self, commands: Sequence[Command]) -> None:
+        """Publish ``commands`` pipelined (a bulk request's work in one round trip)."""
+        await self._pipelined(
+            [
+                (c.subject, c.model_dump_json().encode(), COMMANDS_STREAM, c.msg_id(), JSON)
+                for c in commands
+            ],
+            "the commands",
+        )
+
+    async def _pipelined(self, items: list[tuple[str, bytes, str, str, str]], what: str) -> None:
         if self._js is None:
-            for event in events:
-                await self.event(event)
+            for subject, body, stream, msg_id, content_type in items:
+                await self._publish(body, subject, stream, msg_id, content_type=content_type)
             return
         acks: list[asyncio.Future[PubAck]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                for event in events:
+                for subject, body, stream, msg_id, content_type in items:
                     acks.append(
                         await self._js.publish_async(
-                            event.nats_subject,
-                            event.model_dump_json().encode(),
-                            stream=EVENTS_STREAM,
-                            headers={"Nats-Msg-Id": event.id, "content-type": EVENT_CONTENT_TYPE},
+                            subject,
+                            body,
+                            stream=stream,
+                            headers={"Nats-Msg-Id": msg_id, "content-type": content_type},
                         )
                     )
                 await asyncio.gather(*acks)
         except Exception as exc:  # any failure means "not durably accepted"
-            raise BrokerUnavailableError(f"NATS did not accept the events: {exc!r}") from exc
+            raise BrokerUnavailableError(f"NATS did not accept {what}: {exc!r}") from exc
         finally:
             # An ack that never comes would hold one of the client's pending-publish slots for
-            # good; cancelling gives it back (the relay publishes these events again).
+            # good; cancelling gives it back (the caller publishes these again or undoes them).
             for ack in acks:
                 ack.cancel()
 
@@ -86,7 +112,7 @@ class Publisher:
         stream: str,
         msg_id: str,
         *,
-        content_type: str = "application/json",
+        content_type: str = JSON,
     ) -> None:
         try:
             await self.broker.publish(

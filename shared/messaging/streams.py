@@ -73,6 +73,13 @@ class WorkerConsumer:
     # Commands queued before a worker first started are work to do; events published before a
     # consumer existed are history that nobody subscribed to.
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    # The consumer lag one replica absorbs, which the autoscaler divides by (None: concurrency,
+    # since every pending command needs a slot).
+    lag_per_replica: int | None = None
+
+    @property
+    def scale_lag(self) -> int:
+        return self.lag_per_replica or self.concurrency
 
     def max_deliver(self, settings: Settings) -> int:
         if self.max_deliver_setting is None:
@@ -116,8 +123,23 @@ INVENTORY = WorkerConsumer(
     max_ack_pending=2048,
     max_deliver_setting="bmc_max_deliver",
 )
+# One tick message per active job, redelivered (a nak with a delay) for as long as the job lives:
+# no delivery limit (the engine bounds a job by its deadlines and step attempts), and a pending
+# limit above any number of jobs that can be active at once (one per server; a waiting job's
+# message counts as pending while JetStream holds it back). A waiting job costs a replica one
+# short step per poll interval, so one replica carries far more jobs than it has slots.
+JOBS = WorkerConsumer(
+    "jobs",
+    subjects.JOB_COMMANDS,
+    concurrency=64,
+    max_ack_pending=100_000,
+    max_deliver_setting=None,
+    lag_per_replica=256,
+)
 # The command consumers; KEDA scales each worker kind on its lag (deploy/k8s/base/keda.yaml).
-WORKER_CONSUMERS: dict[str, WorkerConsumer] = {c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY)}
+WORKER_CONSUMERS: dict[str, WorkerConsumer] = {
+    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, JOBS)
+}
 # Turns every event into delivery rows for the matching webhooks (services/webhooks). As many
 # events in flight as one batch, so batches are recorded one after another in stream order (the
 # order each entity's deliveries go out in); redelivered until recorded, since a dropped event

@@ -10,6 +10,7 @@ from shared.models.inventory import (
     Processor,
     Storage,
 )
+from shared.models.jobs import Job, JobState
 from shared.models.outbox import OutboxEvent
 from shared.models.pools import Pool
 from shared.models.registration import AuthProfile, Credential
@@ -26,6 +27,8 @@ __all__ = [
     "Group",
     "GroupMembership",
     "InventoryStatus",
+    "Job",
+    "JobState",
     "MemoryModule",
     "Node",
     "NodeStatus",

@@ -23,7 +23,7 @@ from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.messaging import outbox, streams
 from shared.messaging.publish import Publisher
-from shared.redfish import ClientLimits, RedfishPool
+from shared.redfish import ClientLimits, RedfishPool, SessionCache
 
 log = get_logger(__name__)
 
@@ -65,6 +65,11 @@ class Runtime:
             )
         )
 
+    @cached_property
+    def redfish_sessions(self) -> SessionCache:
+        """Logged-in BMC sessions reused across a job's steps (logged out when idle)."""
+        return SessionCache(self.redfish)
+
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
@@ -90,6 +95,8 @@ class Runtime:
             await self.broker.stop()
         except Exception as exc:  # a broker that is already gone must not block shutdown
             log.warning("broker.stop_failed", error=repr(exc))
+        if "redfish_sessions" in self.__dict__:
+            await self.redfish_sessions.close()
         await self.db.dispose()
 
     async def database_ready(self) -> bool:

@@ -16,6 +16,7 @@ from services.api.errors import FieldErrors
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
+from services.api.waiting import watch_outcomes
 from shared.lifecycle import node as node_lifecycle
 from shared.models import AuthProfile, Credential, Node, NodeStatus
 from shared.models.discovery import NodePublic
@@ -119,7 +120,9 @@ async def _register(
     assert profile.id is not None
     seconds = state.settings.register_wait_s if wait is None else wait
     ids = [n.id for n in nodes if n.id is not None]
-    async with registration.watch_outcomes(state.runtime.nats if seconds else None, ids) as watch:
+    nats = state.runtime.nats if seconds else None
+    async with watch_outcomes(nats, "node", registration.FINAL_CHANGES) as watch:
+        watch.expect(ids)
         for node in nodes:
             await node_lifecycle.start(session, state.runtime, node, profile.id)
         finished = await watch.wait(seconds) if seconds else False

@@ -7,16 +7,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import SQLModel, col, select
 
-from services.api import membership
+from services.api import jobs, membership
 from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
-from services.api.deps import SessionDep, StateDep
-from services.api.errors import APIError, documented
+from services.api.deps import CurrentUser, SessionDep, StateDep
+from services.api.errors import documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
 from shared.contracts.commands import ServerInventoryCommand
@@ -36,6 +36,7 @@ from shared.models.inventory import (
     ProcessorPublic,
     StoragePublic,
 )
+from shared.models.jobs import BootRequest, BulkJobs, BulkPowerRequest, JobPublic, PowerRequest
 from shared.models.pools import Assignment
 from shared.models.servers import ServerPublic, ServerReplace, ServerUpdate
 
@@ -110,6 +111,27 @@ async def refresh_servers(
     return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
 
 
+@router.post(
+    "/power/",
+    status_code=202,
+    summary="Power action on several servers: one job each, all or none",
+    responses=jobs.JOB_RESPONSES,
+)
+async def power_servers(
+    body: BulkPowerRequest,
+    session: SessionDep,
+    scope: ScopeDep,
+    state: StateDep,
+    user: CurrentUser,
+    response: Response,
+    wait: jobs.WaitQuery = 0,
+) -> BulkJobs:
+    servers = await membership.resolve_servers(session, scope, body.servers)
+    params = body.model_dump(mode="json", exclude_none=True, exclude={"servers"})
+    specs = jobs.new_jobs(servers, "power", params, user, state.settings.job_deadline_s)
+    return BulkJobs(jobs=jobs.public(await jobs.start(session, state, response, specs, wait)))
+
+
 @router.get("/{server_id}/", summary="Retrieve a server")
 async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> ServerPublic:
     return ServerPublic.of(await scope.get(session, Server, server_id))
@@ -134,8 +156,7 @@ async def remove_from_pool(
 async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
     """Moving a server between pools is pool management: superusers only, locks respected."""
     scope.require_superuser()
-    if server.locked_by:
-        raise APIError(409, f"The server is locked by {server.locked_by}.")
+    membership.refuse_locked([server])
     if server.resource_pool_id is not None:
         await membership.unassign(session, [server])
         await session.flush()
@@ -187,6 +208,61 @@ async def refresh_server(
     server = await scope.get(session, Server, server_id)
     await _queue_inventory(state, [server])
     return ServerPublic.of(server)
+
+
+async def _start_one(
+    session: SessionDep,
+    scope: ScopeDep,
+    state: StateDep,
+    user: CurrentUser,
+    response: Response,
+    server_id: int,
+    kind: str,
+    body: BaseModel,
+    wait: float,
+) -> JobPublic:
+    server = await scope.get(session, Server, server_id)
+    params = body.model_dump(mode="json", exclude_none=True)
+    specs = jobs.new_jobs([server], kind, params, user, state.settings.job_deadline_s)
+    return jobs.public(await jobs.start(session, state, response, specs, wait))[0]
+
+
+@router.post(
+    "/{server_id}/power/",
+    status_code=202,
+    summary="Power action: on, off, graceful_shutdown, restart, graceful_restart, power_cycle, nmi",
+    responses=jobs.JOB_RESPONSES,
+)
+async def power_server(
+    server_id: int,
+    body: PowerRequest,
+    session: SessionDep,
+    scope: ScopeDep,
+    state: StateDep,
+    user: CurrentUser,
+    response: Response,
+    wait: jobs.WaitQuery = 0,
+) -> JobPublic:
+    return await _start_one(session, scope, state, user, response, server_id, "power", body, wait)
+
+
+@router.post(
+    "/{server_id}/boot/",
+    status_code=202,
+    summary="Set the boot override (target, once or continuous, mode)",
+    responses=jobs.JOB_RESPONSES,
+)
+async def boot_server(
+    server_id: int,
+    body: BootRequest,
+    session: SessionDep,
+    scope: ScopeDep,
+    state: StateDep,
+    user: CurrentUser,
+    response: Response,
+    wait: jobs.WaitQuery = 0,
+) -> JobPublic:
+    return await _start_one(session, scope, state, user, response, server_id, "boot", body, wait)
 
 
 async def _queue_inventory(state: StateDep, servers: list[Server]) -> None:

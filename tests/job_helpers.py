@@ -1,0 +1,92 @@
+"""Building blocks for job tests: lab BMCs as registered servers, and waiting for jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import httpx
+
+from bmclab import Lab
+from bmclab.manifest import ManifestEntry
+from shared.models import AuthProfile, Credential, Node, Server
+from shared.platform.runtime import Runtime
+
+FINAL = {"completed", "failed", "cancelled"}
+_serial = itertools.count(1)
+
+
+async def register_lab(
+    runtime: Runtime,
+    lab: Lab,
+    pool_id: int | None = None,
+    entries: list[ManifestEntry] | None = None,
+) -> dict[str, Server]:
+    """Each lab BMC's first system as a registered server (rows written directly: these tests
+    are about jobs, registration has its own); address → server."""
+    servers: dict[str, Server] = {}
+    async with runtime.db.session() as session:
+        profile = AuthProfile(node_classification=f"job lab {next(_serial)}")
+        session.add(profile)
+        await session.flush()
+        for entry in entries or lab.manifest:
+            credential = Credential(
+                auth_profile_id=profile.id,
+                username=entry.username,
+                password_encrypted=runtime.credentials.encrypt(entry.password),
+            )
+            session.add(credential)
+            await session.flush()
+            node = Node(
+                ip=entry.address,
+                port=entry.port,
+                url=entry.url,
+                status="registered",
+                auth_profile_id=profile.id,
+                credential_id=credential.id,
+            )
+            session.add(node)
+            await session.flush()
+            server = Server(
+                node_id=node.id,
+                system_path=system_path(lab, entry.address),
+                name=f"{entry.flavour}-{entry.index}",
+                manufacturer=entry.manufacturer,
+                model=entry.model,
+                resource_pool_id=pool_id,
+            )
+            session.add(server)
+            servers[entry.address] = server
+        await session.commit()
+    return servers
+
+
+async def wait_for_job(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    job_id: int,
+    *,
+    states: set[str] = FINAL,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            job: dict[str, Any] = (await client.get(f"/api/job/{job_id}/", headers=headers)).json()
+            if job["state"] in states:
+                return job
+            await asyncio.sleep(0.1)
+
+
+def system_path(lab: Lab, address: str) -> str:
+    """The first ComputerSystem's path, as the BMC's own Systems collection links it."""
+    store = lab.bmc(address).store
+    systems = store.body("/redfish/v1/").get("Systems", {}).get("@odata.id", "/redfish/v1/Systems")
+    path: str = store.body(systems)["Members"][0]["@odata.id"]
+    return path
+
+
+def system(lab: Lab, address: str) -> dict[str, Any]:
+    """The live body of the BMC's first ComputerSystem."""
+    body: dict[str, Any] = lab.bmc(address).store.body(system_path(lab, address))
+    return body
