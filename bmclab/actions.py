@@ -5,23 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from bmclab.bmc import Bmc
-from bmclab.tree import ActionRef, JsonObject, links
+from bmclab.outcome import Outcome
+from bmclab.tree import ActionRef, JsonObject
 
 TASKS = "/redfish/v1/TaskService/Tasks"
-_OFF = {"ForceOff", "GracefulShutdown"}
-_ON = {"On", "ForceOn", "ForceRestart", "GracefulRestart", "PowerCycle"}
-
-
-@dataclass
-class Outcome:
-    status: int
-    body: JsonObject | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    message: str = ""
 
 
 def _allowed(bmc: Bmc, spec: JsonObject, parameter: str) -> list[str] | None:
@@ -45,7 +35,7 @@ def _action_spec(bmc: Bmc, ref: ActionRef) -> JsonObject:
 
 def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
     verb = ref.name.rsplit(".", 1)[-1]
-    if verb == "Reset" and "PowerState" in bmc.store.body(ref.resource):
+    if ref.name == "#ComputerSystem.Reset" and "PowerState" in bmc.store.body(ref.resource):
         return _reset(bmc, ref, payload)
     if verb == "SimpleUpdate":
         image = payload.get("ImageURI")
@@ -68,48 +58,32 @@ def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
 
 def _reset(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
     reset_type = payload.get("ResetType")
-    allowed = _allowed(bmc, _action_spec(bmc, ref), "ResetType")
-    if not isinstance(reset_type, str) or (allowed is not None and reset_type not in allowed):
-        return Outcome(400, message=f"ResetType must be one of {allowed}")
-    current = bmc.store.body(ref.resource).get("PowerState")
-    if reset_type == "PushPowerButton":
-        target = "Off" if current == "On" else "On"
-    elif reset_type in _OFF:
-        target = "Off"
-    elif reset_type in _ON:
-        target = "On"
-    else:
-        return Outcome(204)  # Nmi and friends do not change the power state
-    bmc.spawn(
-        _power_later(
-            bmc,
-            ref.resource,
-            target,
-            restart=reset_type != "On" and target == "On" and current == "On",
+    action = ref.name.lstrip("#")
+    if not isinstance(reset_type, str):
+        return Outcome(
+            400,
+            message=f"The action {action} requires the parameter ResetType to be present in "
+            "the request body.",
+            message_id="ActionParameterMissing",
+            message_args=(action, "ResetType"),
+            resolution="Supply the action with the required parameter in the request body "
+            "when the request is resubmitted.",
         )
-    )
-    return Outcome(204)
-
-
-async def _power_later(bmc: Bmc, path: str, state: str, *, restart: bool) -> None:
-    resource = bmc.store.get(path)
-    assert resource is not None
-    if restart:
-        # A restart passes through Off, as a client polling PowerState would see.
-        await asyncio.sleep(bmc.behaviour.power_delay / 2)
-        resource.body["PowerState"] = "Off"
-        resource.changed()
-        await asyncio.sleep(bmc.behaviour.power_delay / 2)
-    else:
-        await asyncio.sleep(bmc.behaviour.power_delay)
-    resource.body["PowerState"] = state
-    resource.changed()
-    # Keep the chassis in step with the system it contains.
-    for chassis in links(resource.body.get("Links", {}).get("Chassis", [])):
-        target = bmc.store.get(chassis)
-        if target is not None and "PowerState" in target.body:
-            target.body["PowerState"] = state
-            target.changed()
+    allowed = _allowed(bmc, _action_spec(bmc, ref), "ResetType")
+    if allowed is not None and reset_type not in allowed:
+        return Outcome(
+            400,
+            message=f"The value '{reset_type}' for the parameter ResetType in the action "
+            f"{action} is not in the list of acceptable values.",
+            message_id="Base.1.12.ActionParameterValueNotInList",
+            message_args=(reset_type, "ResetType", action),
+            resolution="Choose a value from the enumeration list that the implementation can "
+            f"support and resubmit the request: {', '.join(allowed)}.",
+        )
+    outcome = bmc.host(ref.resource).reset(reset_type)
+    if outcome.status < 300:
+        bmc.counters.resets_applied[reset_type] += 1
+    return outcome
 
 
 def _set_media(bmc: Bmc, path: str, image: str | None) -> None:

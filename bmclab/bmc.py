@@ -12,8 +12,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bmclab.faults import Fault, FaultKind
+from bmclab.counters import Counters
+from bmclab.faults import REQUEST_FAULTS, Fault, FaultKind
+from bmclab.host import Host
 from bmclab.latency import Latency
+from bmclab.rules import MOCKUP_RULES, HostRules
 from bmclab.tree import ResourceStore
 
 if TYPE_CHECKING:
@@ -30,7 +33,8 @@ class Behaviour:
     session_timeout: float = 1800.0
     inflight_limit: int = 4
     queue_timeout: float = 10.0
-    power_delay: float = 1.0
+    power_delay: float = 2.0
+    power_on_holdoff: float = 3.0
     task_duration: float = 3.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
@@ -62,6 +66,7 @@ class Bmc:
         task_id_format: str = "{n}",
         fault: Fault | None = None,
         seed: int = 0,
+        rules: HostRules = MOCKUP_RULES,
     ) -> None:
         self.index = index
         self.address = address
@@ -71,6 +76,9 @@ class Bmc:
         self.behaviour = behaviour
         self.sessions_path = sessions_path
         self.task_id_format = task_id_format
+        self.rules = rules
+        self.counters = Counters()
+        self.hosts: dict[str, Host] = {}
         self.rng = random.Random(f"latency:{seed}:{index}")
         self.sessions: dict[str, Session] = {}
         self.max_sessions = 0
@@ -127,6 +135,33 @@ class Bmc:
     def clear_fault(self) -> None:
         self.set_fault(None)
 
+    def request_fault(
+        self, method: str, action: str | None, reset_type: str | None
+    ) -> Fault | None:
+        """The one-shot request fault aimed at this request; it is cleared when it fires."""
+        fault = self.fault
+        if fault is None or fault.kind not in REQUEST_FAULTS or fault.selector is None:
+            return None
+        return fault if fault.selector.matches(method, action, reset_type) else None
+
+    def counts(self) -> dict[str, Any]:
+        """Every counter of this BMC as plain JSON (also served at ``/bmclab/counters``)."""
+        return {
+            **self.counters.to_dict(),
+            "requests_served": self.requests_served,
+            "total_logins": self.total_logins,
+            "failed_logins": self.failed_logins,
+            "open_sessions": self.open_sessions,
+            "max_sessions": self.max_sessions,
+        }
+
+    def host(self, path: str) -> Host:
+        """The simulated host of the ComputerSystem at `path`."""
+        host = self.hosts.get(path)
+        if host is None:
+            host = self.hosts[path] = Host(self, path)
+        return host
+
     def on_listening(self, listener: Listener) -> None:
         self.listener = listener
         fault = self._fault
@@ -159,11 +194,12 @@ class Bmc:
             await self.listener.open()
             self.flap_down = False
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a background coroutine, keeping a reference so it is not collected."""
         task = asyncio.get_running_loop().create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return task
 
     async def stop(self) -> None:
         self._stop_flap_silently()

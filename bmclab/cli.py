@@ -44,6 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="serve a recorded Redfish mockup directory (repeatable)",
     )
+    parser.add_argument(
+        "--power-delay",
+        type=float,
+        default=2.0,
+        help="seconds a host spends PoweringOn/PoweringOff (graceful shutdown: twice); 0 = instant",
+    )
+    parser.add_argument(
+        "--power-on-holdoff",
+        type=float,
+        default=3.0,
+        help="seconds after reaching Off during which Dell BMCs answer 409 to On",
+    )
     parser.add_argument("--manifest", type=Path, help="write the JSON manifest here")
     parser.add_argument("--state-dir", type=Path, help="keep the CA and certificates here")
 
@@ -61,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> LabConfig:
         seed=args.seed,
         session_limit=args.session_limit,
         session_timeout=args.session_timeout,
+        power_delay=args.power_delay,
+        power_on_holdoff=args.power_on_holdoff,
         mockups=tuple(args.mockup),
         state_dir=args.state_dir,
     )

@@ -7,7 +7,9 @@ Fleet spec: comma-separated items, each one of
 * ``KIND@ADDRESS`` - the BMC at that address.
 
 ``KIND`` may carry an argument after a colon: ``busy:30`` (503 for 30 s, then healthy),
-``flap:5`` (5 s up, 5 s down, repeating), ``drip:0.2`` (seconds per byte).
+``flap:5`` (5 s up, 5 s down, repeating), ``drip:0.2`` (seconds per byte), ``slow:2``
+(seconds added to every request). The request faults take a selector instead of a number:
+``drop_after_apply:ComputerSystem.Reset`` (see `RequestSelector`).
 Explicit assignments win over fractions; a BMC has at most one fault.
 """
 
@@ -33,16 +35,53 @@ class FaultKind(StrEnum):
     OVERSIZED = "oversized"
     REDIRECT = "redirect"
     FLAP = "flap"
+    SLOW = "slow"
+    # Host behaviour: graceful shutdowns are accepted and ignored, the power stays On.
+    IGNORE_ACPI = "ignore_acpi"
+    # Boot override PATCHes must carry Target, Enabled and Mode together (else 400).
+    BOOT_ALL_FIELDS = "boot_all_fields"
+    # One-shot faults on the next POST/PATCH the selector matches.
+    DROP_BEFORE_APPLY = "drop_before_apply"
+    DROP_AFTER_APPLY = "drop_after_apply"
+    HANG_AFTER_APPLY = "hang_after_apply"
 
 
 # Faults handled before TLS, on the raw socket.
 SOCKET_FAULTS = frozenset({FaultKind.HANG, FaultKind.TLSFAIL, FaultKind.RESET})
+# Faults aimed at one change request; they fire once, then the BMC is healthy again.
+REQUEST_FAULTS = frozenset(
+    {FaultKind.DROP_BEFORE_APPLY, FaultKind.DROP_AFTER_APPLY, FaultKind.HANG_AFTER_APPLY}
+)
+
+
+@dataclass(frozen=True)
+class RequestSelector:
+    """Which change request a request fault fires on.
+
+    Empty matches any POST or PATCH except a session login. Otherwise it is compared
+    case-insensitively with the action name (``ComputerSystem.Reset``), its last part
+    (``Reset``), the ``ResetType`` of the request (``ForceOff``) or the method (``PATCH``).
+    """
+
+    text: str = ""
+
+    def matches(self, method: str, action: str | None, reset_type: str | None) -> bool:
+        wanted = self.text.lower()
+        if not wanted:
+            return True
+        names = {method.lower()}
+        if action:
+            names |= {action.lower().lstrip("#"), action.rsplit(".", 1)[-1].lower()}
+        if reset_type:
+            names.add(reset_type.lower())
+        return wanted in names
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: FaultKind
     arg: float | None = None
+    selector: RequestSelector | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
@@ -52,6 +91,8 @@ class Fault:
         except ValueError:
             known = ", ".join(k.value for k in FaultKind)
             raise ValueError(f"unknown fault {name!r} (known: {known})") from None
+        if kind in REQUEST_FAULTS:
+            return cls(kind, selector=RequestSelector(arg.strip()))
         if not arg:
             return cls(kind)
         value = float(arg)
@@ -60,6 +101,8 @@ class Fault:
         return cls(kind, value)
 
     def __str__(self) -> str:
+        if self.selector is not None and self.selector.text:
+            return f"{self.kind.value}:{self.selector.text}"
         if self.arg is None:
             return self.kind.value
         return f"{self.kind.value}:{self.arg:g}"

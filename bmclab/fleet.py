@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bmclab.bmc import Behaviour, Bmc
 from bmclab.certs import CertificateAuthority, server_context
@@ -20,6 +21,7 @@ from bmclab.flavours import FLAVOURS, build_tree
 from bmclab.latency import Latency
 from bmclab.manifest import ManifestEntry, manifest_json
 from bmclab.mockup import load_mockup
+from bmclab.rules import MOCKUP_RULES
 from bmclab.server import Listener
 from bmclab.tree import ResourceStore
 
@@ -41,7 +43,8 @@ class LabConfig:
     session_timeout: float = 1800.0
     inflight_limit: int = 4
     queue_timeout: float = 10.0
-    power_delay: float = 1.0
+    power_delay: float = 2.0
+    power_on_holdoff: float = 3.0
     task_duration: float = 3.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
@@ -69,6 +72,7 @@ class LabConfig:
             inflight_limit=self.inflight_limit,
             queue_timeout=self.queue_timeout,
             power_delay=self.power_delay,
+            power_on_holdoff=self.power_on_holdoff,
             task_duration=self.task_duration,
             drip_interval=self.drip_interval,
             flap_period=self.flap_period,
@@ -107,6 +111,10 @@ class Lab:
             if bmc.address == key:
                 return bmc
         raise KeyError(key)
+
+    def counters(self, key: str | int) -> dict[str, Any]:
+        """A BMC's counters (by address or index), as ``GET /bmclab/counters`` serves them."""
+        return self.bmc(key).counts()
 
     def manifest_json(self) -> str:
         return manifest_json(self.manifest, self.ca_cert_pem)
@@ -190,12 +198,14 @@ class Lab:
             serial_out: str | None = tree.serial
             system_ids, sessions_path = tree.system_ids, "/redfish/v1/SessionService/Sessions"
             task_format = flavour.ids.task
+            rules = flavour.rules
         else:
             info = load_mockup(Path(cfg.mockups[index - cfg.count]), store)
             kind, name = "mockup", f"mockup:{info.name}"
             manufacturer, model, serial_out = info.manufacturer, info.model, info.serial
             system_ids, sessions_path = info.system_ids, info.sessions_path
             task_format = "{n}"
+            rules = MOCKUP_RULES
         bmc = Bmc(
             index=index,
             address=address,
@@ -207,6 +217,7 @@ class Lab:
             task_id_format=task_format,
             fault=fault,
             seed=cfg.seed,
+            rules=rules,
         )
         entry = ManifestEntry(
             index=index,

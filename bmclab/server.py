@@ -19,9 +19,11 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bmclab.actions import Outcome, perform, start_update
+from bmclab.actions import perform, start_update
 from bmclab.bmc import Bmc, Session
-from bmclab.faults import SOCKET_FAULTS, FaultKind
+from bmclab.faults import SOCKET_FAULTS, Fault, FaultKind
+from bmclab.outcome import Outcome
+from bmclab.patching import apply_patch
 from bmclab.tree import JsonObject, Resource, normalise
 
 # TLS record: alert, TLS 1.2, length 2, fatal, handshake_failure.
@@ -30,6 +32,8 @@ _OVERSIZED_BYTES = 1 << 30
 _CHUNK = 1 << 16
 _JSON = "application/json; charset=utf-8"
 _PUBLIC = frozenset({"/redfish", "/redfish/v1", "/redfish/v1/odata"})
+# Lab-only endpoints (counters, faults) for tests whose lab runs in another process.
+LAB_PREFIX = "/bmclab/"
 _NON_REDFISH_PAGE = (
     b"<!DOCTYPE html><html><head><title>Web Image Monitor - Login</title></head>"
     b"<body><form method='post' action='/login.cgi'>User <input name='user'> Password "
@@ -48,23 +52,29 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-def redfish_error(status: int, message: str, message_id: str = "GeneralError") -> bytes:
-    body = {
-        "error": {
-            "code": f"Base.1.8.{message_id}",
-            "message": message,
-            "@Message.ExtendedInfo": [
-                {
-                    "@odata.type": "#Message.v1_1_1.Message",
-                    "MessageId": f"Base.1.8.{message_id}",
-                    "Message": message,
-                    "Severity": "Critical",
-                    "Resolution": "None",
-                }
-            ],
-        }
+def redfish_error(
+    message: str,
+    message_id: str = "GeneralError",
+    args: tuple[str, ...] = (),
+    resolution: str = "None",
+) -> bytes:
+    """A Redfish error body; a bare `message_id` names a message of the Base registry."""
+    full_id = message_id if "." in message_id else f"Base.1.8.{message_id}"
+    info: JsonObject = {
+        "@odata.type": "#Message.v1_1_1.Message",
+        "MessageId": full_id,
+        "Message": message,
+        "Severity": "Critical",
+        "Resolution": resolution,
     }
+    if args:
+        info["MessageArgs"] = list(args)
+    body = {"error": {"code": full_id, "message": message, "@Message.ExtendedInfo": [info]}}
     return json.dumps(body).encode()
+
+
+class _Dropped(Exception):
+    """The connection was cut on purpose (a request fault); no response goes out."""
 
 
 @dataclass
@@ -80,7 +90,18 @@ class Reply:
 
     @classmethod
     def error(cls, status: int, message: str, message_id: str = "GeneralError") -> Reply:
-        return cls(status, redfish_error(status, message, message_id))
+        return cls(status, redfish_error(message, message_id))
+
+    @classmethod
+    def outcome(cls, outcome: Outcome) -> Reply:
+        if outcome.status >= 400:
+            body = redfish_error(
+                outcome.message, outcome.message_id, outcome.message_args, outcome.resolution
+            )
+            return cls(outcome.status, body, outcome.headers)
+        if outcome.body is None:
+            return cls(outcome.status, b"", outcome.headers)
+        return cls.json(outcome.status, outcome.body, outcome.headers)
 
     @classmethod
     def resource(cls, resource: Resource) -> Reply:
@@ -96,6 +117,8 @@ class BmcHttp:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         bmc = self.bmc
+        if request.path.startswith(LAB_PREFIX):
+            return self._finish(await self._lab_endpoint(request))
         try:
             fault = bmc.fault
             if bmc.flap_down or (fault is not None and fault.kind in SOCKET_FAULTS):
@@ -113,9 +136,13 @@ class BmcHttp:
                 )
             try:
                 delay = bmc.behaviour.latency.sample(bmc.rng)
+                if fault is not None and fault.kind is FaultKind.SLOW:
+                    delay += fault.arg or 0.0
                 if delay > 0:
                     await asyncio.sleep(delay)
                 return await self._respond(request)
+            except _Dropped:
+                return web.Response(status=503)
             finally:
                 bmc.inflight.release()
         finally:
@@ -266,22 +293,20 @@ class BmcHttp:
         )
 
     async def _patch(self, request: web.BaseRequest, path: str) -> Reply:
-        resource = self.bmc.store.get(path)
+        bmc = self.bmc
+        resource = bmc.store.get(path)
         if resource is None:
             return Reply.error(404, f"{path} not found", "ResourceMissingAtURI")
-        if_match = request.headers.get("If-Match")
-        if not if_match:
-            return Reply.error(428, "If-Match header is required", "PreconditionRequired")
-        if not resource.etag_matches(if_match):
-            return Reply.error(412, "ETag does not match", "PreconditionFailed")
-        payload = await _json_body(request)
-        if payload is None:
-            return Reply.error(400, "Body must be a JSON object", "MalformedJSON")
-        problem = _merge_check(resource.body, payload)
-        if problem:
-            return Reply.error(400, problem, "PropertyValueNotInList")
-        _merge(resource.body, payload)
-        resource.changed()
+        bmc.counters.patches[path] += 1
+        fault = bmc.request_fault("PATCH", None, None)
+        self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
+        problem = apply_patch(
+            bmc, resource, request.headers.get("If-Match"), await _json_body(request)
+        )
+        if problem is not None:
+            return Reply.outcome(problem)
+        bmc.counters.patches_applied[path] += 1
+        await self._after_apply(request, fault)
         return Reply.resource(resource)
 
     async def _post(self, request: web.BaseRequest, path: str) -> Reply:
@@ -289,15 +314,73 @@ class BmcHttp:
         ref = bmc.store.action(path)
         if ref is not None:
             payload = await _json_body(request, allow_empty=True)
+            reset_type = payload.get("ResetType") if payload else None
+            reset_type = reset_type if isinstance(reset_type, str) else None
+            action = ref.name.lstrip("#")
+            bmc.counters.post(path, action, reset_type)
+            fault = bmc.request_fault("POST", action, reset_type)
+            self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
             if payload is None:
                 return Reply.error(400, "Body must be a JSON object", "MalformedJSON")
-            return _from_outcome(perform(bmc, ref, payload))
+            outcome = perform(bmc, ref, payload)
+            if outcome.status < 300:
+                await self._after_apply(request, fault)
+            return Reply.outcome(outcome)
         if path in _push_uris(bmc):
+            bmc.counters.post(path, "UpdateService.HttpPush", None)
+            fault = bmc.request_fault("POST", "UpdateService.HttpPush", None)
+            self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
             image, targets = await _receive_image(request)
-            return _from_outcome(start_update(bmc, image, targets))
+            outcome = start_update(bmc, image, targets)
+            await self._after_apply(request, fault)
+            return Reply.outcome(outcome)
+        bmc.counters.post(path, None, None)
         if path in bmc.store:
             return Reply.error(405, "POST is not allowed here", "OperationNotAllowed")
         return Reply.error(404, f"{path} not found", "ResourceMissingAtURI")
+
+    def _drop_if(self, request: web.BaseRequest, fault: Fault | None, kind: FaultKind) -> None:
+        """Cut the connection (RST) when `fault` is of `kind`: the client gets no response."""
+        if fault is None or fault.kind is not kind:
+            return
+        self.bmc.clear_fault()
+        self.bmc.counters.dropped += 1
+        if request.transport is not None:
+            _reset(request.transport)
+        raise _Dropped
+
+    async def _after_apply(self, request: web.BaseRequest, fault: Fault | None) -> None:
+        """A change was made; a request fault may now withhold the answer."""
+        self._drop_if(request, fault, FaultKind.DROP_AFTER_APPLY)
+        if fault is not None and fault.kind is FaultKind.HANG_AFTER_APPLY:
+            self.bmc.clear_fault()
+            self.bmc.counters.dropped += 1
+            # Held until the client gives up: aiohttp cancels the handler on disconnect.
+            await asyncio.Event().wait()
+
+    async def _lab_endpoint(self, request: web.BaseRequest) -> Reply:
+        """``/bmclab/counters`` (GET, DELETE clears) and ``/bmclab/fault`` (GET, PUT)."""
+        bmc = self.bmc
+        name = normalise(request.path)[len(LAB_PREFIX) :]
+        if name == "counters" and request.method == "GET":
+            return Reply.json(200, bmc.counts())
+        if name == "counters" and request.method == "DELETE":
+            bmc.counters.clear()
+            return Reply(204)
+        if name == "fault" and request.method == "GET":
+            fault = bmc.configured_fault
+            return Reply.json(200, {"fault": str(fault) if fault else None})
+        if name == "fault" and request.method == "PUT":
+            payload = await _json_body(request)
+            spec = payload.get("fault") if payload else None
+            if payload is None or not (spec is None or isinstance(spec, str)):
+                return Reply.error(400, 'Send {"fault": "KIND[:ARG]"} or {"fault": null}')
+            try:
+                bmc.set_fault(spec or None)
+            except ValueError as exc:
+                return Reply.error(400, str(exc))
+            return Reply.json(200, {"fault": spec or None})
+        return Reply.error(404, f"{request.path} not found", "ResourceMissingAtURI")
 
 
 def _lookup_path(bmc: Bmc, request: web.BaseRequest) -> str:
@@ -331,14 +414,6 @@ def _session_body(session: Session) -> JsonObject:
     }
 
 
-def _from_outcome(outcome: Outcome) -> Reply:
-    if outcome.status >= 400:
-        return Reply.error(outcome.status, outcome.message, "ActionParameterValueError")
-    if outcome.body is None:
-        return Reply(outcome.status, b"", outcome.headers)
-    return Reply.json(outcome.status, outcome.body, outcome.headers)
-
-
 async def _json_body(request: web.BaseRequest, *, allow_empty: bool = False) -> JsonObject | None:
     raw = await request.read()
     if not raw.strip() and allow_empty:
@@ -348,29 +423,6 @@ async def _json_body(request: web.BaseRequest, *, allow_empty: bool = False) -> 
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _merge_check(current: JsonObject, patch: JsonObject) -> str | None:
-    for key, value in patch.items():
-        if key.startswith("@") or key in ("Id", "Members") or key not in current:
-            return f"Property {key} is unknown or read-only"
-        if isinstance(value, dict) and isinstance(current[key], dict):
-            problem = _merge_check(current[key], value)
-            if problem:
-                return problem
-            continue
-        allowed = current.get(f"{key}@Redfish.AllowableValues")
-        if isinstance(allowed, list) and value not in allowed:
-            return f"{value!r} is not an allowed value for {key}"
-    return None
-
-
-def _merge(current: JsonObject, patch: JsonObject) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(current.get(key), dict):
-            _merge(current[key], value)
-        else:
-            current[key] = value
 
 
 def _push_uris(bmc: Bmc) -> set[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bmclab.rules import HostRules
 from bmclab.tree import JsonObject
 
 StorageStyle = Literal["controllers", "inline", "simple"]
@@ -32,17 +33,12 @@ _CPUS: dict[str, tuple[tuple[str, int, str], ...]] = {
     "ampere": (("Ampere(R) Altra(R) Processor Q80-30", 80, "ARM"),),
 }
 _CPU_MANUFACTURER = {"intel": "Intel(R) Corporation", "amd": "AMD", "ampere": "Ampere(R)"}
-_RESET_TYPES = [
-    "On",
-    "ForceOff",
-    "GracefulShutdown",
-    "GracefulRestart",
-    "ForceRestart",
-    "PushPowerButton",
-    "Nmi",
-    "PowerCycle",
-]
-_BOOT_TARGETS = ["None", "Pxe", "Cd", "Usb", "Hdd", "BiosSetup", "UefiTarget", "UefiHttp"]
+# Properties a boot target needs; a flavour that advertises the target carries the property.
+_TARGET_PROPERTIES = {
+    "UefiTarget": "UefiTargetBootSourceOverride",
+    "UefiHttp": "HttpBootUri",
+    "UefiBootNext": "BootNext",
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,7 @@ class Flavour:
     manager_id: str
     chassis_id: str
     serial: Callable[[random.Random], str]
+    rules: HostRules
     sku: Callable[[random.Random, str], str | None]
     bios_version: Callable[[random.Random], str]
     manager_model: str
@@ -86,10 +83,8 @@ class Flavour:
     mac_upper: bool = False
     # Appended to free-text values, as AMI firmware leaves fixed-width padding in them.
     pad: str = ""
-    reset_inline: bool = True
     simple_update: bool = True
     push_uri: str = V1 + "/UpdateService/update"
-    boot_mode: str = "UEFI"
     redfish_version: str = "1.15.0"
     oem: OemHook | None = None
 
@@ -239,9 +234,10 @@ class _Builder:
     def system(self, cpus: int, cpu_model: str, memory_gib: int) -> None:
         f, ctx = self.f, self.ctx
         self.coll(V1 + "/Systems", "Computer System Collection", "ComputerSystem", [f.system_id])
+        rules = f.rules
         reset: JsonObject = {"target": f"{self.sys}/Actions/ComputerSystem.Reset"}
-        if f.reset_inline:
-            reset["ResetType@Redfish.AllowableValues"] = _RESET_TYPES
+        if rules.reset_inline:
+            reset["ResetType@Redfish.AllowableValues"] = list(rules.reset_types)
         else:
             info = f"{self.sys}/ResetActionInfo"
             reset["@Redfish.ActionInfo"] = info
@@ -256,7 +252,7 @@ class _Builder:
                             "Name": "ResetType",
                             "Required": True,
                             "DataType": "String",
-                            "AllowableValues": _RESET_TYPES,
+                            "AllowableValues": list(rules.reset_types),
                         }
                     ],
                 },
@@ -275,12 +271,8 @@ class _Builder:
             "Status": _ok(),
             "ProcessorSummary": {"Count": cpus, "Model": self.text(cpu_model), "Status": _ok()},
             "MemorySummary": {"TotalSystemMemoryGiB": memory_gib, "Status": _ok()},
-            "Boot": {
-                "BootSourceOverrideEnabled": "Disabled",
-                "BootSourceOverrideTarget": "None",
-                "BootSourceOverrideTarget@Redfish.AllowableValues": _BOOT_TARGETS,
-                "BootSourceOverrideMode": f.boot_mode,
-            },
+            "Boot": _boot(rules),
+            "BootProgress": {"LastState": "OSRunning"},
             "Processors": _ref(self.sys + "/Processors"),
             "Memory": _ref(self.sys + "/Memory"),
             "EthernetInterfaces": _ref(self.sys + "/EthernetInterfaces"),
@@ -656,6 +648,23 @@ class _Builder:
             },
         )
         self.coll(V1 + "/TaskService/Tasks", "Task Collection", "Task", [])
+
+
+def _boot(rules: HostRules) -> JsonObject:
+    boot: JsonObject = {
+        "BootSourceOverrideEnabled": "Disabled",
+        "BootSourceOverrideTarget": "None",
+        "BootSourceOverrideTarget@Redfish.AllowableValues": list(rules.boot_targets),
+        "BootSourceOverrideMode": rules.boot_mode,
+    }
+    if rules.advertise_enabled:
+        boot["BootSourceOverrideEnabled@Redfish.AllowableValues"] = list(rules.boot_enabled)
+    if rules.boot_modes:
+        boot["BootSourceOverrideMode@Redfish.AllowableValues"] = list(rules.boot_modes)
+    for target, prop in _TARGET_PROPERTIES.items():
+        if target in rules.boot_targets:
+            boot[prop] = None
+    return boot
 
 
 def build_tree(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bmclab.flavours.base import Context, Flavour, Ids, alnum, dotted
+from bmclab.rules import DELL
 from bmclab.tree import JsonObject
 
 
@@ -41,6 +42,7 @@ FLAVOUR = Flavour(
     chassis_id="System.Embedded.1",
     # Dell service tags: 7 characters, no vowels that look like digits.
     serial=lambda rng: alnum(rng, 7, "0123456789BCDFGHJKLMNPQRSTVWXYZ"),
+    rules=DELL,
     sku=lambda rng, serial: serial,
     bios_version=lambda rng: f"1.{rng.randrange(3, 12)}.{rng.randrange(6)}",
     manager_model="15G Monolithic",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bmclab.flavours.base import Context, Flavour, Ids, alnum, dotted
+from bmclab.rules import HPE
 from bmclab.tree import JsonObject
 
 
@@ -37,6 +38,7 @@ FLAVOUR = Flavour(
     manager_id="1",
     chassis_id="1",
     serial=lambda rng: "MXQ" + alnum(rng, 7),
+    rules=HPE,
     sku=lambda rng, serial: rng.choice(("P39886-B21", "P28948-B21", "P18606-B21")),
     bios_version=lambda rng: (
         f"U46 v{rng.randrange(1, 3)}.{rng.randrange(10, 80)} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from bmclab.flavours.base import Context, Flavour, Ids, dotted
+from bmclab.rules import OPENBMC
 from bmclab.tree import JsonObject
 
 
@@ -33,6 +34,7 @@ FLAVOUR = Flavour(
     manager_id="bmc",
     chassis_id="chassis",
     serial=lambda rng: f"WW{rng.randrange(10**9, 10**10)}",
+    rules=OPENBMC,
     sku=lambda rng, serial: None,
     bios_version=lambda rng: f"F0E_3A{rng.randrange(10, 30)}",
     manager_model="OpenBmc",
@@ -63,7 +65,6 @@ FLAVOUR = Flavour(
     ),
     inventory="SoftwareInventory",
     mac_oui="b4:2e:99",
-    reset_inline=False,
     simple_update=False,
     redfish_version="1.17.0",
     oem=_oem,

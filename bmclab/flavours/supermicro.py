@@ -4,6 +4,7 @@ SimpleStorage or inline StorageControllers, VirtualMedia under the System."""
 from __future__ import annotations
 
 from bmclab.flavours.base import Flavour, Ids, dotted
+from bmclab.rules import SUPERMICRO
 
 FLAVOUR = Flavour(
     name="supermicro",
@@ -13,6 +14,7 @@ FLAVOUR = Flavour(
     manager_id="1",
     chassis_id="1",
     serial=lambda rng: f"S{rng.randrange(10**8, 10**9)}",
+    rules=SUPERMICRO,
     sku=lambda rng, serial: rng.choice(("Default string", "To Be Filled By O.E.M.")),
     bios_version=lambda rng: f"3.{rng.randrange(1, 9)}",
     manager_model="ASPEED",
@@ -39,8 +41,6 @@ FLAVOUR = Flavour(
     mac_oui="3c:ec:ef",
     mac_upper=True,
     pad="  ",
-    reset_inline=False,
     push_uri="/redfish/v1/UpdateService/upload",
-    boot_mode="Legacy",
     redfish_version="1.8.0",
 )

@@ -64,6 +64,10 @@ async def test_cli_arguments_and_state_dir(tmp_path: Path) -> None:
             "5",
             "--flavours",
             "hpe,openbmc",
+            "--power-delay",
+            "0.5",
+            "--power-on-holdoff",
+            "0",
             "--faults",
             "busy@1",
             "--state-dir",
@@ -72,6 +76,7 @@ async def test_cli_arguments_and_state_dir(tmp_path: Path) -> None:
     )
     config = config_from_args(args)
     assert config.flavours == ("hpe", "openbmc") and config.seed == 5
+    assert config.power_delay == 0.5 and config.power_on_holdoff == 0
     async with Lab(config) as lab:
         assert lab.ca_cert_path is not None and lab.ca_cert_path.read_bytes() == lab.ca_cert_pem
         assert lab.manifest_path is not None

@@ -16,7 +16,13 @@ from tests.lab_net import LAB_NET
 
 NETWORK = f"{LAB_NET}.201.0/24"
 CONFIG = LabConfig(
-    count=8, network=NETWORK, latency="0", seed=7, power_delay=0.05, task_duration=0.2
+    count=8,
+    network=NETWORK,
+    latency="0",
+    seed=7,
+    power_delay=0.05,
+    power_on_holdoff=0,
+    task_duration=0.2,
 )
 
 
@@ -100,7 +106,8 @@ async def test_same_seed_same_manifest(lab: Lab) -> None:
 
 
 async def test_etag_and_if_match(lab: Lab, http: aiohttp.ClientSession) -> None:
-    url = lab.manifest[0].url + _system_path(lab, 0)
+    index = next(e.index for e in lab.manifest if e.flavour == "supermicro")  # If-Match required
+    url = lab.manifest[index].url + _system_path(lab, index)
     async with http.get(url) as resp:
         etag = resp.headers["ETag"]
     patch = {"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}
@@ -117,9 +124,15 @@ async def test_etag_and_if_match(lab: Lab, http: aiohttp.ClientSession) -> None:
     # The old ETag is now stale.
     async with http.patch(url, json=patch, headers={"If-Match": etag}) as resp:
         assert resp.status == 412
-    bad = {"Boot": {"BootSourceOverrideTarget": "Floppy"}}
+    bad = {"Boot": {"BootSourceOverrideTarget": "Bogus"}}
     async with http.patch(url, json=bad, headers={"If-Match": "*"}) as resp:
         assert resp.status == 400
+    # Without the precondition rule (Dell), no If-Match is fine and a stale one still fails.
+    dell = lab.manifest[0].url + _system_path(lab, 0)
+    async with http.patch(dell, json=patch) as resp:
+        assert resp.status == 200
+    async with http.patch(dell, json=patch, headers={"If-Match": etag}) as resp:
+        assert resp.status == 412
 
 
 async def test_reset_changes_power_state(lab: Lab, http: aiohttp.ClientSession) -> None:
