@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
 from bmclab import Lab
 from bmclab.manifest import ManifestEntry
+from shared.core.settings import Settings
 from shared.models import AuthProfile, Credential, Node, Server
 from shared.platform.runtime import Runtime
+from tests.discovery_helpers import scanner
 
 FINAL = {"completed", "failed", "cancelled"}
 _serial = itertools.count(1)
@@ -90,3 +94,65 @@ def system(lab: Lab, address: str) -> dict[str, Any]:
     """The live body of the BMC's first ComputerSystem."""
     body: dict[str, Any] = lab.bmc(address).store.body(system_path(lab, address))
     return body
+
+
+def fast(settings: Settings, **extra: Any) -> Settings:
+    """Job settings for a lab with sub-second power transitions."""
+    values: dict[str, Any] = {
+        "job_poll_interval_s": 0.2,
+        "job_power_timeout_s": 10.0,
+        "job_graceful_timeout_s": 10.0,
+        "job_tick_timeout_s": 5.0,
+        "redfish_read_timeout_s": 3.0,
+    }
+    return settings.model_copy(update=values | extra)
+
+
+@asynccontextmanager
+async def jobs_worker(settings: Settings) -> AsyncIterator[Runtime]:
+    """A jobs worker in this process (its consumer, its watchdog), on the test broker."""
+    async with scanner(settings, ("jobs",)) as runtime:
+        yield runtime
+
+
+async def start_job(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    server_id: int,
+    what: str,
+    body: dict[str, Any],
+    *,
+    expect: int = 202,
+) -> dict[str, Any]:
+    response = await client.post(f"/api/server/{server_id}/{what}/", json=body, headers=headers)
+    assert response.status_code == expect, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+async def run_job(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    server_id: int,
+    what: str,
+    body: dict[str, Any],
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Start a job and wait until it ends."""
+    job = await start_job(client, headers, server_id, what, body)
+    return await wait_for_job(client, headers, job["id"], timeout=timeout)
+
+
+def advertised_reset_types(lab: Lab, address: str) -> tuple[str, ...] | None:
+    """What the BMC's system says its Reset action allows (inline, or in its ActionInfo)."""
+    store = lab.bmc(address).store
+    spec = system(lab, address)["Actions"]["#ComputerSystem.Reset"]
+    if "ResetType@Redfish.AllowableValues" in spec:
+        return tuple(spec["ResetType@Redfish.AllowableValues"])
+    info = spec.get("@Redfish.ActionInfo")
+    if info is None:
+        return None
+    for parameter in store.body(info).get("Parameters", []):
+        if parameter.get("Name") == "ResetType":
+            return tuple(parameter["AllowableValues"])
+    return None

@@ -133,12 +133,15 @@ async def create(session: AsyncSession, runtime: Runtime, specs: Sequence[NewJob
         )
         for spec in specs
     ]
+    # Read before the flush: a failed flush's rollback expires the servers' attributes.
+    server_ids = [spec.server.id for spec in specs if spec.server.id is not None]
+    retried = [spec.retry_of.id for spec in specs if spec.retry_of and spec.retry_of.id]
     session.add_all(jobs)
     try:
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        await _explain_conflict(session, specs)
+        await _explain_conflict(session, server_ids, retried)
         raise
     events: list[CloudEvent] = []
     for job, spec in zip(jobs, specs, strict=True):
@@ -171,16 +174,14 @@ def _created_note(spec: NewJob) -> str:
     return "Job accepted."
 
 
-async def _explain_conflict(session: AsyncSession, specs: Sequence[NewJob]) -> None:
-    for spec in specs:
-        if spec.retry_of is not None:
-            retry = (
-                await session.exec(select(Job.id).where(col(Job.retry_of_id) == spec.retry_of.id))
-            ).first()
-            if retry is not None:
-                assert spec.retry_of.id is not None
-                raise AlreadyRetried(spec.retry_of.id, retry)
-    active = await active_jobs(session, [s.server.id for s in specs if s.server.id is not None])
+async def _explain_conflict(
+    session: AsyncSession, server_ids: Sequence[int], retried: Sequence[int]
+) -> None:
+    for job_id in retried:
+        retry = (await session.exec(select(Job.id).where(col(Job.retry_of_id) == job_id))).first()
+        if retry is not None:
+            raise AlreadyRetried(job_id, retry)
+    active = await active_jobs(session, server_ids)
     if active:
         raise ServersBusy(active)
 

@@ -89,7 +89,6 @@ async def cancel_job(
         try:
             ended = await job_lifecycle.request_cancel(session, job_id, user.username)
         except job_lifecycle.NotActive:
-            await session.rollback()
             raise APIError(409, f"Job {job_id} already ended ({job.state}).") from None
         await session.commit()
         await announce(state.runtime)

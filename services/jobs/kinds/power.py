@@ -69,13 +69,17 @@ def plan(action: PowerAction, allowed: tuple[str, ...] | None, power: str | None
             )
         return reset_type
 
+    def power_on() -> Move:
+        return Move(need(first("On", "ForceOn"), "powering on"), "On")
+
+    def force_off() -> Move:
+        return Move(need(first("ForceOff"), "forcing the power off"), "Off")
+
     powered = power in _ON
-    power_on = Move(need(first("On", "ForceOn"), "powering on"), "On")
-    force_off = Move(need(first("ForceOff"), "forcing the power off"), "Off")
     if action is PowerAction.on:
-        return [] if powered else [power_on]
+        return [] if powered else [power_on()]
     if action is PowerAction.off:
-        return [force_off] if powered else []
+        return [force_off()] if powered else []
     if action is PowerAction.graceful_shutdown:
         if not powered:
             return []
@@ -88,17 +92,17 @@ def plan(action: PowerAction, allowed: tuple[str, ...] | None, power: str | None
             )
         return [Move(need(first("Nmi"), "a diagnostic interrupt (NMI)"), None)]
     if not powered:
-        return [power_on]  # restarting a server that is off: it is turned on (as Ironic does)
+        return [power_on()]  # restarting a server that is off: it is turned on (as Ironic does)
     if action is PowerAction.graceful_restart:
         if can("GracefulRestart"):
             return [Move("GracefulRestart", "On", restart=True, graceful=True)]
         shutdown = need(first("GracefulShutdown", "PushPowerButton"), "a graceful restart")
-        return [Move(shutdown, "Off", graceful=True), power_on]
+        return [Move(shutdown, "Off", graceful=True), power_on()]
     if action is PowerAction.restart and can("ForceRestart"):
         return [Move("ForceRestart", "On", restart=True)]
     if can("PowerCycle"):  # power_cycle, or restart without ForceRestart
         return [Move("PowerCycle", "On", restart=True)]
-    return [force_off, power_on]
+    return [force_off(), power_on()]
 
 
 def _moves(ctx: StepContext) -> list[Move]:
