@@ -563,7 +563,9 @@ async def wake(
             col(Job.next_tick_at) < stalled_before,
             or_(col(Job.lease_until).is_(None), col(Job.lease_until) < utcnow()),
         ]
-    bumped = await session.exec(update(Job).where(*conditions).values(ticket=Job.ticket + 1))
+    bumped = await session.exec(
+        update(Job).where(*conditions).values(ticket=Job.ticket + 1, next_tick_at=utcnow())
+    )
     if bumped.rowcount == 0:
         await session.commit()
         return False
