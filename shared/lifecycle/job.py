@@ -283,7 +283,7 @@ async def claim(
         job.state = JobState.running
         job.started_at = now
         _enter_step(job, Next(first_steps.get(job.kind, "")), now)
-        _announce(session, job, server, "started")
+        _stage(session, job, catalog.job_event(_bump(job), "started", resource_pool=_pool(server)))
     # Loaded in full by the refresh above, so it stays readable once the session is gone.
     return Claimed(job=job, token=token)
 
@@ -433,7 +433,7 @@ async def advance(
     job.next_tick_at = now + timedelta(seconds=delay)
     job.updated_at = now
     session.add(job)
-    _announce_changes(session, job, server, before, now)
+    _announce(session, job, server, before, now)
     return delay
 
 
@@ -463,7 +463,7 @@ def _enter_step(job: Job, step: Next, now: datetime) -> None:
     job.state = JobState.waiting if step.waiting_for else JobState.running
 
 
-def _announce_changes(
+def _announce(
     session: AsyncSession,
     job: Job,
     server: Server | None,
@@ -474,7 +474,7 @@ def _announce_changes(
     if job.state == JobState.waiting and (
         state != JobState.waiting or waiting_for != job.waiting_for
     ):
-        _announce(session, job, server, "waiting")
+        _stage(session, job, catalog.job_event(_bump(job), "waiting", resource_pool=_pool(server)))
         job.progress_event_at = now
         return
     moved = (step, progress, state) != (job.step, job.progress, job.state)
@@ -482,19 +482,27 @@ def _announce_changes(
         (now - job.progress_event_at).total_seconds() >= PROGRESS_EVENT_INTERVAL_S
     )
     if (moved or job.progress_pending) and due:
-        _announce(session, job, server, "progress")
+        _stage(session, job, catalog.job_event(_bump(job), "progress", resource_pool=_pool(server)))
         job.progress_event_at = now
         job.progress_pending = False
     elif moved:
         job.progress_pending = True
 
 
-def _announce(session: AsyncSession, job: Job, server: Server | None, change: str) -> None:
+def _bump(job: Job) -> Job:
+    """The job with its version moved on, for the event about to be built of it."""
     job.version += 1
     job.updated_at = utcnow()
+    return job
+
+
+def _pool(server: Server | None) -> int | None:
+    return server.resource_pool_id if server is not None else None
+
+
+def _stage(session: AsyncSession, job: Job, event: CloudEvent) -> None:
     session.add(job)
-    pool = server.resource_pool_id if server is not None else None
-    outbox.stage(session, catalog.job_event(job, change, resource_pool=pool))
+    outbox.stage(session, event)
 
 
 def _finish(
@@ -524,7 +532,14 @@ def _finish(
         server.locked_by = None
         server.updated_at = now
         session.add(server)
-    _announce(session, job, server, state.value)
+    pool = _pool(server)
+    if state is JobState.completed:
+        event = catalog.job_event(_bump(job), "completed", resource_pool=pool)
+    elif state is JobState.failed:
+        event = catalog.job_event(_bump(job), "failed", resource_pool=pool)
+    else:
+        event = catalog.job_event(_bump(job), "cancelled", resource_pool=pool)
+    _stage(session, job, event)
 
 
 # --- the API's and the watchdog's side -------------------------------------------------------

@@ -114,9 +114,10 @@ def _params(ctx: StepContext) -> PowerRequest:
 
 
 def _boot_marker(system: JsonObject) -> list[Any] | None:
-    """What changes with every boot of the host, where the BMC reports it."""
+    """What changes with every boot of the host (BootProgress's last state and its time), where
+    the BMC reports it."""
     progress = value(system, "BootProgress")
-    if not isinstance(progress, dict) or progress.get("LastStateTime") is None:
+    if not isinstance(progress, dict) or progress.get("LastState") is None:
         return None
     return [progress.get("LastState"), progress.get("LastStateTime")]
 
@@ -224,7 +225,7 @@ async def await_power(ctx: StepContext) -> Outcome:
     move = _moves(ctx)[ctx.data["index"]]
     system = await _read(ctx)
     state = ctx.power_state
-    if state not in _ON:
+    if state != "On":  # PoweringOff, Off, PoweringOn: the host is going through a restart
         ctx.data["seen_off"] = True
     if state == move.expect and (not move.restart or _restarted(ctx, system)):
         return _next_move(ctx, f"PowerState reads {state} (ResetType={move.reset}).")
@@ -234,8 +235,9 @@ async def await_power(ctx: StepContext) -> Outcome:
 
 
 def _restarted(ctx: StepContext, system: JsonObject) -> bool:
-    """Whether a restart is confirmed: PowerState left On, or BootProgress shows a new boot,
-    or the BMC gives no such sign and the window for one passed."""
+    """Whether a restart is confirmed: PowerState read other than On since the reset, or
+    BootProgress shows a new boot, or the BMC gives no such sign and the window for one
+    passed."""
     before = ctx.data.get("marker")
     if ctx.data.get("seen_off") or (before is not None and _boot_marker(system) != before):
         return True
