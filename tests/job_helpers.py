@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 
-from bmclab import Lab
+from bmclab import Lab, LabConfig
 from bmclab.manifest import ManifestEntry
 from shared.core.settings import Settings
-from shared.models import AuthProfile, Credential, Node, Server
+from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import scanner
+from tests.lab_net import LAB_NET
 
 FINAL = {"completed", "failed", "cancelled"}
 _serial = itertools.count(1)
@@ -34,6 +35,7 @@ async def register_lab(
         profile = AuthProfile(node_classification=f"job lab {next(_serial)}")
         session.add(profile)
         await session.flush()
+        assert profile.id is not None
         for entry in entries or lab.manifest:
             credential = Credential(
                 auth_profile_id=profile.id,
@@ -46,7 +48,7 @@ async def register_lab(
                 ip=entry.address,
                 port=entry.port,
                 url=entry.url,
-                status="registered",
+                status=NodeStatus.registered,
                 auth_profile_id=profile.id,
                 credential_id=credential.id,
             )
@@ -96,11 +98,29 @@ def system(lab: Lab, address: str) -> dict[str, Any]:
     return body
 
 
+@asynccontextmanager
+async def power_lab(
+    subnet: int, count: int, power_delay: float, **extra: Any
+) -> AsyncIterator[Lab]:
+    """A lab on ``<LAB_NET>.<subnet>.0/24`` without latency, whose power transitions take
+    ``power_delay`` (iDRAC refuses On for twice that after reaching Off)."""
+    config = LabConfig(
+        count=count,
+        network=f"{LAB_NET}.{subnet}.0/24",
+        latency="0",
+        power_delay=power_delay,
+        power_on_holdoff=2 * power_delay,
+        **extra,
+    )
+    async with Lab(config) as lab:
+        yield lab
+
+
 def fast(settings: Settings, **extra: Any) -> Settings:
     """Job settings for a lab with sub-second power transitions."""
     values: dict[str, Any] = {
         "job_poll_interval_s": 0.2,
-        "job_power_timeout_s": 10.0,
+        "job_power_timeout_s": 5.0,
         "job_graceful_timeout_s": 10.0,
         "job_tick_timeout_s": 5.0,
         "redfish_read_timeout_s": 3.0,
@@ -122,25 +142,21 @@ async def start_job(
     what: str,
     body: dict[str, Any],
     *,
-    expect: int = 202,
+    finish: bool = False,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
+    """Start a power or boot job (202); with ``finish``, wait until it ends."""
     response = await client.post(f"/api/server/{server_id}/{what}/", json=body, headers=headers)
-    assert response.status_code == expect, response.text
+    assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
+    if finish:
+        return await wait_for_job(client, headers, job["id"], timeout=timeout)
     return job
 
 
-async def run_job(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    server_id: int,
-    what: str,
-    body: dict[str, Any],
-    timeout: float = 60.0,
-) -> dict[str, Any]:
-    """Start a job and wait until it ends."""
-    job = await start_job(client, headers, server_id, what, body)
-    return await wait_for_job(client, headers, job["id"], timeout=timeout)
+async def run_job(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`start_job` that waits until the job ends."""
+    return await start_job(*args, finish=True, **kwargs)
 
 
 def advertised_reset_types(lab: Lab, address: str) -> tuple[str, ...] | None:

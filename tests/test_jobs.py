@@ -9,100 +9,83 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from bmclab import Lab, LabConfig
+from bmclab import Lab
 from shared.core.settings import Settings
 from shared.models import Server
 from shared.platform.runtime import Runtime
-from tests.conftest import bearer, obtain_tokens
 from tests.discovery_helpers import events
 from tests.job_helpers import (
     fast,
     jobs_worker,
+    power_lab,
     register_lab,
     run_job,
     start_job,
     system,
     wait_for_job,
 )
-from tests.lab_net import LAB_NET
+from tests.pool_helpers import group_with_member
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
-
-NETWORK = f"{LAB_NET}.203"
 
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(
-        count=16, network=f"{NETWORK}.0/24", latency="0", power_delay=0.3, power_on_holdoff=0.6
-    )
-    async with Lab(config) as running:
+    async with power_lab(203, 16, 0.3) as running:
         yield running
+
+
+@dataclass(frozen=True)
+class World:
+    """The lab's servers in a pool of a group with one member."""
+
+    lab: Lab
+    runtime: Runtime
+    client: httpx.AsyncClient
+    admin: dict[str, str]
+    pool: int
+    servers: list[Server]
+    member: dict[str, str]
+
+    @property
+    def http(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        return self.client, self.admin
+
+    def server(self, flavour: str, nth: int = 0) -> Server:
+        """The ``nth`` server of a flavour: each test works on servers of its own."""
+        entry = [e for e in self.lab.manifest if e.flavour == flavour][nth]
+        return next(s for s in self.servers if s.name == f"{flavour}-{entry.index}")
+
+    def address(self, server: Server) -> str:
+        return self.lab.manifest[int((server.name or "").rsplit("-", 1)[1])].address
 
 
 @pytest.fixture(scope="module")
 async def world(
     client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime, lab: Lab
-) -> dict[str, Any]:
-    """The lab's servers in a pool of a group with one member."""
-    tag = uuid.uuid4().hex[:6]
-    group = (
-        await client.post("/api/groups/", json={"name": f"jobs-{tag}"}, headers=admin_headers)
-    ).json()
-    user = f"jobs-member-{tag}"
-    await client.post(
-        "/api/users/",
-        json={"username": user, "password": "password-123", "groups": [group["id"]]},
-        headers=admin_headers,
+) -> World:
+    member = await group_with_member(client, admin_headers, f"jobs-{uuid.uuid4().hex[:6]}")
+    servers = await register_lab(runtime, lab, pool_id=member.pool)
+    return World(
+        lab, runtime, client, admin_headers, member.pool, list(servers.values()), member.headers
     )
-    pool = (
-        await client.post(
-            "/api/pool/", json={"name": f"jobs-{tag}", "group": group["id"]}, headers=admin_headers
-        )
-    ).json()
-    servers = await register_lab(runtime, lab, pool_id=pool["id"])
-    member = bearer((await obtain_tokens(client, user, "password-123"))["access"])
-    return {"pool": pool["id"], "servers": list(servers.values()), "member": member}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 async def worker(settings: Settings) -> AsyncIterator[Runtime]:
     async with jobs_worker(fast(settings)) as runtime:
         yield runtime
 
 
-def _server(world: dict[str, Any], lab: Lab, flavour: str, nth: int = 0) -> Server:
-    addresses = [e.address for e in lab.manifest if e.flavour == flavour]
-    wanted = addresses[nth]
-    server: Server = next(
-        s for s in world["servers"] if s.name == f"{flavour}-{_index(lab, wanted)}"
-    )
-    return server
-
-
-def _index(lab: Lab, address: str) -> int:
-    return next(e.index for e in lab.manifest if e.address == address)
-
-
-def _address(lab: Lab, server: Server) -> str:
-    index = int((server.name or "").rsplit("-", 1)[1])
-    return lab.manifest[index].address
-
-
-async def test_a_job_is_moved_by_ticks_to_its_end_and_events_tell_it(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    runtime: Runtime,
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "hpe")
+async def test_a_job_is_moved_by_ticks_to_its_end_and_events_tell_it(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("hpe")
     job = await start_job(client, admin_headers, server.id or 0, "power", {"action": "power_cycle"})
     assert job["state"] == "pending" and job["kind"] == "power" and job["attempts"] == 1
     assert job["params"] == {"action": "power_cycle", "force_after_timeout": False}
@@ -119,29 +102,24 @@ async def test_a_job_is_moved_by_ticks_to_its_end_and_events_tell_it(
 
     changes = [
         e["type"].rsplit(".", 1)[1]
-        for e in await events(runtime, f"racksmith.evt.job.{job['id']}.*")
+        for e in await events(world.runtime, f"racksmith.evt.job.{job['id']}.*")
     ]
     assert changes[0] == "created" and changes[1] == "started" and changes[-1] == "completed"
     assert "waiting" in changes  # for PowerState Off, then On
     assert set(changes) <= {"created", "started", "progress", "waiting", "completed"}
-    final = (await events(runtime, f"racksmith.evt.job.{job['id']}.completed"))[0]["data"]
-    assert final["state"] == "completed" and final["resource_pool"] == world["pool"]
+    final = (await events(world.runtime, f"racksmith.evt.job.{job['id']}.completed"))[0]["data"]
+    assert final["state"] == "completed" and final["resource_pool"] == world.pool
     # power_state followed the BMC: Off during the cycle, On at the end.
     power = [
         (e["data"]["previous_power_state"], e["data"]["power_state"])
-        for e in await events(runtime, f"racksmith.evt.server.{server.id}.power_changed")
+        for e in await events(world.runtime, f"racksmith.evt.server.{server.id}.power_changed")
     ]
     assert "Off" in [now for _, now in power] and power[-1][1] == "On"
 
 
-async def test_one_active_job_per_server_and_the_second_start_names_it(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "openbmc")
+async def test_one_active_job_per_server_and_the_second_start_names_it(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("openbmc")
     answers = await asyncio.gather(
         *(
             client.post(
@@ -167,16 +145,11 @@ async def test_one_active_job_per_server_and_the_second_start_names_it(
     assert again["state"] == "completed"
 
 
-async def test_a_server_with_an_active_job_cannot_leave_its_pool(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "dell")
-    address = _address(lab, server)
-    lab.bmc(address).set_fault("ignore_acpi")  # the shutdown waits until cancelled
+async def test_a_server_with_an_active_job_cannot_leave_its_pool(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("dell")
+    address = world.address(server)
+    world.lab.bmc(address).set_fault("ignore_acpi")  # the shutdown waits until cancelled
     try:
         job = await start_job(
             client, admin_headers, server.id or 0, "power", {"action": "graceful_shutdown"}
@@ -194,7 +167,7 @@ async def test_a_server_with_an_active_job_cannot_leave_its_pool(
         )
         assert moved.status_code == 409 and moved.json()["job"] == job["id"]
         shown = (await client.get(f"/api/server/{server.id}/", headers=admin_headers)).json()
-        assert shown["resource_pool"] == world["pool"]
+        assert shown["resource_pool"] == world.pool
         await wait_for_job(client, admin_headers, job["id"], states={"waiting"})
         cancelled = await client.post(
             f"/api/job/{job['id']}/cancel/", params={"wait": 30}, headers=admin_headers
@@ -204,7 +177,7 @@ async def test_a_server_with_an_active_job_cannot_leave_its_pool(
         assert cancelled.json()["cancel_requested"] is True
         assert any("Cancel requested by admin" in m["text"] for m in cancelled.json()["messages"])
     finally:
-        lab.bmc(address).clear_fault()
+        world.lab.bmc(address).clear_fault()
     # A finished job cannot be cancelled.
     again = await client.post(f"/api/job/{job['id']}/cancel/", headers=admin_headers)
     assert again.status_code == 409
@@ -212,16 +185,11 @@ async def test_a_server_with_an_active_job_cannot_leave_its_pool(
     assert shown["locked_by"] is None
 
 
-async def test_graceful_shutdown_timeout_then_retry_as_a_new_job(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "supermicro")
-    address = _address(lab, server)
-    lab.bmc(address).set_fault("ignore_acpi")
+async def test_graceful_shutdown_timeout_then_retry_as_a_new_job(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("supermicro")
+    address = world.address(server)
+    world.lab.bmc(address).set_fault("ignore_acpi")
     try:
         failed = await run_job(
             client,
@@ -242,9 +210,9 @@ async def test_graceful_shutdown_timeout_then_retry_as_a_new_job(
         )
         assert forced["state"] == "completed", forced
         assert any("forcing it" in m["text"] for m in forced["messages"])
-        assert system(lab, address)["PowerState"] == "Off"
+        assert system(world.lab, address)["PowerState"] == "Off"
     finally:
-        lab.bmc(address).clear_fault()
+        world.lab.bmc(address).clear_fault()
     # The failed job again, now that the OS listens (the server is off: nothing to do).
     retried = await client.post(
         f"/api/job/{failed['id']}/retry/", params={"wait": 30}, headers=admin_headers
@@ -262,14 +230,9 @@ async def test_graceful_shutdown_timeout_then_retry_as_a_new_job(
     assert [j["id"] for j in chain["results"]] == [body["id"]]
 
 
-async def test_bulk_power_is_all_or_nothing(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    servers = [_server(world, lab, f, 1) for f in ("dell", "supermicro", "hpe")]
+async def test_bulk_power_is_all_or_nothing(world: World) -> None:
+    client, admin_headers = world.http
+    servers = [world.server(f, 1) for f in ("dell", "supermicro", "hpe")]
     ids = [s.id for s in servers]
     accepted = await client.post(
         "/api/server/power/",
@@ -282,7 +245,7 @@ async def test_bulk_power_is_all_or_nothing(
     assert [j["server"] for j in jobs] == ids
     assert {j["state"] for j in jobs} == {"completed"}
     # One server busy: 409 naming it and its job, and no job for the others.
-    lab.bmc(_address(lab, servers[0])).set_fault("ignore_acpi")
+    world.lab.bmc(world.address(servers[0])).set_fault("ignore_acpi")
     try:
         busy = await start_job(
             client, admin_headers, servers[0].id or 0, "power", {"action": "graceful_shutdown"}
@@ -297,7 +260,7 @@ async def test_bulk_power_is_all_or_nothing(
         assert after["count"] == before["count"]
         await client.post(f"/api/job/{busy['id']}/cancel/", headers=admin_headers)
     finally:
-        lab.bmc(_address(lab, servers[0])).clear_fault()
+        world.lab.bmc(world.address(servers[0])).clear_fault()
     unknown = await client.post(
         "/api/server/power/", json={"servers": [987654], "action": "off"}, headers=admin_headers
     )
@@ -319,15 +282,13 @@ async def test_bulk_power_is_all_or_nothing(
     ],
 )
 async def test_bad_requests_name_the_field_and_start_nothing(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
+    world: World,
     what: str,
     body: dict[str, Any],
     field: str,
 ) -> None:
-    server = _server(world, lab, "dell", 2)
+    client, admin_headers = world.http
+    server = world.server("dell", 2)
     before = (await client.get("/api/job/?page_size=1", headers=admin_headers)).json()["count"]
     response = await client.post(
         f"/api/server/{server.id}/{what}/", json=body, headers=admin_headers
@@ -338,20 +299,14 @@ async def test_bad_requests_name_the_field_and_start_nothing(
     assert after == before
 
 
-async def test_members_see_and_act_on_their_pools_jobs_only(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    runtime: Runtime,
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    member = world["member"]
-    server = _server(world, lab, "openbmc", 1)
+async def test_members_see_and_act_on_their_pools_jobs_only(world: World) -> None:
+    client, admin_headers = world.http
+    member = world.member
+    server = world.server("openbmc", 1)
     mine = await run_job(client, member, server.id or 0, "boot", {"target": "pxe"})
     assert mine["state"] == "completed" and mine["kind"] == "boot"
     # A server outside the member's pools, and its job.
-    outside = _server(world, lab, "openbmc", 3)
+    outside = world.server("openbmc", 3)
     removed = await client.post(
         "/api/server/remove_from_pool/", json={"servers": [outside.id]}, headers=admin_headers
     )
@@ -374,7 +329,7 @@ async def test_members_see_and_act_on_their_pools_jobs_only(
 
 
 async def test_listing_filters_and_ordering(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], world: dict[str, Any]
+    client: httpx.AsyncClient, admin_headers: dict[str, str], world: World
 ) -> None:
     newest_first = (await client.get("/api/job/?page_size=5", headers=admin_headers)).json()
     ids = [j["id"] for j in newest_first["results"]]
@@ -390,88 +345,69 @@ async def test_listing_filters_and_ordering(
     assert (await client.get("/api/job/987654/", headers=admin_headers)).status_code == 404
 
 
-async def test_a_reset_whose_answer_is_lost_is_not_sent_again(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
+async def test_a_reset_whose_answer_is_lost_is_not_sent_again(world: World) -> None:
     """The BMC applies the ForceOff and drops the connection (or never answers): the job reads
     PowerState instead of POSTing again, and completes with one reset applied."""
+    client, admin_headers = world.http
     for fault, nth in (("drop_after_apply:ForceOff", 2), ("hang_after_apply:ForceOff", 3)):
-        server = _server(world, lab, "hpe", nth)
-        address = _address(lab, server)
-        lab.bmc(address).counters.clear()
-        lab.bmc(address).set_fault(fault)
+        server = world.server("hpe", nth)
+        address = world.address(server)
+        world.lab.bmc(address).counters.clear()
+        world.lab.bmc(address).set_fault(fault)
         try:
             job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "off"})
         finally:
-            lab.bmc(address).clear_fault()
+            world.lab.bmc(address).clear_fault()
         assert job["state"] == "completed", (fault, job)
-        counters = lab.counters(address)
+        counters = world.lab.counters(address)
         assert counters["dropped"] == 1, fault
         assert counters["reset_types"] == {"ForceOff": 1}, fault
         assert counters["resets_applied"] == {"ForceOff": 1}, fault
         assert any("reading PowerState before asking again" in m["text"] for m in job["messages"])
 
 
-async def test_a_reset_lost_before_the_bmc_acted_is_sent_once_more(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    settings: Settings,
-) -> None:
+async def test_a_reset_lost_before_the_bmc_acted_is_sent_once_more(world: World) -> None:
     """The connection breaks before the BMC acts: nothing changes within the step's deadline,
     so the reset is sent again — once."""
-    server = _server(world, lab, "openbmc", 2)
-    address = _address(lab, server)
-    lab.bmc(address).counters.clear()
-    lab.bmc(address).set_fault("drop_before_apply:ForceOff")
-    async with jobs_worker(fast(settings, job_power_timeout_s=2.0)):
-        job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "off"})
+    client, admin_headers = world.http
+    server = world.server("openbmc", 2)
+    address = world.address(server)
+    world.lab.bmc(address).counters.clear()
+    world.lab.bmc(address).set_fault("drop_before_apply:ForceOff")
+    job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "off"})
     assert job["state"] == "completed", job
-    counters = lab.counters(address)
+    counters = world.lab.counters(address)
     assert counters["reset_types"] == {"ForceOff": 2}
     assert counters["resets_applied"] == {"ForceOff": 1}
     assert any("sending it again" in m["text"] for m in job["messages"])
 
 
-async def test_a_boot_patch_whose_answer_is_lost_is_read_back(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "supermicro", 2)
-    address = _address(lab, server)
-    lab.bmc(address).counters.clear()
-    lab.bmc(address).set_fault("drop_after_apply:PATCH")
+async def test_a_boot_patch_whose_answer_is_lost_is_read_back(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("supermicro", 2)
+    address = world.address(server)
+    world.lab.bmc(address).counters.clear()
+    world.lab.bmc(address).set_fault("drop_after_apply:PATCH")
     try:
         job = await run_job(client, admin_headers, server.id or 0, "boot", {"target": "cd"})
     finally:
-        lab.bmc(address).clear_fault()
+        world.lab.bmc(address).clear_fault()
     assert job["state"] == "completed", job
-    assert sum(lab.counters(address)["patches_applied"].values()) == 1
-    assert system(lab, address)["Boot"]["BootSourceOverrideTarget"] == "Cd"
+    assert sum(world.lab.counters(address)["patches_applied"].values()) == 1
+    assert system(world.lab, address)["Boot"]["BootSourceOverrideTarget"] == "Cd"
 
 
-async def test_an_unreachable_bmc_fails_the_job_with_a_reason(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    world: dict[str, Any],
-    worker: Runtime,
-) -> None:
-    server = _server(world, lab, "dell", 3)
-    address = _address(lab, server)
-    lab.bmc(address).set_fault("reset")
+async def test_an_unreachable_bmc_fails_the_job_with_a_reason(world: World) -> None:
+    client, admin_headers = world.http
+    server = world.server("dell", 3)
+    address = world.address(server)
+    world.lab.bmc(address).set_fault("reset")
     try:
-        job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "on"}, 90)
+        job = await run_job(
+            client, admin_headers, server.id or 0, "power", {"action": "on"}, timeout=90
+        )
     finally:
-        lab.bmc(address).clear_fault()
+        world.lab.bmc(address).clear_fault()
     assert job["state"] == "failed" and job["error_code"] == "bmc_unreachable", job
     assert address in job["error"]
     assert Counter(m["text"].split(":")[0] for m in job["messages"])  # every attempt noted

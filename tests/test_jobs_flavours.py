@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from bmclab import Lab, LabConfig
+from bmclab import Lab
 from services.jobs.kinds.power import Unsupported, plan
 from shared.core.settings import Settings
 from shared.models import Server
@@ -24,41 +25,53 @@ from tests.job_helpers import (
     advertised_reset_types,
     fast,
     jobs_worker,
+    power_lab,
     register_lab,
     run_job,
     system,
 )
-from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
-NETWORK = f"{LAB_NET}.202"
-ACTIONS = ("off", "on", "power_cycle", "restart", "graceful_restart", "graceful_shutdown", "on")
-ACTIONS += ("nmi",)
+ACTIONS = (
+    *("off", "on", "power_cycle", "restart", "graceful_restart", "graceful_shutdown", "on"),
+    "nmi",
+)
 AFTER = {"off": "Off", "graceful_shutdown": "Off"}  # every other action leaves the host On
 
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(
-        count=4,
-        network=f"{NETWORK}.0/24",
-        latency="0",
-        power_delay=0.3,
-        power_on_holdoff=0.6,
-        mockups=tuple(mockup_dirs()),
-    )
-    async with Lab(config) as running:
+    async with power_lab(202, 4, 0.3, mockups=tuple(mockup_dirs())) as running:
         yield running
 
 
+@dataclass(frozen=True)
+class Fleet:
+    lab: Lab
+    servers: dict[str, Server]  # by BMC address
+    client: httpx.AsyncClient
+    admin: dict[str, str]
+
+    @property
+    def http(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        return self.client, self.admin
+
+    def of(self, flavour: str) -> tuple[str, Server]:
+        return next((a, s) for a, s in self.servers.items() if _label(self.lab, a) == flavour)
+
+
 @pytest.fixture(scope="module")
-async def servers(
-    lab: Lab, runtime: Runtime, settings: Settings
-) -> AsyncIterator[dict[str, Server]]:
+async def fleet(
+    lab: Lab,
+    runtime: Runtime,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> AsyncIterator[Fleet]:
     registered = await register_lab(runtime, lab)
     async with jobs_worker(fast(settings)):
-        yield registered
+        yield Fleet(lab, registered, client, admin_headers)
 
 
 def _label(lab: Lab, address: str) -> str:
@@ -100,34 +113,25 @@ async def _actions_on(
     return problems
 
 
-async def test_every_power_action_on_every_flavour_and_mockup(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    servers: dict[str, Server],
-) -> None:
+async def test_every_power_action_on_every_flavour_and_mockup(fleet: Fleet) -> None:
+    client, admin_headers = fleet.http
     assert len(mockup_dirs()) >= 1, "the shared mockups are part of this test"
     results = await asyncio.gather(
-        *(_actions_on(client, admin_headers, lab, a, s) for a, s in servers.items())
+        *(_actions_on(client, admin_headers, fleet.lab, a, s) for a, s in fleet.servers.items())
     )
     assert [p for problems in results for p in problems] == []
 
 
-async def test_fallbacks_show_in_the_job(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    servers: dict[str, Server],
-) -> None:
+async def test_fallbacks_show_in_the_job(fleet: Fleet) -> None:
     """iLO has no PowerCycle, AMI no GracefulRestart: the job says what it did instead."""
-    by_flavour = {_label(lab, a): s for a, s in servers.items()}
+    client, admin_headers = fleet.http
     hpe = await run_job(
-        client, admin_headers, by_flavour["hpe"].id or 0, "power", {"action": "power_cycle"}
+        client, admin_headers, fleet.of("hpe")[1].id or 0, "power", {"action": "power_cycle"}
     )
     ami = await run_job(
         client,
         admin_headers,
-        by_flavour["supermicro"].id or 0,
+        fleet.of("supermicro")[1].id or 0,
         "power",
         {"action": "graceful_restart"},
     )
@@ -208,36 +212,24 @@ async def _boots_on(
     return problems
 
 
-async def test_every_boot_override_on_every_flavour_and_mockup(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    servers: dict[str, Server],
-) -> None:
+async def test_every_boot_override_on_every_flavour_and_mockup(fleet: Fleet) -> None:
+    client, admin_headers = fleet.http
     results = await asyncio.gather(
-        *(_boots_on(client, admin_headers, lab, a, s) for a, s in servers.items())
+        *(_boots_on(client, admin_headers, fleet.lab, a, s) for a, s in fleet.servers.items())
     )
     assert [p for problems in results for p in problems] == []
 
 
-async def test_boot_mode_is_sent_with_target_and_enabled(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    servers: dict[str, Server],
-) -> None:
+async def test_boot_mode_is_sent_with_target_and_enabled(fleet: Fleet) -> None:
     """The AMI flavour requires If-Match; one BMC refuses a partial override: all three fields
     go in one PATCH, the mode as asked."""
-    by_flavour = {_label(lab, a): a for a in servers}
-    address = by_flavour["supermicro"]
+    client, admin_headers = fleet.http
+    lab = fleet.lab
+    address, server = fleet.of("supermicro")
     lab.bmc(address).set_fault("boot_all_fields")
     try:
         job = await run_job(
-            client,
-            admin_headers,
-            servers[address].id or 0,
-            "boot",
-            {"target": "pxe", "mode": "uefi"},
+            client, admin_headers, server.id or 0, "boot", {"target": "pxe", "mode": "uefi"}
         )
     finally:
         lab.bmc(address).clear_fault()
@@ -247,7 +239,7 @@ async def test_boot_mode_is_sent_with_target_and_enabled(
     refused = await run_job(
         client,
         admin_headers,
-        servers[by_flavour["dell"]].id or 0,
+        fleet.of("dell")[1].id or 0,
         "boot",
         {"target": "pxe", "mode": "legacy"},
     )
@@ -255,15 +247,11 @@ async def test_boot_mode_is_sent_with_target_and_enabled(
     assert refused["state"] == "completed", refused
 
 
-async def test_a_one_time_pxe_boot_is_used_up_by_the_power_cycle(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    lab: Lab,
-    servers: dict[str, Server],
-) -> None:
-    for address, server in servers.items():
-        if _label(lab, address) not in ("dell", "hpe", "supermicro", "openbmc"):
-            continue
+async def test_a_one_time_pxe_boot_is_used_up_by_the_power_cycle(fleet: Fleet) -> None:
+    client, admin_headers = fleet.http
+    lab = fleet.lab
+    for flavour in ("dell", "hpe", "supermicro", "openbmc"):
+        address, server = fleet.of(flavour)
         consumed = lab.counters(address)["overrides_consumed"]
         booted = await run_job(client, admin_headers, server.id or 0, "boot", {"target": "pxe"})
         assert booted["state"] == "completed"

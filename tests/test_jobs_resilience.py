@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,32 +14,31 @@ import httpx
 import pytest
 from sqlmodel import col, func, select
 
-from bmclab import Lab, LabConfig
+from bmclab import Lab
 from shared.core.settings import Settings
 from shared.models import Job
 from shared.platform.runtime import Runtime
 from tests.conftest import worker_env
-from tests.job_helpers import register_lab, start_job, system, wait_for_job
-from tests.lab_net import LAB_NET
+from tests.job_helpers import power_lab, register_lab, start_job, system, wait_for_job
+from tests.processes import spawn_worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
-RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
-NETWORK = f"{LAB_NET}.204"
-
 
 class Worker:
-    """``racksmith worker jobs`` as a child process, killed and replaced at will."""
+    """``racksmith worker jobs`` as a child process, killed and replaced at will, with the lab
+    and the database it works on."""
 
-    def __init__(self, settings: Settings, logs: Path) -> None:
+    def __init__(self, settings: Settings, logs: Path, lab: Lab, runtime: Runtime) -> None:
         self.settings = settings
         self.logs = logs
+        self.lab = lab
+        self.runtime = runtime
         self.started = 0
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self.started += 1
-        log = self.logs / f"worker-{self.started}.log"
         env = worker_env(self.settings) | {
             "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
             "RACKSMITH_JOB_TICK_TIMEOUT_S": "3",
@@ -48,17 +46,7 @@ class Worker:
             "RACKSMITH_JOB_GRACEFUL_TIMEOUT_S": "8",
             "RACKSMITH_REDFISH_READ_TIMEOUT_S": "30",
         }
-        self.process = await asyncio.create_subprocess_exec(
-            RACKSMITH,
-            "worker",
-            "jobs",
-            env=env,
-            stdout=log.open("w"),
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        async with asyncio.timeout(60):
-            while '"worker.started"' not in await asyncio.to_thread(log.read_text):
-                await asyncio.sleep(0.1)
+        self.process = await spawn_worker("jobs", env, self.logs / f"worker-{self.started}.log")
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -72,8 +60,10 @@ class Worker:
 
 
 @pytest.fixture
-async def worker(settings: Settings, tmp_path: Path) -> AsyncIterator[Worker]:
-    running = Worker(settings, tmp_path)
+async def worker(
+    settings: Settings, tmp_path: Path, lab: Lab, runtime: Runtime
+) -> AsyncIterator[Worker]:
+    running = Worker(settings, tmp_path, lab, runtime)
     try:
         yield running
     finally:
@@ -82,10 +72,7 @@ async def worker(settings: Settings, tmp_path: Path) -> AsyncIterator[Worker]:
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(
-        count=8, network=f"{NETWORK}.0/24", latency="0", power_delay=1.0, power_on_holdoff=1.0
-    )
-    async with Lab(config) as running:
+    async with power_lab(204, 8, 1.0) as running:
         yield running
 
 
@@ -104,12 +91,9 @@ async def _all_done(client: httpx.AsyncClient, headers: dict[str, str], ids: lis
 
 
 async def test_sigkill_between_steps_resumes_with_one_post_per_step(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    runtime: Runtime,
-    lab: Lab,
-    worker: Worker,
+    client: httpx.AsyncClient, admin_headers: dict[str, str], worker: Worker
 ) -> None:
+    lab, runtime = worker.lab, worker.runtime
     # iLO: power_cycle is ForceOff then On; AMI: graceful_restart is GracefulShutdown then On;
     # iDRAC: restart is one ForceRestart, confirmed by a new boot.
     cases = {"hpe": ("power_cycle", ["ForceOff", "On"])}
@@ -152,14 +136,11 @@ async def test_sigkill_between_steps_resumes_with_one_post_per_step(
 
 
 async def test_sigkill_while_the_bmc_holds_the_post_repeats_nothing(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    runtime: Runtime,
-    lab: Lab,
-    worker: Worker,
+    client: httpx.AsyncClient, admin_headers: dict[str, str], worker: Worker
 ) -> None:
     """The BMC applies the ForceOff and does not answer; the worker is killed while it waits.
     The next worker finds the intent without a result, reads PowerState, and completes."""
+    lab, runtime = worker.lab, worker.runtime
     entry = [e for e in lab.manifest if e.flavour == "openbmc"][-1]
     (server,) = (await register_lab(runtime, lab, entries=[entry])).values()
     bmc = lab.bmc(entry.address)

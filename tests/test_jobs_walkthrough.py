@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -35,22 +34,7 @@ def test_power_cycle_into_a_one_time_pxe_boot(tmp_path: Path) -> None:
     lab_args = ["--lab", "10", "--lab-network", f"{NETWORK}.0/24", "--lab-latency", "50"]
     up = Up(tmp_path / "state", *lab_args, env={"RACKSMITH_ADMIN_PASSWORD": ADMIN_PASSWORD})
     try:
-        scan_range = json.loads(re.search(r"scan range:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
-        result = subprocess.run(
-            ["bash", str(SCRIPT)],
-            env={
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "RACKSMITH": up.url,
-                "ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "BMC_PASSWORD": "calvin",
-                "IP_FROM": scan_range["ip_from"],
-                "IP_TO": scan_range["ip_to"],
-                "BMC_PORT": str(scan_range["ports"][0]),
-            },
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = up.run_lab_script(SCRIPT, "RACKSMITH")
         server = json.loads(re.findall(r"^\{\"id\".*\"node\".*$", result.stdout, re.MULTILINE)[0])
         with httpx.Client(base_url=up.url) as api:
             token = api.post(

@@ -143,21 +143,17 @@ async def test_a_node_stuck_in_registering_is_failed(
     client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
     async with runtime.db.session() as session:
-        node = Node(
-            ip="198.18.6.1",
-            port=443,
-            url="https://198.18.6.1",
-            status=NodeStatus.registering,
-            registration=1,
-            registration_started_at=utcnow() - LONG_AGO,
-        )
-        fresh = Node(
-            ip="198.18.6.2",
-            port=443,
-            url="https://198.18.6.2",
-            status=NodeStatus.registering,
-            registration=1,
-            registration_started_at=utcnow(),
+        # One requested long ago, one just now.
+        node, fresh = (
+            Node(
+                ip=f"198.18.6.{n}",
+                port=443,
+                url=f"https://198.18.6.{n}",
+                status=NodeStatus.registering,
+                registration=1,
+                registration_started_at=utcnow() - age,
+            )
+            for n, age in ((1, LONG_AGO), (2, timedelta(0)))
         )
         session.add_all([node, fresh])
         await session.commit()

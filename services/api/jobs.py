@@ -8,15 +8,19 @@ publish for a bulk request — and moved forward by the jobs worker; the API nev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.api.access import Scope, ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE
-from services.api.deps import StateDep
+from services.api.deps import CurrentUser, SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
-from services.api.waiting import watch_outcomes
+from services.api.state import ApiState
+from services.api.waiting import OutcomeWatch, watch_outcomes
 from shared.lifecycle import job as job_lifecycle
 from shared.models import Job, Server, User
 from shared.models.jobs import FINAL_STATES, JobPublic
@@ -77,52 +81,78 @@ def busy(server_id: int, job_id: int) -> JobConflict:
     )
 
 
-async def start(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class JobRequest:
+    """What an endpoint that starts, cancels or retries jobs works with (one dependency)."""
+
+    session: AsyncSession
+    scope: Scope
+    state: ApiState
+    user: User
+    response: Response
+    wait: float
+
+    def new_jobs(
+        self, servers: Sequence[Server], kind: str, params: dict[str, Any]
+    ) -> list[job_lifecycle.NewJob]:
+        deadline = self.state.settings.job_deadline_s
+        return [
+            job_lifecycle.NewJob(
+                server=server,
+                kind=kind,
+                params=params,
+                created_by=self.user.id,
+                deadline_s=deadline,
+            )
+            for server in servers
+        ]
+
+    def watch(self) -> AbstractAsyncContextManager[OutcomeWatch]:
+        """Listen for jobs' final events, when the request waits for them."""
+        nats = self.state.runtime.nats if self.wait else None
+        return watch_outcomes(nats, "job", FINAL_CHANGES)
+
+    async def start(self, specs: Sequence[job_lifecycle.NewJob]) -> list[Job]:
+        """Create the jobs (all or none), then wait up to ``wait`` s for them to finish."""
+        async with self.watch() as watch:
+            try:
+                jobs = await job_lifecycle.create(self.session, self.state.runtime, specs)
+            except job_lifecycle.ServersBusy as exc:
+                if len(specs) == 1:
+                    (server_id, job_id), *_ = exc.active.items()
+                    raise busy(server_id, job_id) from None
+                raise JobsConflict(
+                    "Some servers have an active job; no job was created.", exc.active
+                ) from None
+            except job_lifecycle.AlreadyRetried as exc:
+                raise JobConflict(
+                    f"Job {exc.job_id} was already retried as job {exc.retry_id}.", exc.retry_id
+                ) from None
+            watch.expect(job.id for job in jobs if job.id is not None)
+            await watch.wait(self.wait)
+        return await self.answer(jobs)
+
+    async def answer(self, jobs: list[Job]) -> list[Job]:
+        """The jobs as they are now; 200 when all of them finished, 202 otherwise."""
+        for job in jobs:
+            await self.session.refresh(job)
+        finished = all(job.state in FINAL_STATES for job in jobs)
+        self.response.status_code = 200 if finished else 202
+        return jobs
+
+
+def job_request(
+    session: SessionDep,
+    scope: ScopeDep,
     state: StateDep,
+    user: CurrentUser,
     response: Response,
-    specs: Sequence[job_lifecycle.NewJob],
-    wait: float,
-) -> list[Job]:
-    """Create the jobs (all or none), then wait up to ``wait`` s for them to finish."""
-    nats = state.runtime.nats if wait else None
-    async with watch_outcomes(nats, "job", FINAL_CHANGES) as watch:
-        try:
-            jobs = await job_lifecycle.create(session, state.runtime, specs)
-        except job_lifecycle.ServersBusy as exc:
-            if len(specs) == 1:
-                (server_id, job_id), *_ = exc.active.items()
-                raise busy(server_id, job_id) from None
-            raise JobsConflict(
-                "Some servers have an active job; no job was created.", exc.active
-            ) from None
-        except job_lifecycle.AlreadyRetried as exc:
-            raise JobConflict(
-                f"Job {exc.job_id} was already retried as job {exc.retry_id}.", exc.retry_id
-            ) from None
-        watch.expect(job.id for job in jobs if job.id is not None)
-        await watch.wait(wait)
-    return await answer(session, response, jobs)
+    wait: WaitQuery = 0,
+) -> JobRequest:
+    return JobRequest(session, scope, state, user, response, wait)
 
 
-async def answer(session: AsyncSession, response: Response, jobs: list[Job]) -> list[Job]:
-    """The jobs as they are now; 200 when all of them finished, 202 otherwise."""
-    for job in jobs:
-        await session.refresh(job)
-    finished = all(job.state in FINAL_STATES for job in jobs)
-    response.status_code = 200 if finished else 202
-    return jobs
-
-
-def new_jobs(
-    servers: Sequence[Server], kind: str, params: dict[str, Any], user: User, deadline_s: float
-) -> list[job_lifecycle.NewJob]:
-    return [
-        job_lifecycle.NewJob(
-            server=server, kind=kind, params=params, created_by=user.id, deadline_s=deadline_s
-        )
-        for server in servers
-    ]
+JobRequestDep = Annotated[JobRequest, Depends(job_request)]
 
 
 def public(jobs: Sequence[Job]) -> list[JobPublic]:

@@ -15,10 +15,13 @@ everything is ended once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.clock import utcnow
 from shared.core.log import get_logger
@@ -47,8 +50,8 @@ async def sweep(runtime: Runtime, now: datetime | None = None) -> Swept:
     now = now or utcnow()
     swept = Swept()
     await _jobs(runtime, now, swept)
-    await _scan_ranges(runtime, now, swept)
-    await _nodes(runtime, now, swept)
+    swept.scan_ranges_failed = await _fail_stuck(runtime, now, SCAN_RUNS)
+    swept.nodes_failed = await _fail_stuck(runtime, now, REGISTRATIONS)
     if swept:
         log.warning("watchdog.swept", **vars(swept))
         try:
@@ -85,54 +88,67 @@ async def _jobs(runtime: Runtime, now: datetime, swept: Swept) -> None:
                 log.warning("watchdog.wake_failed", job=job_id, error=str(exc))
 
 
-async def _scan_ranges(runtime: Runtime, now: datetime, swept: Swept) -> None:
-    deadline = runtime.settings.scan_deadline_s
-    async with runtime.db.session() as session:
-        stuck = (
-            await session.exec(
-                select(ScanRange.id, ScanRange.run).where(
-                    col(ScanRange.status) == ScanStatus.scanning,
-                    col(ScanRange.last_scan_started_at) < now - timedelta(seconds=deadline),
-                )
-            )
-        ).all()
-        await session.commit()
-    reason = (
-        f"The scan did not finish within {deadline:g} s of its start "
-        "(RACKSMITH_SCAN_DEADLINE_S); the watchdog ended it. Is a scanner worker running?"
-    )
-    for scan_range_id, run in stuck:
-        assert scan_range_id is not None
-        async with runtime.db.session() as session:
-            if await scan_range_lifecycle.fail(session, scan_range_id, run, reason):
-                swept.scan_ranges_failed.append(scan_range_id)
-            await session.commit()
+@dataclass(frozen=True)
+class StuckRuns:
+    """Work whose run (a scan run, a registration) can outlive its worker and its error hook."""
+
+    what: str
+    model: type[ScanRange] | type[Node]
+    run: str  # the column numbering runs
+    status: str  # the status that waits
+    started: str  # when the run began
+    deadline_setting: str
+    worker: str
+    # (session, id, run, reason) → the run was still in progress and is now failed
+    fail: Callable[[AsyncSession, int, int, str], Awaitable[bool]]
 
 
-async def _nodes(runtime: Runtime, now: datetime, swept: Swept) -> None:
-    deadline = runtime.settings.register_deadline_s
+SCAN_RUNS = StuckRuns(
+    "The scan",
+    ScanRange,
+    "run",
+    ScanStatus.scanning,
+    "last_scan_started_at",
+    "scan_deadline_s",
+    "scanner",
+    scan_range_lifecycle.fail,
+)
+REGISTRATIONS = StuckRuns(
+    "Registration",
+    Node,
+    "registration",
+    NodeStatus.registering,
+    "registration_started_at",
+    "register_deadline_s",
+    "registrar",
+    node_lifecycle.fail_current,
+)
+
+
+async def _fail_stuck(runtime: Runtime, now: datetime, runs: StuckRuns) -> list[int]:
+    """Fail every run past its deadline, each in its own transaction, through the lifecycle's
+    fail function (which locks the row and checks the run is still the one in progress)."""
+    deadline: float = getattr(runtime.settings, runs.deadline_setting)
+    model: Any = runs.model
+    stuck = select(model.id, getattr(model, runs.run)).where(
+        col(model.status) == runs.status,
+        col(getattr(model, runs.started)) < now - timedelta(seconds=deadline),
+    )
     async with runtime.db.session() as session:
-        stuck = (
-            await session.exec(
-                select(Node.id, Node.registration).where(
-                    col(Node.status) == NodeStatus.registering,
-                    col(Node.registration_started_at) < now - timedelta(seconds=deadline),
-                )
-            )
-        ).all()
+        rows = (await session.exec(stuck)).all()
         await session.commit()
     reason = (
-        f"Registration did not finish within {deadline:g} s of the request "
-        "(RACKSMITH_REGISTER_DEADLINE_S); the watchdog ended it. Is a registrar worker running?"
+        f"{runs.what} did not finish within {deadline:g} s of its start "
+        f"(RACKSMITH_{runs.deadline_setting.upper()}); the watchdog ended it. "
+        f"Is a {runs.worker} worker running?"
     )
-    for node_id, registration in stuck:
-        assert node_id is not None
+    failed = []
+    for entity_id, run in rows:
         async with runtime.db.session() as session:
-            node = await node_lifecycle.current(session, node_id, registration)
-            if node is not None:
-                node_lifecycle.fail(session, node, reason)
-                swept.nodes_failed.append(node_id)
+            if await runs.fail(session, entity_id, run, reason):
+                failed.append(entity_id)
             await session.commit()
+    return failed
 
 
 async def watch_forever(runtime: Runtime) -> None:

@@ -28,9 +28,7 @@ router = CommandRouter(REGISTRAR)
 
 async def fail(cmd: NodeRegisterCommand, ctx: CommandContext, reason: str) -> None:
     async with ctx.db.session() as session:
-        node = await node_lifecycle.current(session, cmd.node_id, cmd.registration)
-        if node is not None:
-            node_lifecycle.fail(session, node, reason)
+        await node_lifecycle.fail_current(session, cmd.node_id, cmd.registration, reason)
         await session.commit()
     log.warning("registration.failed", node=cmd.node_id, reason=reason)
 

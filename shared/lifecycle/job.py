@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, delete, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -215,6 +216,14 @@ class Claimed:
 ClaimResult = Stale | Busy | Ended | Claimed
 
 
+def _active(job_id: int) -> list[ColumnElement[bool]]:
+    return [col(Job.id) == job_id, col(Job.state).in_(ACTIVE_STATES)]
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now)
+
+
 async def _touch(session: AsyncSession, job_id: int) -> Job | None:
     """The job row, locked: writing it first takes the row lock (PostgreSQL) or the write lock
     (SQLite), so whoever reads it next waits for this transaction."""
@@ -246,12 +255,7 @@ async def claim(
     token = secrets.token_hex(8)
     taken = await session.exec(
         update(Job)
-        .where(
-            col(Job.id) == job_id,
-            col(Job.ticket) == ticket,
-            col(Job.state).in_(ACTIVE_STATES),
-            or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
-        )
+        .where(*_active(job_id), col(Job.ticket) == ticket, _lease_free(now))
         .values(
             lease_token=token,
             lease_until=now + timedelta(seconds=lease_s),
@@ -303,10 +307,7 @@ async def record_intent(
     written = await session.exec(
         update(Job)
         .where(
-            col(Job.id) == job_id,
-            col(Job.lease_token) == token,
-            col(Job.state).in_(ACTIVE_STATES),
-            col(Job.cancel_requested).is_(False),
+            *_active(job_id), col(Job.lease_token) == token, col(Job.cancel_requested).is_(False)
         )
         .values(intent=intent | {"at": utcnow().isoformat()}, intent_result=None)
     )
@@ -572,12 +573,9 @@ async def wake(
     back). False if the job is no longer active — or, with ``stalled_before``, if its tick was
     due after that or a worker holds it. A refused publish undoes the new ticket and raises
     ``BrokerUnavailableError`` (the old message keeps driving the job)."""
-    conditions = [col(Job.id) == job_id, col(Job.state).in_(ACTIVE_STATES)]
+    conditions = _active(job_id)
     if stalled_before is not None:
-        conditions += [
-            col(Job.next_tick_at) < stalled_before,
-            or_(col(Job.lease_until).is_(None), col(Job.lease_until) < utcnow()),
-        ]
+        conditions += [col(Job.next_tick_at) < stalled_before, _lease_free(utcnow())]
     bumped = await session.exec(
         update(Job).where(*conditions).values(ticket=Job.ticket + 1, next_tick_at=utcnow())
     )

@@ -87,3 +87,12 @@ def fail(session: AsyncSession, node: Node, reason: str) -> None:
     node.version += 1
     session.add(node)
     outbox.stage(session, catalog.node_event(node, "error"))
+
+
+async def fail_current(session: AsyncSession, node_id: int, registration: int, reason: str) -> bool:
+    """End this registration in ``error`` with ``reason``; False if it is over or superseded."""
+    node = await current(session, node_id, registration)
+    if node is None:
+        return False
+    fail(session, node, reason)
+    return True

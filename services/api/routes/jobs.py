@@ -7,18 +7,18 @@ a finished job stays as it ended, so its history and events never change after t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends
 from sqlmodel import col, select
 
 from services.api import jobs
 from services.api.access import ScopeDep
 from services.api.broker import announce
-from services.api.deps import CurrentUser, SessionDep, StateDep
+from services.api.deps import SessionDep
 from services.api.errors import APIError, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
-from services.api.waiting import watch_outcomes
 from shared.core.log import get_logger
 from shared.lifecycle import job as job_lifecycle
 from shared.messaging.publish import BrokerUnavailableError
@@ -73,38 +73,26 @@ async def read_job(job_id: int, session: SessionDep, scope: ScopeDep) -> JobPubl
     summary="Cancel a job at its next step boundary",
     responses={**jobs.JOB_RESPONSES, **NOT_ACTIVE},
 )
-async def cancel_job(
-    job_id: int,
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    wait: jobs.WaitQuery = 0,
-) -> JobPublic:
-    job = await scope.get_job(session, job_id)
-    nats = state.runtime.nats if wait else None
-    async with watch_outcomes(nats, "job", jobs.FINAL_CHANGES) as watch:
+async def cancel_job(job_id: int, request: jobs.JobRequestDep) -> JobPublic:
+    session, runtime = request.session, request.state.runtime
+    job = await request.scope.get_job(session, job_id)
+    async with request.watch() as watch:
         watch.expect([job_id])
         try:
-            ended = await job_lifecycle.request_cancel(session, job_id, user.username)
+            ended = await job_lifecycle.request_cancel(session, job_id, request.user.username)
         except job_lifecycle.NotActive:
             raise APIError(409, f"Job {job_id} already ended ({job.state}).") from None
         await session.commit()
-        await announce(state.runtime)
+        await announce(runtime)
         if not ended:
-            await _wake(session, state, job_id)
-            await watch.wait(wait)
-    return JobPublic.of((await jobs.answer(session, response, [job]))[0])
-
-
-async def _wake(session: SessionDep, state: StateDep, job_id: int) -> None:
-    """Have the job's next step come now rather than at its next poll; without the broker, the
-    job's own next tick still sees the cancel."""
-    try:
-        await job_lifecycle.wake(session, state.runtime, job_id)
-    except BrokerUnavailableError as exc:
-        log.warning("job.wake_failed", job=job_id, error=str(exc))
+            # The next step now rather than at the next poll; without the broker, the job's own
+            # next tick still sees the cancel.
+            try:
+                await job_lifecycle.wake(session, runtime, job_id)
+            except BrokerUnavailableError as exc:
+                log.warning("job.wake_failed", job=job_id, error=str(exc))
+            await watch.wait(request.wait)
+    return JobPublic.of((await request.answer([job]))[0])
 
 
 @router.post(
@@ -113,16 +101,9 @@ async def _wake(session: SessionDep, state: StateDep, job_id: int) -> None:
     summary="Run a failed or cancelled job again, as a new job",
     responses={**jobs.JOB_RESPONSES, **NOT_RETRYABLE},
 )
-async def retry_job(
-    job_id: int,
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    wait: jobs.WaitQuery = 0,
-) -> JobPublic:
-    job = await scope.get_job(session, job_id)
+async def retry_job(job_id: int, request: jobs.JobRequestDep) -> JobPublic:
+    session = request.session
+    job = await request.scope.get_job(session, job_id)
     if job.state not in (JobState.failed, JobState.cancelled):
         raise APIError(
             409, f"Only failed or cancelled jobs can be retried; job {job_id} is {job.state}."
@@ -130,13 +111,6 @@ async def retry_job(
     server = await session.get(Server, job.server_id) if job.server_id else None
     if server is None:
         raise APIError(409, f"Job {job_id}'s server no longer exists.")
-    spec = job_lifecycle.NewJob(
-        server=server,
-        kind=job.kind,
-        params=job.params,
-        created_by=user.id,
-        deadline_s=state.settings.job_deadline_s,
-        retry_of=job,
-    )
-    (retried,) = await jobs.start(session, state, response, [spec], wait)
+    (spec,) = request.new_jobs([server], job.kind, job.params)
+    (retried,) = await request.start([replace(spec, retry_of=job)])
     return JobPublic.of(retried)

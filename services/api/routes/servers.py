@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import SQLModel, col, select
@@ -15,7 +15,7 @@ from sqlmodel import SQLModel, col, select
 from services.api import jobs, membership
 from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
-from services.api.deps import CurrentUser, SessionDep, StateDep
+from services.api.deps import SessionDep, StateDep
 from services.api.errors import documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from services.api.lookup import resolve_ids
@@ -117,19 +117,12 @@ async def refresh_servers(
     summary="Power action on several servers: one job each, all or none",
     responses=jobs.JOB_RESPONSES,
 )
-async def power_servers(
-    body: BulkPowerRequest,
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    wait: jobs.WaitQuery = 0,
-) -> BulkJobs:
-    servers = await membership.resolve_servers(session, scope, body.servers)
+async def power_servers(body: BulkPowerRequest, request: jobs.JobRequestDep) -> BulkJobs:
+    servers = await membership.resolve_servers(request.session, request.scope, body.servers)
     params = body.model_dump(mode="json", exclude_none=True, exclude={"servers"})
-    specs = jobs.new_jobs(servers, "power", params, user, state.settings.job_deadline_s)
-    return BulkJobs(jobs=jobs.public(await jobs.start(session, state, response, specs, wait)))
+    return BulkJobs(
+        jobs=jobs.public(await request.start(request.new_jobs(servers, "power", params)))
+    )
 
 
 @router.get("/{server_id}/", summary="Retrieve a server")
@@ -211,20 +204,11 @@ async def refresh_server(
 
 
 async def _start_one(
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    server_id: int,
-    kind: str,
-    body: BaseModel,
-    wait: float,
+    request: jobs.JobRequest, server_id: int, kind: str, body: BaseModel
 ) -> JobPublic:
-    server = await scope.get(session, Server, server_id)
+    server = await request.scope.get(request.session, Server, server_id)
     params = body.model_dump(mode="json", exclude_none=True)
-    specs = jobs.new_jobs([server], kind, params, user, state.settings.job_deadline_s)
-    return jobs.public(await jobs.start(session, state, response, specs, wait))[0]
+    return jobs.public(await request.start(request.new_jobs([server], kind, params)))[0]
 
 
 @router.post(
@@ -234,16 +218,9 @@ async def _start_one(
     responses=jobs.JOB_RESPONSES,
 )
 async def power_server(
-    server_id: int,
-    body: PowerRequest,
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    wait: jobs.WaitQuery = 0,
+    server_id: int, body: PowerRequest, request: jobs.JobRequestDep
 ) -> JobPublic:
-    return await _start_one(session, scope, state, user, response, server_id, "power", body, wait)
+    return await _start_one(request, server_id, "power", body)
 
 
 @router.post(
@@ -252,17 +229,8 @@ async def power_server(
     summary="Set the boot override (target, once or continuous, mode)",
     responses=jobs.JOB_RESPONSES,
 )
-async def boot_server(
-    server_id: int,
-    body: BootRequest,
-    session: SessionDep,
-    scope: ScopeDep,
-    state: StateDep,
-    user: CurrentUser,
-    response: Response,
-    wait: jobs.WaitQuery = 0,
-) -> JobPublic:
-    return await _start_one(session, scope, state, user, response, server_id, "boot", body, wait)
+async def boot_server(server_id: int, body: BootRequest, request: jobs.JobRequestDep) -> JobPublic:
+    return await _start_one(request, server_id, "boot", body)
 
 
 async def _queue_inventory(state: StateDep, servers: list[Server]) -> None:
