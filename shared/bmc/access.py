@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.models import AuthProfile, Credential, Node, Server
@@ -42,17 +43,17 @@ class ServerAccess:
 
 async def server_access(session: AsyncSession, server: Server) -> ServerAccess:
     """What BMC work on ``server`` needs; `NoAccess` with the reason when something is missing."""
-    node = await session.get(Node, server.node_id) if server.node_id else None
-    profile = (
-        await session.get(AuthProfile, node.auth_profile_id)
-        if node and node.auth_profile_id
-        else None
-    )
-    credential = (
-        await session.get(Credential, node.credential_id) if node and node.credential_id else None
-    )
-    if node is None or profile is None or credential is None:
+    found = (
+        await session.exec(
+            select(Node, AuthProfile, Credential)
+            .join(AuthProfile, col(AuthProfile.id) == col(Node.auth_profile_id))
+            .join(Credential, col(Credential.id) == col(Node.credential_id))
+            .where(col(Node.id) == server.node_id)
+        )
+    ).first()
+    if found is None:
         raise NoAccess("no working BMC credential for this server; register its node again")
+    node, profile, credential = found
     return ServerAccess(
         base_url=node.url,
         username=credential.username,

@@ -228,10 +228,7 @@ async def _touch(session: AsyncSession, job_id: int) -> Job | None:
     """The job row, locked: writing it first takes the row lock (PostgreSQL) or the write lock
     (SQLite), so whoever reads it next waits for this transaction."""
     await session.exec(update(Job).where(col(Job.id) == job_id).values(version=Job.version))
-    job = await session.get(Job, job_id)
-    if job is not None:
-        await session.refresh(job)
-    return job
+    return await session.get(Job, job_id, populate_existing=True)
 
 
 async def _server(session: AsyncSession, job: Job) -> Server | None:
@@ -263,9 +260,7 @@ async def claim(
             ticks=Job.ticks + 1,
         )
     )
-    job = await session.get(Job, job_id)
-    if job is not None:
-        await session.refresh(job)
+    job = await session.get(Job, job_id, populate_existing=True)
     if taken.rowcount == 0:
         if job is None or job.ticket != ticket or job.state not in ACTIVE_STATES:
             return Stale()

@@ -36,6 +36,9 @@ RELAY_BATCH = 500
 
 # Key in ``Session.info`` under which a transaction's staged events wait for its commit.
 _STAGED = "racksmith.outbox.staged"
+# Transactions of this process that wrote outbox rows: a relay asked for when none did since the
+# last one has nothing of ours to publish (the sweep still collects other processes' leftovers).
+_writes = 0
 
 
 def stage(session: AsyncSession, event: CloudEvent) -> None:
@@ -58,6 +61,8 @@ def _write_staged(session: Session) -> None:
     # transaction changing the same entity later then waits for this one to commit before it
     # can number its own events, so outbox order is each entity's commit order.
     session.flush()
+    global _writes
+    _writes += 1
     committed_at = datetime.now(UTC)
     for event in staged:
         stamped = event.model_copy(update={"time": committed_at})
@@ -114,23 +119,28 @@ class Relayer:
         self._lock = asyncio.Lock()
         self._asked = 0  # tickets handed out
         self._covered = 0  # every ticket up to this one was asked before a finished relay began
+        self._writes_relayed = -1  # the process's outbox writes a finished relay covered
 
-    async def relay(self) -> None:
-        """Return once every event committed before this call has been published."""
+    async def relay(self, *, sweep: bool = False) -> None:
+        """Return once every event this process committed before this call has been published
+        (with ``sweep``: every pending event, whoever committed it)."""
         self._asked += 1
         ticket = self._asked
         async with self._lock:
-            if self._covered >= ticket:
+            if self._covered >= ticket and not sweep:
                 return
-            starting_after = self._asked
-            await relay(self.db, self.publisher)
+            starting_after, writes = self._asked, _writes
+            # A command that staged nothing (a job polling its BMC) costs no relay transaction.
+            if sweep or writes != self._writes_relayed:
+                await relay(self.db, self.publisher)
             self._covered = starting_after
+            self._writes_relayed = writes
 
     async def sweep_forever(self, interval_s: float = 2.0) -> None:
         """Background safety net: relay what crashed handlers (here or elsewhere) left behind."""
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self.relay()
+                await self.relay(sweep=True)
             except Exception as exc:  # keep sweeping: broker or database may be briefly away
                 log.warning("outbox.sweep_failed", error=str(exc))
