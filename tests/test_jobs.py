@@ -28,6 +28,7 @@ from tests.job_helpers import (
     run_job,
     start_job,
     system,
+    system_path,
     wait_for_job,
 )
 from tests.pool_helpers import group_with_member
@@ -411,3 +412,39 @@ async def test_an_unreachable_bmc_fails_the_job_with_a_reason(world: World) -> N
     assert job["state"] == "failed" and job["error_code"] == "bmc_unreachable", job
     assert address in job["error"]
     assert Counter(m["text"].split(":")[0] for m in job["messages"])  # every attempt noted
+
+
+async def test_a_restart_whose_answer_is_lost_is_judged_by_what_the_bmc_shows(
+    world: World,
+) -> None:
+    """A lost ForceRestart: applied (the host went down and up) → completed, not sent again;
+    never applied → sent again once the step's deadline shows no new boot; never applied on a
+    BMC without BootProgress → ``restart_unconfirmed`` rather than a guess either way."""
+    client, admin_headers = world.http
+    server = world.server("dell", 2)
+    address = world.address(server)
+    bmc = world.lab.bmc(address)
+    cases = [
+        ("drop_after_apply:ForceRestart", "completed", {"ForceRestart": 1}, 1),
+        ("drop_before_apply:ForceRestart", "completed", {"ForceRestart": 2}, 1),
+    ]
+    for fault, state, received, applied in cases:
+        bmc.counters.clear()
+        bmc.set_fault(fault)
+        job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "restart"})
+        assert (job["state"], job["error_code"]) == (state, None), (fault, job)
+        counters = world.lab.counters(address)
+        assert counters["reset_types"] == received, fault
+        assert counters["resets_applied"] == {"ForceRestart": applied}, fault
+    resource = bmc.store.get(system_path(world.lab, address))
+    assert resource is not None
+    resource.body.pop("BootProgress")
+    resource.changed()
+    bmc.counters.clear()
+    bmc.set_fault("drop_before_apply:ForceRestart")
+    job = await run_job(client, admin_headers, server.id or 0, "power", {"action": "restart"})
+    assert (job["state"], job["error_code"]) == ("failed", "restart_unconfirmed"), (
+        [m["text"] for m in job["messages"]],
+        world.lab.counters(address),
+    )
+    assert world.lab.counters(address)["reset_types"] == {"ForceRestart": 1}

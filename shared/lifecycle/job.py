@@ -472,6 +472,7 @@ def _announce(
     ):
         _stage(session, job, catalog.job_event(_bump(job), "waiting", resource_pool=_pool(server)))
         job.progress_event_at = now
+        job.progress_pending = False  # the waiting event shows the step and progress too
         return
     moved = (step, progress, state) != (job.step, job.progress, job.state)
     due = job.progress_event_at is None or (

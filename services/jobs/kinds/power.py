@@ -157,19 +157,26 @@ def _to_reset(ctx: StepContext) -> Next:
 async def reset(ctx: StepContext) -> Outcome:
     moves = _moves(ctx)
     move = moves[ctx.data["index"]]
-    if ctx.unsettled_intent is not None:
+    unsettled = ctx.unsettled_intent
+    if unsettled is not None:
         ctx.note(
             f"The answer to ResetType={move.reset} was not recorded (the worker stopped); "
             "reading PowerState before asking again."
         )
-        ctx.data["uncertain"] = True
+        # What the BMC showed before the lost call, as the intent recorded it.
+        ctx.data.update(unsettled.get("before", {}), uncertain=True)
         return _to_await(ctx, move)
     bmc = await ctx.bmc()
-    ctx.data.update(seen_off=False, uncertain=False, marker=None)
+    # The evidence a restart is judged by, as it was before the call (committed with the
+    # intent, so a delivery that finds the intent unsettled judges by the same).
+    before: dict[str, Any] = {"seen_off": False, "marker": None}
     if move.restart:
-        ctx.data["marker"] = _boot_marker(await _read(ctx))
+        before["marker"] = _boot_marker(await _read(ctx))
+    ctx.data.update(before, uncertain=False)
     body = {"ResetType": move.reset}
-    await ctx.intend({"method": "POST", "path": ctx.data["target"], "body": body})
+    await ctx.intend(
+        {"method": "POST", "path": ctx.data["target"], "body": body, "before": before}
+    )
     try:
         result = await bmc.post(ctx.data["target"], body)
     except ResponseLost as exc:
@@ -227,17 +234,28 @@ async def await_power(ctx: StepContext) -> Outcome:
     state = ctx.power_state
     if state != "On":  # PoweringOff, Off, PoweringOn: the host is going through a restart
         ctx.data["seen_off"] = True
-    if state == move.expect and (not move.restart or _restarted(ctx, system)):
-        return _next_move(ctx, f"PowerState reads {state} (ResetType={move.reset}).")
+    if state == move.expect:
+        restarted = _restarted(ctx, system) if move.restart else True
+        if restarted is None:
+            return Fail(
+                "restart_unconfirmed",
+                f"The answer to ResetType={move.reset} was lost and the BMC shows no sign of a "
+                "restart (PowerState stayed On, it reports no BootProgress): check the server "
+                "and restart it again if it did not happen.",
+            )
+        if restarted:
+            return _next_move(ctx, f"PowerState reads {state} (ResetType={move.reset}).")
     if ctx.step_expired:
         return _expired(ctx, move, state)
     return Poll(ctx.settings.job_poll_interval_s)
 
 
-def _restarted(ctx: StepContext, system: JsonObject) -> bool:
-    """Whether a restart is confirmed: PowerState read other than On since the reset, or
-    BootProgress shows a new boot, or the BMC gives no such sign and the window for one
-    passed."""
+def _restarted(ctx: StepContext, system: JsonObject) -> bool | None:
+    """Whether a restart happened: PowerState read other than On since the reset, or
+    BootProgress shows a new boot (True); not yet (False); or, once the window for a sign has
+    passed without one: True if the BMC accepted the reset (some restart too fast to be seen),
+    False if its answer was lost and the BMC reports boots (none happened: the reset is sent
+    again at the step's deadline), None if its answer was lost and the BMC cannot tell."""
     before = ctx.data.get("marker")
     if ctx.data.get("seen_off") or (before is not None and _boot_marker(system) != before):
         return True
@@ -247,11 +265,10 @@ def _restarted(ctx: StepContext, system: JsonObject) -> bool:
         window = min(window, (ctx.job.step_deadline_at - started).total_seconds() / 2)
     if (utcnow() - started).total_seconds() < window:
         return False
-    if ctx.data.get("uncertain") and before is not None and ctx.data.get("reposts", 0) < 1:
-        # The BMC reports boots and none happened: the lost request never arrived.
-        return False
-    ctx.note("No sign of the restart was seen (PowerState stayed On); taking the BMC's word.")
-    return True
+    if not ctx.data.get("uncertain"):
+        ctx.note("No sign of the restart was seen (PowerState stayed On); taking the BMC's word.")
+        return True
+    return False if before is not None else None
 
 
 def _expired(ctx: StepContext, move: Move, state: str | None) -> Outcome:
