@@ -174,9 +174,7 @@ async def reset(ctx: StepContext) -> Outcome:
         before["marker"] = _boot_marker(await _read(ctx))
     ctx.data.update(before, uncertain=False)
     body = {"ResetType": move.reset}
-    await ctx.intend(
-        {"method": "POST", "path": ctx.data["target"], "body": body, "before": before}
-    )
+    await ctx.intend({"method": "POST", "path": ctx.data["target"], "body": body, "before": before})
     try:
         result = await bmc.post(ctx.data["target"], body)
     except ResponseLost as exc:
