@@ -57,10 +57,10 @@ async def _insert(session: AsyncSession, model: Any, **values: object) -> int:
     columns = await session.run_sync(
         lambda s: {c["name"] for c in inspect(s.connection()).get_columns(table.name)}
     )
-    result = await session.execute(
+    result = await session.exec(
         table.insert().values(**{k: v for k, v in row.items() if k in columns})
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+    return int(result.inserted_primary_key[0])
 
 
 async def test_sqlite_ids_are_never_reused_and_rebuilding_keeps_referencing_rows(
