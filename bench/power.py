@@ -2,12 +2,12 @@
 
 One BMC lab (``--servers`` BMCs, default 200, four vendor flavours round-robin, the lab's
 ``realistic`` latency — lognormal, median 200 ms, p99 2 s — and power transitions of
-``--power-delay`` seconds each way); Racksmith as separate processes (``racksmith api`` and one
-``racksmith worker jobs``) on an embedded nats-server and a SQLite file (or PostgreSQL with
-``--database-url``). The lab's BMCs are written into the database as registered servers (this
-benchmark is about jobs, not registration), then one ``POST /api/server/power/`` with every
-server and ``"action": "power_cycle"`` starts the jobs, and the script polls ``/api/job/`` until
-none is active.
+``--power-delay`` seconds each way); Racksmith as separate processes (``racksmith api``, one
+``racksmith worker`` each of ``scanner``, ``registrar`` and ``jobs``) on an embedded nats-server
+and a SQLite file (or PostgreSQL with ``--database-url``). The lab is discovered and registered
+through the API, its counters zeroed; then one ``POST /api/server/power/`` with every server and
+``"action": "power_cycle"`` starts the jobs, and the script polls ``/api/job/`` until none is
+active.
 
 Figures: wall time from the request to the last job's end, against the ideal — one power cycle
 (off and on: two transitions, twice ``--power-delay``), what one server alone would take with a
@@ -42,6 +42,7 @@ from api_list import percentile
 from harness import (
     Child,
     cpu_seconds,
+    embedded_nats,
     machine_description,
     migrate_and_create_admin,
     platform_env,
@@ -49,16 +50,16 @@ from harness import (
     racksmith,
     raise_fd_limit,
     run_benchmark,
+    start_worker,
     work_dir,
 )
 
 from bmclab import Lab, LabConfig
-from shared.core.crypto import CredentialCipher
-from shared.core.db import Database
-from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
-from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import free_port
 
 ADMIN = "bench-admin"
+# The jobs worker under measurement; scanner and registrar put the lab's servers in place.
+WORKERS = ("scanner", "registrar", "jobs")
 # What a power_cycle asks of each flavour (iLO and AMI have no PowerCycle).
 PLANNED = {
     "dell": ["PowerCycle"],
@@ -68,46 +69,41 @@ PLANNED = {
 }
 
 
-async def register(database_url: str, key: str, lab: Lab) -> None:
-    """The lab's BMCs as registered servers, one each."""
-    db = Database(database_url)
-    cipher = CredentialCipher(key)
-    try:
-        async with db.session() as session:
-            profile = AuthProfile(node_classification="bench lab")
-            session.add(profile)
-            await session.flush()
-            assert profile.id is not None
-            for entry in lab.manifest:
-                credential = Credential(
-                    auth_profile_id=profile.id,
-                    username=entry.username,
-                    password_encrypted=cipher.encrypt(entry.password),
-                )
-                session.add(credential)
-                await session.flush()
-                node = Node(
-                    ip=entry.address,
-                    port=entry.port,
-                    url=entry.url,
-                    status=NodeStatus.registered,
-                    auth_profile_id=profile.id,
-                    credential_id=credential.id,
-                )
-                session.add(node)
-                await session.flush()
-                systems = lab.bmc(entry.address).store.body("/redfish/v1/Systems")
-                session.add(
-                    Server(
-                        node_id=node.id,
-                        system_path=systems["Members"][0]["@odata.id"],
-                        name=f"{entry.flavour}-{entry.index}",
-                        power_state="On",
-                    )
-                )
-            await session.commit()
-    finally:
-        await db.dispose()
+async def register(client: httpx.AsyncClient, lab: Lab, limit_s: float) -> None:
+    """The lab's BMCs discovered and registered through the API, as the guide does."""
+    entry = lab.manifest[0]
+    profile = (
+        await client.post(
+            "/api/node_discovery/auth_profile/",
+            json={"node_classification": "bench lab", "bmc": "redfish"},
+        )
+    ).json()["id"]
+    credential = {"username": entry.username, "password": entry.password}
+    await client.post(f"/api/node_discovery/auth_profile/{profile}/credentials/", json=credential)
+    scan_range = {
+        "name": "bench power",
+        "ip_from": entry.address,
+        "ip_to": lab.manifest[-1].address,
+        "ports": [entry.port],
+    }
+    range_id = (await client.post("/api/node_discovery/scan_range/", json=scan_range)).json()["id"]
+    await client.post("/api/node_discovery/run_scan/", json={"scan_ranges": [range_id]})
+    async with asyncio.timeout(limit_s):
+        await _until(client, f"/api/node_discovery/scan_range/{range_id}/", "status", "scanning")
+        nodes = (await client.get(f"/api/node/?scan_range={range_id}")).json()["results"]
+        body = {"nodes": [n["id"] for n in nodes], "auth_profile": profile}
+        await client.post("/api/node/register/", json=body, params={"wait": 0})
+        await _until(client, "/api/node/?status=registering&page_size=1", "count", 0, done=True)
+
+
+async def _until(
+    client: httpx.AsyncClient, path: str, key: str, value: object, *, done: bool = False
+) -> None:
+    """Poll ``path`` while its ``key`` is ``value`` (with ``done``: until it is)."""
+    while True:
+        if ((await client.get(path)).json()[key] == value) == done:
+            return
+        await asyncio.sleep(0.5)
 
 
 def _time(value: str) -> datetime:
@@ -165,7 +161,7 @@ def report(lab: Lab, outcome: dict[str, Any], args: argparse.Namespace) -> bool:
             ),
         ),
         (
-            "every BMC reads On",
+            "every BMC reads On",  # its first system, the one registration made a server of
             all(
                 lab.bmc(a).store.body(
                     lab.bmc(a).store.body("/redfish/v1/Systems")["Members"][0]["@odata.id"]
@@ -213,36 +209,33 @@ async def run(args: argparse.Namespace) -> int:
         database_url, database = await prepare_database(args.database_url, args.pg_database, tmp)
         for key, value in machine_description(database):
             print(f"{key:<13} {value}")
-        nats_server = EmbeddedNatsServer(tmp / "nats")
-        await nats_server.start()
-        stack.push_async_callback(nats_server.stop)
+        nats_server = await embedded_nats(stack, tmp)
         env = platform_env(
             tmp,
             database_url,
             nats_server.url,
             RACKSMITH_JOB_POLL_INTERVAL_S=str(args.poll_interval),
+            RACKSMITH_SCAN_ALLOWED_NETWORKS=args.network,
             RACKSMITH_INVENTORY_INTERVAL_S="0",
         )
         password = await migrate_and_create_admin(env, tmp, ADMIN)
-        await register(database_url, env["RACKSMITH_CREDENTIAL_KEY"], lab)
-        api_port, health_port = free_port(), free_port()
+        api_port = free_port()
         api = Child("api", racksmith("api", "--port", str(api_port)), env, tmp / "api.log")
-        worker = Child(
-            "jobs",
-            racksmith("worker", "jobs"),
-            {**env, "RACKSMITH_WORKER_HEALTH_PORT": str(health_port)},
-            tmp / "jobs.log",
-        )
-        for child in (api, worker):
-            stack.push_async_callback(child.stop)
-            await child.start()
+        stack.push_async_callback(api.stop)
+        await api.start()
         await api.wait_ready(f"http://127.0.0.1:{api_port}/readyz")
-        await worker.wait_ready(f"http://127.0.0.1:{health_port}/readyz")
+        workers = {kind: await start_worker(stack, kind, env, tmp) for kind in WORKERS}
+        worker = workers["jobs"]
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=120)
         )
         token = await client.post("/api/token/", json={"username": ADMIN, "password": password})
         client.headers["Authorization"] = f"Bearer {token.json()['access']}"
+        await register(client, lab, args.timeout)
+        for entry in lab.manifest:  # count the jobs' calls only, not the registration's
+            bmc = lab.bmc(entry.address)
+            bmc.counters.clear()
+            bmc.requests_served = bmc.total_logins = 0
         pids = {"jobs worker": worker.pid, "api": api.pid, "nats-server": nats_server.pid}
         pids["lab (this process)"] = os.getpid()
         before = {name: cpu_seconds(pid or 0) for name, pid in pids.items()}
