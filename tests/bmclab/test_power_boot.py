@@ -24,7 +24,7 @@ INSTANT = LabConfig(
     mockups=tuple(mockup_dirs()),
 )
 TIMED = LabConfig(
-    count=8, network=f"{LAB_NET}.215.0/24", latency="0", power_delay=0.4, power_on_holdoff=600
+    count=8, network=f"{LAB_NET}.215.0/24", latency="0", power_delay=1.0, power_on_holdoff=600
 )
 # What each vendor's firmware advertises, stated as what it leaves out of the common nine.
 _COMMON = {
