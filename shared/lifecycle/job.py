@@ -420,10 +420,7 @@ async def advance(
         return None
     if isinstance(outcome, Next):
         _enter_step(job, outcome, now)
-        delay = outcome.after
-    else:
-        delay = outcome.after
-    delay = _bounded(job, delay, now)
+    delay = _bounded(job, outcome.after, now)
     job.lease_token = None
     job.lease_until = None
     job.next_tick_at = now + timedelta(seconds=delay)
