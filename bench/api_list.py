@@ -962,7 +962,7 @@ async def run(args: argparse.Namespace) -> bool:
         await after_seed(target)
         await db.dispose()
 
-        env = platform_env(tmp, target.app_url, nats.url, RACKSMITH_LOG_FORMAT="console")
+        env = platform_env(tmp, target.app_url, nats.client_url(), RACKSMITH_LOG_FORMAT="console")
         api = ApiProcess(env, free_port(), tmp / "api.log", args.profile_server)
         started = _step("Starting racksmith api…")
         stack.push_async_callback(api.stop)

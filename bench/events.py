@@ -229,13 +229,13 @@ async def run(args: argparse.Namespace) -> int:
         stack.push_async_callback(server.stop)
 
         print("raw nats-py baseline…", flush=True)
-        baseline = await raw_nats(server.url, args.changes)
+        baseline = await raw_nats(server.client_url(), args.changes)
 
         api_port = free_port()
         env = platform_env(
             tmp,
             database_url,
-            server.url,
+            server.client_url(),
             RACKSMITH_PORT=str(api_port),
             RACKSMITH_WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
         )
@@ -266,7 +266,7 @@ async def run(args: argparse.Namespace) -> int:
 
         webhook_port = free_port()
         config = ReceiverConfig(
-            nats_url=server.url,
+            nats_url=server.client_url(),
             api_url=api_url,
             token=token,
             webhook_port=webhook_port,

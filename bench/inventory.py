@@ -717,7 +717,7 @@ async def run(args: argparse.Namespace) -> Results:
         env = platform_env(
             tmp,
             database_url,
-            nats_server.url,
+            nats_server.client_url(),
             RACKSMITH_SCAN_ALLOWED_NETWORKS=args.network,
             RACKSMITH_INVENTORY_INTERVAL_S="0",  # no scheduled re-collection mid-run
         )
@@ -756,7 +756,7 @@ async def run(args: argparse.Namespace) -> Results:
             flush=True,
         )
 
-        nc = await nats.connect(nats_server.url)
+        nc = await nats.connect(nats_server.client_url())
         stack.push_async_callback(nc.close)
 
         client = await stack.enter_async_context(

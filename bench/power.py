@@ -58,8 +58,10 @@ from bmclab import Lab, LabConfig
 from shared.platform.natsserver import free_port
 
 ADMIN = "bench-admin"
-# The jobs worker under measurement; scanner and registrar put the lab's servers in place.
-WORKERS = ("scanner", "registrar", "jobs")
+# The jobs worker under measurement; scanner and registrar put the lab's servers in place, and
+# the inventory worker publishes the server events others stage (a job's power_changed), as in
+# any deployment — without it they would stay in the outbox and every relay wake the others.
+WORKERS = ("scanner", "registrar", "inventory", "jobs")
 # What a power_cycle asks of each flavour (iLO and AMI have no PowerCycle).
 PLANNED = {
     "dell": ["PowerCycle"],
@@ -94,6 +96,10 @@ async def register(client: httpx.AsyncClient, lab: Lab, limit_s: float) -> None:
         body = {"nodes": [n["id"] for n in nodes], "auth_profile": profile}
         await client.post("/api/node/register/", json=body, params={"wait": 0})
         await _until(client, "/api/node/?status=registering&page_size=1", "count", 0, done=True)
+        # The first inventories, queued by the registrations, are done before the jobs start.
+        await _until(
+            client, "/api/server/?inventory_status=pending&page_size=1", "count", 0, done=True
+        )
 
 
 async def _until(
@@ -213,7 +219,7 @@ async def run(args: argparse.Namespace) -> int:
         env = platform_env(
             tmp,
             database_url,
-            nats_server.url,
+            nats_server.client_url(),
             RACKSMITH_JOB_POLL_INTERVAL_S=str(args.poll_interval),
             RACKSMITH_SCAN_ALLOWED_NETWORKS=args.network,
             RACKSMITH_INVENTORY_INTERVAL_S="0",

@@ -763,7 +763,7 @@ async def run(args: argparse.Namespace) -> bool:
         env = platform_env(
             tmp,
             database_url,
-            nats_server.url,
+            nats_server.client_url(),
             RACKSMITH_SCAN_CONNECT_TIMEOUT_S=str(args.connect_timeout),
             RACKSMITH_SCAN_ALLOWED_NETWORKS=str(LOOPBACK),
             RACKSMITH_INVENTORY_INTERVAL_S="0",  # no scheduled re-collection mid-run
@@ -791,7 +791,7 @@ async def run(args: argparse.Namespace) -> bool:
         )
         token.raise_for_status()
         client.headers["Authorization"] = f"Bearer {token.json()['access']}"
-        nc = await nats.connect(nats_server.url)
+        nc = await nats.connect(nats_server.client_url())
         stack.push_async_callback(nc.close)
         ctx = Ctx(args, tmp, env, client, nc, dsn)
         ctx.other_pids = {"api": api.pid or 0, "nats-server": nats_server.pid or 0}

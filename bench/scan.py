@@ -737,7 +737,7 @@ async def run(args: argparse.Namespace) -> None:
         env = platform_env(
             tmp,
             database_url,
-            nats_server.url,
+            nats_server.client_url(),
             RACKSMITH_SCAN_CONNECT_TIMEOUT_S=str(args.connect_timeout),
             RACKSMITH_SCAN_ALLOWED_NETWORKS=str(LOOPBACK),
         )
@@ -767,9 +767,9 @@ async def run(args: argparse.Namespace) -> None:
         )
         token.raise_for_status()
         client.headers["Authorization"] = f"Bearer {token.json()['access']}"
-        nc = await nats.connect(nats_server.url)
+        nc = await nats.connect(nats_server.client_url())
         stack.push_async_callback(nc.close)
-        plat = Platform(client, nats_server.url, env, tmp, layout, args.port, nc)
+        plat = Platform(client, nats_server.client_url(), env, tmp, layout, args.port, nc)
         plat.scanner_env = scanner_env
         plat.other_pids = {"api": api.pid or 0, "nats": nats_server.pid or 0}
 

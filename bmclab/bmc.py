@@ -7,6 +7,7 @@ import base64
 import binascii
 import random
 import secrets
+import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -84,6 +85,12 @@ class Bmc:
         self.max_sessions = 0
         self.total_logins = 0
         self.failed_logins = 0
+        # Every (user name, password) offered to this BMC, in a session POST or Basic header,
+        # right or wrong; and those offered over a connection that presented the impostor's
+        # certificate (``Lab.impersonate``): tests assert what a client sent to whom.
+        self.credentials_received: list[tuple[str, str]] = []
+        self.impostor_received: list[tuple[str, str]] = []
+        self.impostor_context: ssl.SSLContext | None = None
         self.requests_served = 0
         self.inflight = asyncio.Semaphore(behaviour.inflight_limit)
         self.listener: Listener | None = None
@@ -222,7 +229,14 @@ class Bmc:
             password, b.password
         )
 
-    def authenticate(self, authorization: str | None, token: str | None) -> bool:
+    def offered(self, username: str, password: str, *, impostor: bool) -> None:
+        self.credentials_received.append((username, password))
+        if impostor:
+            self.impostor_received.append((username, password))
+
+    def authenticate(
+        self, authorization: str | None, token: str | None, *, impostor: bool = False
+    ) -> bool:
         if token:
             session = self.live_sessions().get(token)
             if session is None:
@@ -235,6 +249,7 @@ class Bmc:
             except (binascii.Error, UnicodeDecodeError):
                 decoded = ""
             user, _, password = decoded.partition(":")
+            self.offered(user, password, impostor=impostor)
             if self.credentials_valid(user, password):
                 return True
             self.failed_logins += 1

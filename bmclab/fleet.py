@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import random
 import shutil
+import ssl
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class Lab:
         self.manifest_path: Path | None = None
         self._listeners: list[Listener] = []
         self._tmp: Path | None = None
+        self._cert_dir: Path | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
     async def __aenter__(self) -> Lab:
         await self.start()
@@ -111,6 +114,26 @@ class Lab:
             if bmc.address == key:
                 return bmc
         raise KeyError(key)
+
+    def impersonate(self, key: str | int) -> None:
+        """From the next connection on, answer at this BMC's address with a certificate of
+        another CA: what an impostor taking over the address shows (or a BMC whose certificate
+        was regenerated). Same tree, same credentials — only the certificate tells; what is
+        offered over such a connection is recorded in the BMC's ``impostor_received``."""
+        bmc = self.bmc(key)
+        assert self._cert_dir is not None, "start the lab first"
+        chain, pem_key = CertificateAuthority.generate("Impostor CA").issue(bmc.address)
+        context = server_context(self._cert_dir, f"{bmc.address}-impostor", chain, pem_key)
+        bmc.impostor_context = self._listener(bmc).ssl_context = context
+
+    def restore_certificate(self, key: str | int) -> None:
+        """Serve the BMC's own certificate again (undoes `impersonate`)."""
+        bmc = self.bmc(key)
+        self._listener(bmc).ssl_context = self._contexts[bmc.address]
+        bmc.impostor_context = None
+
+    def _listener(self, bmc: Bmc) -> Listener:
+        return next(listener for listener in self._listeners if listener.bmc is bmc)
 
     def counters(self, key: str | int) -> dict[str, Any]:
         """A BMC's counters (by address or index), as ``GET /bmclab/counters`` serves them."""
@@ -149,6 +172,7 @@ class Lab:
             self._tmp = Path(tempfile.mkdtemp(prefix="bmclab-"))
             cert_dir = self._tmp
         cert_dir.mkdir(parents=True, exist_ok=True)
+        self._cert_dir = cert_dir
         ca = CertificateAuthority.generate()
         self.ca_cert_pem = ca.cert_pem
         if cfg.state_dir is not None:
@@ -157,6 +181,7 @@ class Lab:
         for bmc in self.bmcs:
             chain, key = ca.issue(bmc.address)
             context = server_context(cert_dir, bmc.address, chain, key)
+            self._contexts[bmc.address] = context
             self._listeners.append(Listener(bmc, context))
         try:
             for listener in self._listeners:

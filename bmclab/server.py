@@ -230,7 +230,9 @@ class BmcHttp:
         if method == "POST" and path == sessions:
             return await self._login(request)
         if path not in _PUBLIC and not bmc.authenticate(
-            request.headers.get("Authorization"), request.headers.get("X-Auth-Token")
+            request.headers.get("Authorization"),
+            request.headers.get("X-Auth-Token"),
+            impostor=_over_impostor(bmc, request),
         ):
             reply = Reply.error(
                 401, "Authentication required or credentials invalid", "NoValidSession"
@@ -282,6 +284,7 @@ class BmcHttp:
         user, password = payload.get("UserName"), payload.get("Password")
         if not isinstance(user, str) or not isinstance(password, str):
             return Reply.error(400, "UserName and Password are required", "PropertyMissing")
+        bmc.offered(user, password, impostor=_over_impostor(bmc, request))
         if not bmc.credentials_valid(user, password):
             bmc.failed_logins += 1
             return Reply.error(401, "Invalid username or password", "NoValidSession")
@@ -381,6 +384,13 @@ class BmcHttp:
                 return Reply.error(400, str(exc))
             return Reply.json(200, {"fault": spec or None})
         return Reply.error(404, f"{request.path} not found", "ResourceMissingAtURI")
+
+
+def _over_impostor(bmc: Bmc, request: web.BaseRequest) -> bool:
+    """Whether this request came over a connection that presented the impostor's certificate."""
+    transport = request.transport
+    context = transport.get_extra_info("sslcontext") if transport is not None else None
+    return context is not None and context is bmc.impostor_context
 
 
 def _lookup_path(bmc: Bmc, request: web.BaseRequest) -> str:

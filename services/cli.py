@@ -23,7 +23,14 @@ from pydantic import SecretStr
 
 from bmclab import cli as bmclab_cli
 from bmclab.fleet import LabConfig
-from services.processes import StartupError, run_api, run_migrate, run_up, run_worker
+from services.processes import (
+    StartupError,
+    run_api,
+    run_artifacts,
+    run_migrate,
+    run_up,
+    run_worker,
+)
 from services.workers import KINDS as WORKER_KINDS
 from shared.core.log import configure_logging
 from shared.core.settings import Settings
@@ -42,6 +49,18 @@ def _add_listen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="API port (RACKSMITH_PORT, default 8000)")
 
 
+def _add_artifact_listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--artifact-host",
+        help="artifact server listen address (RACKSMITH_ARTIFACT_HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--artifact-port",
+        type=int,
+        help="artifact server port (RACKSMITH_ARTIFACT_PORT, default 8001)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="racksmith",
@@ -57,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(up)
     _add_listen(up)
+    _add_artifact_listen(up)
     up.add_argument("--nats-port", type=int, help="embedded NATS port (default: a free one)")
     up.add_argument(
         "--lab",
@@ -76,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the REST API only (needs RACKSMITH_NATS_URL)")
     _add_common(api)
     _add_listen(api)
+
+    artifacts = commands.add_parser(
+        "artifacts",
+        help="serve artifacts to BMCs (the BMC-facing download server; needs the database)",
+        description="Serve granted firmware binaries and OS images over plain HTTP with Range "
+        "support on RACKSMITH_ARTIFACT_HOST:RACKSMITH_ARTIFACT_PORT, the address BMCs reach as "
+        "RACKSMITH_ARTIFACT_URL.",
+    )
+    _add_common(artifacts)
+    _add_artifact_listen(artifacts)
 
     worker = commands.add_parser("worker", help="run one kind of worker (needs RACKSMITH_NATS_URL)")
     _add_common(worker)
@@ -112,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
     asyncapi.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    nats_users = commands.add_parser(
+        "nats-users",
+        help="print the NATS users and permissions a deployment's NATS server needs",
+        description="Every component's user with its publish/subscribe permissions, passwords "
+        "read from the server's environment (<USER>_PASSWORD): `conf` for a nats-server "
+        "configuration file, `helm` for the official chart's values (deploy/k8s keeps both).",
+    )
+    nats_users.add_argument("--format", choices=("conf", "helm"), default="conf")
     return parser
 
 
@@ -123,6 +161,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("port", "port"),
         ("nats_port", "nats_port"),
         ("health_port", "worker_health_port"),
+        ("artifact_host", "artifact_host"),
+        ("artifact_port", "artifact_port"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -203,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "asyncapi":
         _write_asyncapi(args.format, args.output)
         return 0
+    if args.command == "nats-users":
+        from shared.messaging.permissions import server_config
+
+        print(server_config(args.format), end="")
+        return 0
     if args.command == "lab":
         # SIGTERM cancels the lab's task, Ctrl-C interrupts: both are a normal stop.
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
@@ -213,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "up": lambda: run_up(settings, sys.stdout, lab=_lab_config(args)),
         "api": lambda: run_api(settings),
+        "artifacts": lambda: run_artifacts(settings),
         "worker": lambda: run_worker(settings, [args.kind]),
         "migrate": lambda: run_migrate(settings),
         "createsuperuser": lambda: _create_superuser(settings, args),

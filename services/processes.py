@@ -14,13 +14,21 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import TextIO
 
 import uvicorn
+from pydantic import SecretStr
 
 from bmclab.fleet import Lab, LabConfig
 from services import workers
 from services.api.app import create_app
 from services.api.routes.events import end_streams
+from services.artifacts.server import ArtifactServer
+from services.artifacts.server import start as start_artifact_server
+from shared.artifacts.store import ArtifactStore, open_store
+from shared.core import statedir
+from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.messaging.permissions import EVENTS_READER, PLATFORM, relayed_entities
+from shared.observability import tracing
 from shared.platform import migrate
 from shared.platform.bootstrap import AdminAccount, ensure_admin, ensure_defaults
 from shared.platform.natsserver import EmbeddedNatsServer, port_is_free
@@ -49,6 +57,15 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def _trace_as(service: str) -> None:
+    """Tracing for this process, if ``OTEL_*`` configures an exporter (before any runtime is
+    built: the broker takes its middlewares at construction)."""
+    try:
+        tracing.configure(service)
+    except tracing.TracingConfigError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def _require_port(host: str, port: int, what: str, setting: str) -> None:
     if port and not port_is_free(port, host):
         raise StartupError(
@@ -68,6 +85,9 @@ async def serve_api(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # uvicorn would take the client address from X-Forwarded-For when the peer is
+        # 127.0.0.1; which proxies to believe is RACKSMITH_TRUSTED_PROXIES' call alone.
+        proxy_headers=False,
     )
     server = _ApiServer(config)
     serving = asyncio.create_task(server.serve())
@@ -87,8 +107,11 @@ async def serve_api(
 
 
 @asynccontextmanager
-async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[Runtime]:
-    """A connected runtime; with ``embedded_nats`` a child nats-server is started first."""
+async def platform(
+    settings: Settings, *, embedded_nats: bool, relays: frozenset[str] | None = None
+) -> AsyncIterator[Runtime]:
+    """A connected runtime; with ``embedded_nats`` a child nats-server is started first (and
+    connected to as its ``platform`` user). ``relays``: see ``Runtime``."""
     async with AsyncExitStack() as stack:
         nats_url = settings.nats_url
         if nats_url is None:
@@ -97,7 +120,13 @@ async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[
             server = EmbeddedNatsServer(settings.state_dir / "nats", port=settings.nats_port)
             await stack.enter_async_context(server)
             nats_url = server.url
-        runtime = Runtime(settings, nats_url)
+            settings = settings.model_copy(
+                update={
+                    "nats_user": PLATFORM,
+                    "nats_password": SecretStr(server.password(PLATFORM)),
+                }
+            )
+        runtime = Runtime(settings, nats_url, relays=relays)
         stack.push_async_callback(runtime.close)
         await runtime.connect()
         yield runtime
@@ -105,12 +134,20 @@ async def platform(settings: Settings, *, embedded_nats: bool) -> AsyncIterator[
 
 def print_banner(settings: Settings, admin: AdminAccount, runtime: Runtime, out: TextIO) -> None:
     url = f"http://{settings.host}:{settings.port}"
+    embedded = settings.nats_url is None
+    users_file = (settings.state_dir / "nats" / "users.json").resolve() if embedded else None
     lines = [
         "",
         f"Racksmith is running: {url}/api/",
         f"  API docs:   {url}/api/schema/swagger-ui/",
         f"  events:     {url}/api/schema/asyncapi/viewer/ (SSE: {url}/api/events/stream/)",
+        f"  artifacts:  {settings.effective_artifact_url}/  (BMCs fetch firmware and OS images)",
         f"  NATS:       {runtime.nats_url}  (stream RACKSMITH_EVENTS, docs/events.md)",
+        *(
+            [f"              user `{EVENTS_READER}`, password in {users_file}"]
+            if users_file is not None
+            else []
+        ),
         f"  database:   {settings.effective_database_url}",
         f"  state dir:  {settings.state_dir.resolve()}",
     ]
@@ -148,9 +185,36 @@ def print_lab_banner(lab: Lab, out: TextIO) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
+def allow_lab_network(settings: Settings, lab: LabConfig) -> Settings:
+    """Discovery refuses loopback unless an allowed network names it: ``up --lab`` names its
+    own lab's network, and keeps every other range as allowed as it was."""
+    allowed = settings.scan_allowed_networks.strip() or "0.0.0.0/0,::/0"
+    return settings.model_copy(update={"scan_allowed_networks": f"{allowed},{lab.network}"})
+
+
+@asynccontextmanager
+async def serving_artifacts(
+    settings: Settings, db: Database, store: ArtifactStore
+) -> AsyncIterator[None]:
+    """The BMC-facing artifact server on its own listener, for the life of the block."""
+    server = ArtifactServer(db, store)
+    runner = await start_artifact_server(server, settings.artifact_host, settings.artifact_port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = None) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if lab is not None:
+        settings = allow_lab_network(settings, lab)
+    _trace_as("racksmith")
+    _require_port(
+        settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
+    )
+    # Also tightens what an older version left readable to other local users.
+    statedir.make_private(settings.state_dir)
     stop = _stop_event()
     async with platform(settings, embedded_nats=True) as runtime, AsyncExitStack() as stack:
         await migrate.upgrade(runtime.db.engine)
@@ -158,6 +222,7 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
         admin = await ensure_admin(runtime.db, settings)
         workers.attach(runtime, list(workers.KINDS))
         await runtime.start_consuming()
+        await stack.enter_async_context(serving_artifacts(settings, runtime.db, runtime.artifacts))
         running_lab = await stack.enter_async_context(Lab(lab)) if lab else None
 
         def announce() -> None:
@@ -171,8 +236,10 @@ async def run_up(settings: Settings, out: TextIO, *, lab: LabConfig | None = Non
 
 async def run_api(settings: Settings) -> None:
     _require_port(settings.host, settings.port, "API", "RACKSMITH_PORT")
+    _trace_as("racksmith-api")
     stop = _stop_event()
-    async with platform(settings, embedded_nats=False) as runtime:
+    relays = relayed_entities(["api"])
+    async with platform(settings, embedded_nats=False, relays=relays) as runtime:
         if not await migrate.is_current(runtime.db.engine):
             log.warning("database.not_migrated", hint="run `racksmith migrate`")
         await serve_api(runtime, stop)
@@ -180,8 +247,10 @@ async def run_api(settings: Settings) -> None:
 
 async def run_worker(settings: Settings, kinds: list[str]) -> None:
     _require_port("0.0.0.0", settings.worker_health_port, "Health", "RACKSMITH_WORKER_HEALTH_PORT")  # noqa: S104
+    _trace_as("racksmith-" + "-".join(kinds))
     stop = _stop_event()
-    async with platform(settings, embedded_nats=False) as runtime:
+    relays = relayed_entities(kinds)
+    async with platform(settings, embedded_nats=False, relays=relays) as runtime:
         workers.attach(runtime, kinds)
         await runtime.start_consuming()
         health = await workers.start_health_server(
@@ -197,10 +266,23 @@ async def run_worker(settings: Settings, kinds: list[str]) -> None:
         log.info("worker.stopping", kinds=kinds)
 
 
+async def run_artifacts(settings: Settings) -> None:
+    """The artifact server alone (production): needs the database and the store, not NATS."""
+    _require_port(
+        settings.artifact_host, settings.artifact_port, "Artifact", "RACKSMITH_ARTIFACT_PORT"
+    )
+    stop = _stop_event()
+    db = Database(settings.effective_database_url, echo=settings.database_echo)
+    try:
+        async with serving_artifacts(settings, db, open_store(settings)):
+            log.info("artifacts.started", url=settings.effective_artifact_url)
+            await stop.wait()
+    finally:
+        await db.dispose()
+
+
 async def run_migrate(settings: Settings) -> None:
     """Upgrade the database; with an external NATS also declare streams and consumers."""
-    from shared.core.db import Database
-
     db = Database(settings.effective_database_url)
     try:
         await migrate.upgrade(db.engine)
@@ -208,7 +290,8 @@ async def run_migrate(settings: Settings) -> None:
     finally:
         await db.dispose()
     if settings.nats_url:
-        runtime = Runtime(settings, settings.nats_url)
+        # Declares streams and consumers; relays nothing.
+        runtime = Runtime(settings, settings.nats_url, relays=frozenset())
         try:
             await runtime.connect()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.fetcher.handlers import router as fetcher_router
 from services.inventory.handlers import router as inventory_router
 from services.inventory.schedule import schedule_forever
 from services.jobs.handlers import router as jobs_router
@@ -13,10 +14,12 @@ from services.scanner.handlers import router as scanner_router
 from services.webhooks import worker as webhooks
 from shared.messaging.consumer import CommandRouter
 from shared.messaging.streams import WEBHOOKS
+from shared.observability import sampling
 from shared.platform.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
-    r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router, jobs_router)
+    r.consumer.kind: r
+    for r in (scanner_router, registrar_router, inventory_router, fetcher_router, jobs_router)
 }
 # Every worker kind: the command consumers, and webhooks (fed by its own consumer on the events).
 KINDS: tuple[str, ...] = (*ROUTERS, WEBHOOKS.kind)
@@ -37,7 +40,8 @@ def attach(runtime: Runtime, kinds: list[str]) -> None:
 
 
 async def start_health_server(runtime: Runtime, host: str, port: int) -> web.AppRunner:
-    """``/healthz`` and ``/readyz`` for a standalone worker's Kubernetes probes."""
+    """``/healthz`` and ``/readyz`` for a standalone worker's Kubernetes probes, and its
+    Prometheus metrics at ``/metrics``."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -50,9 +54,14 @@ async def start_health_server(runtime: Runtime, host: str, port: int) -> web.App
             status=200 if ready else 503,
         )
 
+    async def metrics(_: web.Request) -> web.Response:
+        body = await sampling.exposition(runtime)
+        return web.Response(body=body, headers={"Content-Type": sampling.CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -69,17 +69,22 @@ def make_settings(session_dir: Path, database_url: str, nats_url: str, **extra: 
         "secret_key": SecretStr("test-secret-key-with-enough-entropy-0123456789"),
         "credential_key": SecretStr(TEST_CREDENTIAL_KEY),
         "token_rate_limit": "1000/minute",
+        "token_username_rate_limit": "1000/minute",
         "command_ack_wait_s": 2.0,
         "command_max_deliver": 3,
         "bmc_max_deliver": 6,
+        # Discovery refuses loopback unless a network inside it is allowed by name; the labs
+        # live there.
+        "scan_allowed_networks": "0.0.0.0/0,::/0,127.0.0.0/8",
     }
     values.update(extra)
     return Settings(**values)
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment for worker subprocesses: the test broker, database and credential key, and
-    the consumers declared exactly as the in-process fixtures do (last writer wins)."""
+    """Environment for worker subprocesses: the test broker, database and credential key, the
+    consumers declared exactly as the in-process fixtures do (last writer wins), and the lab
+    networks scans may cover."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RACKSMITH_")}
     assert settings.credential_key is not None
     env.update(
@@ -91,13 +96,26 @@ def worker_env(settings: Settings) -> dict[str, str]:
         RACKSMITH_COMMAND_ACK_WAIT_S=str(settings.command_ack_wait_s),
         RACKSMITH_COMMAND_MAX_DELIVER=str(settings.command_max_deliver),
         RACKSMITH_BMC_MAX_DELIVER=str(settings.bmc_max_deliver),
+        RACKSMITH_SCAN_ALLOWED_NETWORKS=settings.scan_allowed_networks,
     )
     return env
 
 
+def own_nats_user(nats_server: EmbeddedNatsServer, user: str) -> dict[str, str]:
+    """Environment for a subprocess that connects as its component's own NATS user, as a
+    deployment's processes do (instead of the suite's ``platform`` user in the URL)."""
+    return {
+        "RACKSMITH_NATS_URL": nats_server.url,
+        "RACKSMITH_NATS_USER": user,
+        "RACKSMITH_NATS_PASSWORD": nats_server.password(user),
+    }
+
+
 @pytest.fixture(scope="session")
 def settings(session_dir: Path, database_url: str, nats_server: EmbeddedNatsServer) -> Settings:
-    return make_settings(session_dir, database_url, nats_server.url)
+    # The server requires credentials, as every deployment does; the suite's in-process
+    # components share the embedded platform user (the URL carries it to every client).
+    return make_settings(session_dir, database_url, nats_server.client_url())
 
 
 @pytest.fixture(scope="session")

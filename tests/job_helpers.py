@@ -17,6 +17,7 @@ from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import scanner
 from tests.lab_net import LAB_NET
+from tests.redfish.redfish_helpers import peer_fingerprint
 
 FINAL = {"completed", "failed", "cancelled"}
 _serial = itertools.count(1)
@@ -29,14 +30,17 @@ async def register_lab(
     entries: list[ManifestEntry] | None = None,
 ) -> dict[str, Server]:
     """Each lab BMC's first system as a registered server (rows written directly: these tests
-    are about jobs, registration has its own); address → server."""
+    are about jobs, registration has its own), trusting the certificate the BMC presents now;
+    address → server."""
     servers: dict[str, Server] = {}
+    chosen = entries or lab.manifest
+    certificates = await asyncio.gather(*(peer_fingerprint(e.address, e.port) for e in chosen))
     async with runtime.db.session() as session:
         profile = AuthProfile(node_classification=f"job lab {next(_serial)}")
         session.add(profile)
         await session.flush()
         assert profile.id is not None
-        for entry in entries or lab.manifest:
+        for entry, certificate in zip(chosen, certificates, strict=True):
             credential = Credential(
                 auth_profile_id=profile.id,
                 username=entry.username,
@@ -49,6 +53,8 @@ async def register_lab(
                 port=entry.port,
                 url=entry.url,
                 status=NodeStatus.registered,
+                fingerprint=certificate,
+                trusted_fingerprint=certificate,
                 auth_profile_id=profile.id,
                 credential_id=credential.id,
             )

@@ -24,6 +24,8 @@ def racksmith_env(state_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env.update(
         RACKSMITH_STATE_DIR=str(state_dir),
         RACKSMITH_PORT=str(port),
+        # Every `up` also serves artifacts; its default port would collide between runs.
+        RACKSMITH_ARTIFACT_PORT=str(free_port()),
         RACKSMITH_LOG_FORMAT="json",
         **extra,
     )

@@ -19,7 +19,7 @@ from openapi_spec_validator import validate
 
 from shared.core.settings import Settings
 from shared.platform.natsserver import EmbeddedNatsServer, free_port
-from tests.conftest import worker_env
+from tests.conftest import own_nats_user, worker_env
 from tests.lab_net import LAB_NET
 from tests.processes import RACKSMITH, STARTUP_TIMEOUT_S, Up, nats_children, racksmith_env
 
@@ -35,6 +35,16 @@ def _login(url: str, password: str) -> dict[str, str]:
     response = httpx.post(f"{url}/api/token/", json={"username": "admin", "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access']}"}
+
+
+def _readable_by_others(state_dir: Path) -> list[str]:
+    """Everything in the state dir whose mode is not 0700 (directories) or 0600 (files)."""
+    loose = []
+    for path in [state_dir, *state_dir.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        if mode != (0o700 if path.is_dir() else 0o600):
+            loose.append(f"{path.relative_to(state_dir.parent)}: {oct(mode)}")
+    return loose
 
 
 def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -> None:
@@ -53,12 +63,21 @@ def test_up_serves_stops_cleanly_and_restarts_with_same_state(state_dir: Path) -
     assert created.status_code == 201
     assert httpx.get(f"{up.url}/readyz").status_code == 200
     assert nats_children(state_dir)
+    # The database (and its -wal, -shm), keys and broker data are the running account's alone.
+    assert {"racksmith.db", "racksmith.db-wal", "secret_key.key"} <= {
+        p.name for p in state_dir.iterdir()
+    }
+    assert _readable_by_others(state_dir) == []
 
     assert up.stop() == 0
     assert nats_children(state_dir) == []
 
+    # What an older version left readable is tightened on the next start.
+    state_dir.chmod(0o755)
+    (state_dir / "racksmith.db").chmod(0o644)
     again = Up(state_dir)
     try:
+        assert _readable_by_others(state_dir) == []
         assert again.generated_password is None
         assert "existing account" in again.banner
         headers = _login(again.url, password)
@@ -88,7 +107,17 @@ def test_up_refuses_a_busy_api_port_clearly(state_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["up"], ["api"], ["worker"], ["migrate"], ["createsuperuser"], ["openapi"], ["lab"]],
+    [
+        [],
+        ["up"],
+        ["api"],
+        ["artifacts"],
+        ["worker"],
+        ["migrate"],
+        ["createsuperuser"],
+        ["openapi"],
+        ["lab"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = subprocess.run(
@@ -133,10 +162,11 @@ def test_standalone_worker_serves_probes_and_stops_on_sigterm(
     env = racksmith_env(
         tmp_path / "worker",
         0,
-        RACKSMITH_NATS_URL=nats_server.url,
         RACKSMITH_DATABASE_URL=database_url,
         RACKSMITH_WORKER_HEALTH_PORT=str(health_port),
-        **{k: v for k, v in worker_env(settings).items() if "COMMAND" in k or "REGISTER" in k},
+        # As deployed: its own NATS user; the consumers declared as the suite declares them.
+        **own_nats_user(nats_server, "scanner"),
+        **{k: v for k, v in worker_env(settings).items() if "COMMAND" in k or "MAX_DELIVER" in k},
     )
     process = subprocess.Popen(
         [RACKSMITH, "worker", "scanner"], env=env, stderr=subprocess.PIPE, text=True

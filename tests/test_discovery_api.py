@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -78,7 +80,7 @@ async def test_cidr_shorthand(
         ({"ip_from": "10.0.0.9", "ip_to": "10.0.0.1"}, "ip_to"),
         ({"ip_from": "10.0.0.1", "ip_to": "fd00::1"}, "ip_to"),
         ({"ip_from": "10.0.0.300", "ip_to": "10.0.0.1"}, "ip_from"),
-        ({"cidr": "10.0.0.0/8"}, "ip_to"),
+        ({"cidr": "10.0.0.0/8"}, "cidr"),
         ({"cidr": "not-a-network"}, "cidr"),
         ({"cidr": "10.0.0.0/24", "ip_from": "10.0.0.1"}, "cidr"),
         ({"ip_from": "10.0.0.1"}, "ip_to"),
@@ -111,27 +113,79 @@ async def test_ipv6_ranges_are_accepted(
     assert body["addresses_total"] == 255
 
 
+@asynccontextmanager
+async def api_allowing(
+    runtime: Runtime, session_dir: Path, database_url: str, allowed: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """An API whose RACKSMITH_SCAN_ALLOWED_NETWORKS is ``allowed``, and an admin's headers."""
+    settings = make_settings(
+        session_dir, database_url, runtime.nats_url, scan_allowed_networks=allowed
+    )
+    transport = httpx.ASGITransport(app=create_app(Runtime(settings, runtime.nats_url)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c, bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+
+
 async def test_allowed_networks_confine_ranges(
     runtime: Runtime, session_dir: Path, database_url: str, unique: str
 ) -> None:
-    settings = make_settings(
-        session_dir,
-        database_url,
-        runtime.nats_url,
-        scan_allowed_networks="10.20.0.0/16, 127.0.0.0/8",
-    )
-    app = create_app(Runtime(settings, runtime.nats_url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        headers = bearer((await obtain_tokens(c, "admin", "admin-password-1"))["access"])
+    allowed = "10.20.0.0/16, 127.0.0.0/8"
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
         inside = await _create(c, headers, name=unique, cidr="10.20.5.0/24")
         assert inside.status_code == 201
         outside = await _create(c, headers, name=unique, cidr="10.21.5.0/24")
-        assert outside.status_code == 400 and "ip_from" in outside.json()
+        assert outside.status_code == 400 and "cidr" in outside.json()
         straddling = await _create(
             c, headers, name=unique, ip_from="10.20.255.1", ip_to="10.21.0.5"
         )
         assert straddling.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("allowed", "body", "field"),
+    [
+        ("", {"ip_from": "127.0.0.1", "ip_to": "127.0.0.9"}, "ip_from"),
+        ("", {"cidr": "127.0.10.0/24"}, "cidr"),
+        # A range that ends on the platform's own host, or crosses into it.
+        ("", {"ip_from": "126.255.255.250", "ip_to": "127.0.0.2"}, "ip_to"),
+        ("", {"ip_from": "169.254.169.254", "ip_to": "169.254.169.254"}, "ip_from"),
+        ("", {"cidr": "224.0.0.0/24"}, "cidr"),
+        ("", {"ip_from": "0.0.0.1", "ip_to": "0.0.0.5"}, "ip_from"),
+        ("", {"ip_from": "240.0.0.1", "ip_to": "240.0.0.2"}, "ip_from"),
+        ("", {"ip_from": "::1", "ip_to": "::1"}, "ip_from"),
+        ("", {"cidr": "fe80::/120"}, "cidr"),
+        ("", {"cidr": "ff02::/120"}, "cidr"),
+        ("", {"ip_from": "::ffff:127.0.0.1", "ip_to": "::ffff:127.0.0.1"}, "ip_from"),
+        # Allowing everything is not allowing loopback by name.
+        ("0.0.0.0/0", {"cidr": "127.0.0.0/30"}, "cidr"),
+        # Naming one loopback network allows that one only.
+        ("0.0.0.0/0,127.0.10.0/24", {"cidr": "127.0.11.0/30"}, "cidr"),
+    ],
+)
+async def test_ranges_without_bmcs_are_refused_unless_named(
+    runtime: Runtime,
+    session_dir: Path,
+    database_url: str,
+    unique: str,
+    allowed: str,
+    body: dict[str, str],
+    field: str,
+) -> None:
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
+        refused = await _create(c, headers, name=unique, **body)
+        assert refused.status_code == 400, refused.text
+        assert list(refused.json()) == [field]
+        assert "RACKSMITH_SCAN_ALLOWED_NETWORKS" in refused.json()[field][0]
+        assert await _count(c, headers, unique) == 0
+
+
+async def test_a_named_loopback_network_may_be_scanned(
+    runtime: Runtime, session_dir: Path, database_url: str, unique: str
+) -> None:
+    allowed = "10.0.0.0/8,127.0.10.0/24"
+    async with api_allowing(runtime, session_dir, database_url, allowed) as (c, headers):
+        assert (await _create(c, headers, name=unique, cidr="127.0.10.0/28")).status_code == 201
+        assert (await _create(c, headers, name=unique, cidr="10.1.0.0/28")).status_code == 201
 
 
 async def test_run_scan_unknown_id_is_400_naming_it(
@@ -164,8 +218,8 @@ async def test_broker_down_means_503_and_no_half_started_scan(
 ) -> None:
     broker = EmbeddedNatsServer(session_dir / f"doomed-{unique}")
     await broker.start()
-    settings = make_settings(session_dir, database_url, broker.url)
-    doomed = Runtime(settings, broker.url)
+    settings = make_settings(session_dir, database_url, broker.client_url())
+    doomed = Runtime(settings, broker.client_url())
     await doomed.connect()
     app = create_app(doomed)
     try:

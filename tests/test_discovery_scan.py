@@ -153,29 +153,30 @@ async def test_run_scan_does_not_start_a_scanning_range_twice(
     await scan_to_completion(client, admin_headers, scan_range["id"])
 
 
-async def test_changed_certificate_is_flagged(
+async def test_a_new_certificate_is_recorded_but_not_trusted(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     worker: Runtime,
     runtime: Runtime,
 ) -> None:
+    """A rescan records the certificate it sees; trust is registration's business
+    (tests/test_certificate_trust.py), so unregistered nodes carry on as discovered."""
     config = LabConfig(count=2, network=f"{LAB_NET}.151.0/24", latency="0", seed=1)
     scan_range = await _create_range(client, admin_headers, "re-keyed", f"{LAB_NET}.151.0/30")
     async with Lab(config):
         await scan_to_completion(client, admin_headers, scan_range["id"])
     before = await nodes_of_range(client, admin_headers, scan_range["id"])
-    assert len(before) == 2 and not any(n["fingerprint_changed"] for n in before)
+    assert len(before) == 2 and not any(n["trusted_fingerprint"] for n in before)
     async with Lab(config):  # a new lab mints a new CA and new certificates
         await scan_to_completion(client, admin_headers, scan_range["id"])
     after = await nodes_of_range(client, admin_headers, scan_range["id"])
-    assert all(n["fingerprint_changed"] for n in after)
     assert {n["fingerprint"] for n in after}.isdisjoint({n["fingerprint"] for n in before})
+    assert all(n["status"] == "discovered" for n in after)
+    assert not any(n["fingerprint_changed"] or n["trusted_fingerprint"] for n in after)
     updated = await events(runtime, "racksmith.evt.node.*.updated")
     flagged = [e for e in updated if e["data"]["id"] in {n["id"] for n in after}]
     assert len(flagged) == 2
-    assert all(
-        e["data"]["fingerprint_changed"] and "fingerprint" in e["data"]["changed"] for e in flagged
-    )
+    assert all(e["data"]["changed"] == ["fingerprint"] for e in flagged)
 
 
 async def test_forgetting_a_node(

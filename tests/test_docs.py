@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(RACKSMITH_[A-Z_]+)` \|", readme, re.MULTILINE))
+    documented = set(re.findall(r"^\| `(RACKSMITH_[A-Z0-9_]+)` \|", readme, re.MULTILINE))
     expected = {f"RACKSMITH_{name.upper()}" for name in Settings.model_fields}
     assert documented == expected
 

@@ -30,7 +30,9 @@ from shared.models import OutboxEvent, Pool
 from shared.platform.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-EVENT_BUILDER = re.compile(rf"^(?:_member_event|(?P<entity>{'|'.join(catalog.ENTITIES)})_event)$")
+EVENT_BUILDER = re.compile(
+    rf"^(?:_member_event|entry_event|(?P<entity>{'|'.join(catalog.ENTITIES)})_event)$"
+)
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -68,7 +70,8 @@ def validator_for(document: dict[str, Any], event_type: str) -> jsonschema.Valid
 def emitted_in_code() -> set[tuple[str | None, str]]:
     """(entity or None, change) for every literal change passed to an event builder in the code.
 
-    ``None`` is for the pool-membership helper, which builds for servers and switches alike.
+    ``None`` is for the pool-membership helper, which builds for servers and switches alike, and
+    for the artifact lifecycle's ``entry_event`` (firmware binaries and OS images alike).
     """
     found: set[tuple[str | None, str]] = set()
     for path in [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py")]:

@@ -24,7 +24,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from bmclab import Lab, LabConfig
 from shared.contracts import asyncapi
 from shared.core.settings import Settings
+from shared.messaging.permissions import EVENTS_READER
 from shared.messaging.streams import EVENTS_STREAM
+from shared.platform.natsserver import EmbeddedNatsServer
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import create_profile, discover, nodes_of_range, scanner
 from tests.lab_net import LAB_NET
@@ -96,13 +98,19 @@ async def _settled(runtime: Runtime) -> None:
 
 @pytest.fixture(scope="module")
 async def run(
-    settings: Settings, runtime: Runtime, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    settings: Settings,
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    nats_server: EmbeddedNatsServer,
 ) -> AsyncIterator[Run]:
-    assert runtime.nats is not None and settings.nats_url
+    assert runtime.nats is not None
+    # What another system is given: the read-only `events` user.
+    reader_url = nats_server.client_url(EVENTS_READER)
     examples = doc_examples()
     # The subscriber registers its durable consumer (and catches up on older tests' events),
     # then goes offline for the whole run.
-    await asyncio.to_thread(run_example, examples[0], settings.nats_url)
+    await asyncio.to_thread(run_example, examples[0], reader_url)
     await _settled(runtime)
     first_sequence = await _stream_last_sequence(runtime) + 1
     started_at = datetime.now(UTC)
@@ -162,7 +170,7 @@ async def run(
         *(f"node/{n['id']}" for n in nodes),
         *(f"server/{s}" for s in server_ids),
     }
-    yield Run(first_sequence, started_at, live, settings.nats_url, subjects)
+    yield Run(first_sequence, started_at, live, reader_url, subjects)
 
 
 async def test_the_run_emitted_every_change_once(run: Run) -> None:

@@ -41,13 +41,17 @@ WAIT_S = 30.0
 
 @asynccontextmanager
 async def served(
-    session_dir: Path, database_url: str, nats_server: EmbeddedNatsServer
+    session_dir: Path, database_url: str, nats_server: EmbeddedNatsServer, **extra: Any
 ) -> AsyncIterator[tuple[str, Runtime, asyncio.Task[None], asyncio.Event]]:
     """The API as ``racksmith up`` serves it; yields its URL, runtime, serving task and stop."""
     settings = make_settings(
-        session_dir, database_url, nats_server.url, port=free_port(), sse_heartbeat_s=HEARTBEAT_S
+        session_dir,
+        database_url,
+        nats_server.client_url(),
+        port=free_port(),
+        **({"sse_heartbeat_s": HEARTBEAT_S} | extra),
     )
-    runtime = Runtime(settings, nats_server.url)
+    runtime = Runtime(settings, nats_server.client_url())
     await runtime.connect()
     stop, listening = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(serve_api(runtime, stop, listening.set))
@@ -396,8 +400,11 @@ async def test_server_shutdown_ends_open_streams(
     runtime: Runtime,
 ) -> None:
     async with served(session_dir, database_url, nats_server) as (url, own, serving, stop):
+        # Streams of earlier tests may still be closing theirs: only this stream's counts.
+        earlier = await api_consumers(own)
         async with stream(url, admin_headers) as frames:
-            consumers = await api_consumers(own)
+            consumers = await api_consumers(own) - earlier
+            assert consumers
             stop.set()
             async with asyncio.timeout(WAIT_S):
                 await serving  # uvicorn waits for open responses: ending them lets it finish

@@ -412,6 +412,23 @@ async def test_an_unreachable_bmc_fails_the_job_with_a_reason(world: World) -> N
     assert job["state"] == "failed" and job["error_code"] == "bmc_unreachable", job
     assert address in job["error"]
     assert Counter(m["text"].split(":")[0] for m in job["messages"])  # every attempt noted
+    # A member sees what kind of failure it was, not which BMC (nor the account): the code,
+    # and a generic text in `error`, in the messages reporting it and in the job's events.
+    shown = (await client.get(f"/api/job/{job['id']}/", headers=world.member)).json()
+    assert shown["error_code"] == "bmc_unreachable"
+    assert "administrator" in shown["error"]
+    texts = [m["text"] for m in shown["messages"]]
+    assert not any(address in text for text in texts), texts
+    assert [m["code"] for m in shown["messages"] if m["code"]] == [
+        m["code"] for m in job["messages"] if m["code"]
+    ]
+    heard = await client.get(
+        "/api/events/", params={"entity": f"job/{job['id']}"}, headers=world.member
+    )
+    assert heard.status_code == 200
+    events = heard.json()["results"]
+    assert {e["type"] for e in events} >= {"io.racksmith.job.created", "io.racksmith.job.failed"}
+    assert address not in heard.text
 
 
 async def test_a_restart_whose_answer_is_lost_is_judged_by_what_the_bmc_shows(
@@ -448,3 +465,31 @@ async def test_a_restart_whose_answer_is_lost_is_judged_by_what_the_bmc_shows(
         world.lab.counters(address),
     )
     assert world.lab.counters(address)["reset_types"] == {"ForceRestart": 1}
+
+
+async def test_a_bmc_presenting_another_certificate_gets_no_job_work(world: World) -> None:
+    """An impostor at a BMC's address: the job's connection stops at the TLS handshake, the
+    node stops in certificate_changed, and the next job is refused before it connects — no
+    credential ever reaches the impostor."""
+    client, admin_headers = world.http
+    server = world.server("supermicro", 3)
+    address = world.address(server)
+    bmc = world.lab.bmc(address)
+    world.lab.impersonate(address)
+    try:
+        met = await run_job(client, admin_headers, server.id or 0, "power", {"action": "on"})
+        assert (met["state"], met["error_code"]) == ("failed", "bmc_certificate_mismatch"), met
+        assert "accept_certificate" in met["error"]
+        node = (await client.get(f"/api/node/{server.node_id}/", headers=admin_headers)).json()
+        assert node["status"] == "certificate_changed"
+        assert node["fingerprint"] != node["trusted_fingerprint"]
+        refused = await run_job(client, admin_headers, server.id or 0, "boot", {"target": "pxe"})
+        assert (refused["state"], refused["error_code"]) == (met["state"], met["error_code"])
+        assert refused["started_at"] is not None and "accept_certificate" in refused["error"]
+    finally:
+        world.lab.restore_certificate(address)
+    assert bmc.impostor_received == []
+    changed = await events(
+        world.runtime, f"racksmith.evt.node.{server.node_id}.certificate_changed"
+    )
+    assert len(changed) == 1

@@ -17,8 +17,9 @@ from sqlmodel import col, func, select
 from bmclab import Lab
 from shared.core.settings import Settings
 from shared.models import Job
+from shared.platform.natsserver import EmbeddedNatsServer
 from shared.platform.runtime import Runtime
-from tests.conftest import worker_env
+from tests.conftest import own_nats_user, worker_env
 from tests.job_helpers import power_lab, register_lab, start_job, system, wait_for_job
 from tests.processes import spawn_worker
 
@@ -29,8 +30,11 @@ class Worker:
     """``racksmith worker jobs`` as a child process, killed and replaced at will, with the lab
     and the database it works on."""
 
-    def __init__(self, settings: Settings, logs: Path, lab: Lab, runtime: Runtime) -> None:
+    def __init__(
+        self, settings: Settings, logs: Path, lab: Lab, runtime: Runtime, nats: dict[str, str]
+    ) -> None:
         self.settings = settings
+        self.nats = nats
         self.logs = logs
         self.lab = lab
         self.runtime = runtime
@@ -39,13 +43,17 @@ class Worker:
 
     async def start(self) -> None:
         self.started += 1
-        env = worker_env(self.settings) | {
-            "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
-            "RACKSMITH_JOB_TICK_TIMEOUT_S": "3",
-            "RACKSMITH_JOB_POWER_TIMEOUT_S": "8",
-            "RACKSMITH_JOB_GRACEFUL_TIMEOUT_S": "8",
-            "RACKSMITH_REDFISH_READ_TIMEOUT_S": "30",
-        }
+        env = (
+            worker_env(self.settings)
+            | self.nats
+            | {
+                "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
+                "RACKSMITH_JOB_TICK_TIMEOUT_S": "3",
+                "RACKSMITH_JOB_POWER_TIMEOUT_S": "8",
+                "RACKSMITH_JOB_GRACEFUL_TIMEOUT_S": "8",
+                "RACKSMITH_REDFISH_READ_TIMEOUT_S": "30",
+            }
+        )
         self.process = await spawn_worker("jobs", env, self.logs / f"worker-{self.started}.log")
 
     async def kill(self) -> None:
@@ -61,9 +69,14 @@ class Worker:
 
 @pytest.fixture
 async def worker(
-    settings: Settings, tmp_path: Path, lab: Lab, runtime: Runtime
+    settings: Settings,
+    tmp_path: Path,
+    lab: Lab,
+    runtime: Runtime,
+    nats_server: EmbeddedNatsServer,
 ) -> AsyncIterator[Worker]:
-    running = Worker(settings, tmp_path, lab, runtime)
+    # As deployed: the worker connects as its component's own NATS user.
+    running = Worker(settings, tmp_path, lab, runtime, own_nats_user(nats_server, "jobs"))
     try:
         yield running
     finally:

@@ -170,7 +170,7 @@ async def test_same_msg_id_is_delivered_once(
     async with worker(settings, router):
         await wait_for(lambda: len(received) == 2)
         await asyncio.sleep(0.3)
-    assert received == [1, 3]
+    assert sorted(received) == [1, 3]  # deduplicated; concurrent handlers may finish in any order
 
 
 async def test_unknown_or_invalid_commands_are_dropped_not_retried(
@@ -247,10 +247,12 @@ async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_rela
     relays = 0
     real_relay = outbox.relay
 
-    async def counted(db: Database, publisher: Publisher) -> int:
+    async def counted(
+        db: Database, publisher: Publisher, entities: frozenset[str] | None = None
+    ) -> int:
         nonlocal relays
         relays += 1
-        return await real_relay(db, publisher)
+        return await real_relay(db, publisher, entities)
 
     monkeypatch.setattr(outbox, "relay", counted)
     js = runtime.nats.jetstream()
@@ -301,6 +303,40 @@ async def test_a_sweep_relays_what_other_processes_left(
             )
         ).all()
     assert left == []
+
+
+async def test_a_wake_always_relays_and_never_wakes_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that wrote nothing skips the relay it is asked for — but not the one another
+    process's wake asks for (the rows are that process's), and a woken relay does not wake the
+    other owners in turn (or two processes would wake each other while an owner is down); the
+    sweep does."""
+    wakes: list[str] = []
+    relays: list[str] = []
+    real_relay = outbox.relay
+
+    async def counted(
+        db: Database, publisher: Publisher, entities: frozenset[str] | None = None
+    ) -> int:
+        relays.append("relay")
+        return await real_relay(db, publisher, entities)
+
+    async def others_pending(db: Database, entities: frozenset[str]) -> bool:
+        return True  # another owner's rows wait (its process is down)
+
+    async def wake() -> None:
+        wakes.append("wake")
+
+    monkeypatch.setattr(outbox, "relay", counted)
+    monkeypatch.setattr(outbox, "others_pending", others_pending)
+    relayer = outbox.Relayer(runtime.db, runtime.publisher, frozenset({"mine"}), wake)
+    await relayer.relay(sweep=True)
+    assert (relays, wakes) == (["relay"], ["wake"])
+    await relayer.relay()  # nothing staged here since: no transaction, nothing to wake for
+    assert (relays, wakes) == (["relay"], ["wake"])
+    await relayer.relay(woken=True)
+    assert (relays, wakes) == (["relay", "relay"], ["wake"])
 
 
 async def test_a_refused_event_batch_raises_and_frees_its_pending_slots(

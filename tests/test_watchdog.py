@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import col, select, update
 
 from services.jobs.watchdog import sweep
@@ -34,6 +35,14 @@ async def _job(
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
     return job
+
+
+def _power_jobs(family: str) -> float:
+    """This process's count of power jobs in ``racksmith_job_<family>`` (failed ones for the
+    jobs' total)."""
+    name = f"racksmith_job_{family}" if family != "total" else "racksmith_jobs_total"
+    labels = {"kind": "power"} | ({"state": "failed"} if family == "total" else {})
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def _set(runtime: Runtime, model: Any, row_id: int, **values: Any) -> None:
@@ -60,6 +69,7 @@ async def test_a_job_past_its_deadline_is_failed_once_with_a_reason(
         step_deadline_at=now - LONG_AGO,
         step_expiry_code="power_state_timeout",
     )
+    deadline_failures, failures = _power_jobs("deadline_failures_total"), _power_jobs("total")
     # Two replicas sweeping at once.
     first, second = await asyncio.gather(sweep(runtime), sweep(runtime))
     failed = sorted(first.jobs_failed + second.jobs_failed)
@@ -75,6 +85,9 @@ async def test_a_job_past_its_deadline_is_failed_once_with_a_reason(
         assert shown["locked_by"] is None
     for job_id in (job["id"], stepping["id"]):
         assert len(await events(runtime, f"racksmith.evt.job.{job_id}.failed")) == 1
+    # Counted once each, as failed and as failed for a deadline.
+    assert _power_jobs("deadline_failures_total") == deadline_failures + 2
+    assert _power_jobs("total") == failures + 2
     # The next job on the server starts (the active-job slot was freed).
     assert (await _job(client, admin_headers, server))["state"] == "pending"
 

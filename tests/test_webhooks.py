@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -30,15 +31,24 @@ from sqlmodel import col, func, select
 from services.api.app import create_app
 from services.cli import build_parser
 from services.webhooks import deliveries, dispatch
-from services.webhooks.targets import GuardedResolver, TargetPolicy, TargetRefusedError
 from services.workers import attach
 from shared.contracts.events import make_event
 from shared.core.settings import Settings
+from shared.core.targets import (
+    ARTIFACT_SOURCES,
+    WEBHOOK_RECEIVERS,
+    Destination,
+    GuardedResolver,
+    TargetError,
+    TargetPolicy,
+    TargetRefusedError,
+)
 from shared.messaging import streams
 from shared.messaging.streams import EVENTS_STREAM, WEBHOOKS
 from shared.models import Webhook, WebhookDelivery
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
+from tests.local_http import serving
 
 pytestmark = pytest.mark.broker
 
@@ -452,7 +462,7 @@ async def test_sustained_failure_disables_the_webhook_and_says_so(
         current = (await api.get(f"{HOOKS}{hook['id']}/", headers=admin_headers)).json()
         assert current["active"] is False
         assert current["disabled_reason"].startswith("3 delivery attempts in a row failed since")
-        assert current["disabled_reason"].endswith("the last: HTTP 500: nope")
+        assert current["disabled_reason"].endswith("the last: HTTP 500")
         (announced,) = watcher.requests
         event = json.loads(announced.body)
         assert event["type"] == "io.racksmith.webhook.disabled"
@@ -524,14 +534,18 @@ async def test_dispatching_a_redelivered_event_again_is_a_no_op(
 
 
 async def test_the_documented_signature_check_accepts_real_deliveries(
-    api: httpx.AsyncClient, admin_headers: dict[str, str], hooks: Callable[..., Any], unique: str
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    hooks: Callable[..., Any],
+    unique: str,
 ) -> None:
     """docs/webhooks.md's `verify`, run verbatim on what a receiver really gets."""
     guide = (ROOT / "docs" / "webhooks.md").read_text()
     namespace: dict[str, Any] = {}
     exec(re.findall(r"```python\n(.+?)```", guide, re.DOTALL)[0], namespace)  # noqa: S102
     verify = namespace["verify"]
-    async with receiving() as receiver:
+    async with receiving() as receiver, worker(settings):
         hook = await hooks(name=f"doc-{unique}", url=receiver.url)
         await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
     (received,) = receiver.requests
@@ -546,9 +560,13 @@ async def test_the_documented_signature_check_accepts_real_deliveries(
 
 
 async def test_test_action_sends_a_signed_test_event_and_logs_it(
-    api: httpx.AsyncClient, admin_headers: dict[str, str], hooks: Callable[..., Any], unique: str
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    hooks: Callable[..., Any],
+    unique: str,
 ) -> None:
-    async with receiving() as receiver:
+    async with receiving() as receiver, worker(settings):
         hook = await hooks(name=f"test-{unique}", url=receiver.url, content_mode="binary")
         response = await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
         assert response.status_code == 200, response.text
@@ -564,7 +582,7 @@ async def test_test_action_sends_a_signed_test_event_and_logs_it(
 
         receiver.fail_first = 10
         failed = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
-        assert failed["status"] == "failed" and failed["last_error"] == "HTTP 500: nope"
+        assert failed["status"] == "failed" and failed["last_error"] == "HTTP 500"
 
     log = await delivery_log(api, admin_headers, hook["id"])
     assert [d["id"] for d in log] == [failed["id"], outcome["id"]]  # newest first
@@ -591,7 +609,7 @@ async def test_finished_deliveries_are_pruned_after_the_retention(
     hooks: Callable[..., Any],
     unique: str,
 ) -> None:
-    async with receiving() as receiver:
+    async with receiving() as receiver, worker(settings):
         hook = await hooks(name=f"prune-{unique}", url=receiver.url)
         await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
     retention = timedelta(days=settings.webhook_delivery_retention_days)
@@ -609,6 +627,7 @@ async def test_secret_is_shown_once_and_never_again(
     api: httpx.AsyncClient,
     admin_headers: dict[str, str],
     runtime: Runtime,
+    settings: Settings,
     hooks: Callable[..., Any],
     unique: str,
     capsys: pytest.CaptureFixture[str],
@@ -630,8 +649,9 @@ async def test_secret_is_shown_once_and_never_again(
             headers=admin_headers,
         ),
         await api.patch(path, json={"secret": "r" * 40}, headers=admin_headers),
-        await api.post(f"{path}test/", headers=admin_headers),  # signs with it (port 9: refused)
     ]
+    async with worker(settings):  # signs with it (port 9: refused)
+        responses.append(await api.post(f"{path}test/", headers=admin_headers))
     for response in responses:
         assert response.status_code == 200, response.text
         assert secret not in response.text and '"secret"' not in response.text
@@ -722,23 +742,160 @@ async def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(
 # --- SSRF ----------------------------------------------------------------------------------------
 
 
-async def test_by_default_no_loopback_link_local_or_metadata_target(
-    client: httpx.AsyncClient, admin_headers: dict[str, str]
+REFUSED_BY_DEFAULT = [
+    ("10.96.0.1", "not globally routable"),  # a Kubernetes service address (the API server)
+    ("192.168.1.10", "not globally routable"),
+    ("100.64.0.1", "not globally routable"),  # CGNAT
+    ("100.100.100.200", "cloud metadata"),  # Alibaba's metadata service, inside CGNAT
+    ("169.254.169.254", "link-local"),
+    ("168.63.129.16", "cloud metadata"),  # Azure's, a public-looking address
+    ("192.0.0.192", "cloud metadata"),
+    ("127.0.0.1", "loopback"),
+    ("0.0.0.0", "this host"),  # noqa: S104
+    ("224.0.0.1", "multicast"),
+    ("fd00:ec2::254", "cloud metadata"),  # AWS's IPv6 metadata service
+    ("fd12:3456::1", "not globally routable"),  # unique-local
+    ("fe80::1", "link-local"),
+    ("::1", "loopback"),
+    ("::ffff:10.0.0.1", "IPv4-mapped not globally routable"),
+    ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
+    ("2002:c0a8:10a::1", "embedding 192.168.1.10"),  # 6to4
+    ("2002:a9fe:a9fe::1", "embedding 169.254.169.254"),
+    ("64:ff9b::a00:1", "embedding 10.0.0.1"),  # NAT64
+    ("64:ff9b::7f00:1", "embedding 127.0.0.1"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+]
+
+
+def _url(address: str) -> str:
+    return f"http://[{address}]/" if ":" in address else f"http://{address}/"
+
+
+@pytest.mark.parametrize(("address", "why"), REFUSED_BY_DEFAULT)
+async def test_by_default_only_globally_routable_targets(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], address: str, why: str
 ) -> None:
     """The suite's default API has no RACKSMITH_WEBHOOK_ALLOWED_NETWORKS: the default rule."""
-    for url in (
-        "http://127.0.0.1:8000/",
-        "http://[::1]/",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::ffff:127.0.0.1]/",
-        "http://0.0.0.0/",
-        "http://224.0.0.1/",
-    ):
-        response = await client.post(
-            HOOKS, json={"name": "ssrf", "url": url}, headers=admin_headers
-        )
-        assert response.status_code == 400, url
-        assert "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS" in response.json()["url"][0]
+    response = await client.post(
+        HOOKS, json={"name": "ssrf", "url": _url(address)}, headers=admin_headers
+    )
+    assert response.status_code == 400, address
+    (message,) = response.json()["url"]
+    assert why in message and "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS" in message
+
+
+# Webhook receivers and artifact sources follow one rule, each with its own allowlist.
+DESTINATIONS = [WEBHOOK_RECEIVERS, ARTIFACT_SOURCES]
+
+
+def _policy(destination: Destination, allowed: str = "") -> TargetPolicy:
+    return TargetPolicy.from_settings(Settings(**{destination.setting: allowed}), destination)
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
+def test_each_destination_refuses_the_same_addresses_by_default(destination: Destination) -> None:
+    policy = _policy(destination)
+    for address, why in REFUSED_BY_DEFAULT:
+        with pytest.raises(TargetError, match=destination.variable) as refused:
+            policy.check(address, [ipaddress.ip_address(address)])
+        assert why in str(refused.value), address
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2606:4700::1111", "2002:808:808::1", "64:ff9b::808:808"]
+)
+def test_globally_routable_targets_are_allowed(destination: Destination, address: str) -> None:
+    assert _policy(destination).refusal(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda d: d.setting)
+def test_the_allowlist_opens_internal_networks_but_not_the_host_or_metadata(
+    destination: Destination,
+) -> None:
+    policy = _policy(destination, "10.0.0.0/8,0.0.0.0/0")
+    for allowed in ("10.1.2.3", "64:ff9b::a00:1", "::ffff:10.0.0.1", "192.168.1.1"):
+        assert policy.refusal(ipaddress.ip_address(allowed)) is None, allowed
+    for refused in ("127.0.0.1", "169.254.169.254", "100.100.100.200", "::ffff:127.0.0.1"):
+        assert policy.refusal(ipaddress.ip_address(refused)) is not None, refused
+    local = _policy(destination, "127.0.0.1/32")
+    assert local.refusal(ipaddress.ip_address("127.0.0.1")) is None
+    assert local.refusal(ipaddress.ip_address("127.0.0.2")) == "loopback"
+    # One destination's allowlist opens nothing for the other.
+    other = next(d for d in DESTINATIONS if d is not destination)
+    settings = Settings(**{other.setting: "10.0.0.0/8"})
+    internal = ipaddress.ip_address("10.1.2.3")
+    assert TargetPolicy.from_settings(settings, destination).refusal(internal) is not None
+
+
+@asynccontextmanager
+async def banner_server(banner: bytes) -> AsyncIterator[str]:
+    """A service that is not HTTP: it greets with a banner and hangs up."""
+
+    async def greet(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_what_the_target_answers_never_reaches_the_delivery_log(
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    hooks: Callable[..., Any],
+    unique: str,
+) -> None:
+    """A non-HTTP port echoing its banner, an error page with internal details: the log says
+    the status code or the class of error, nothing the target sent."""
+    secret = "SSH-2.0-OpenSSH_9.6 internal-host-db01 key=hunter2"
+    async with banner_server(f"{secret}\r\n".encode()) as url, worker(settings):
+        hook = await hooks(name=f"banner-{unique}", url=url)
+        outcome = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
+    assert outcome["status"] == "failed" and outcome["last_status_code"] is None
+    assert "hunter2" not in outcome["last_error"] and "SSH" not in outcome["last_error"]
+
+    async def leaky(_: web.Request) -> web.Response:
+        return web.Response(status=500, text=secret)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", leaky)
+    async with serving(app) as base, worker(settings):
+        hook = await hooks(name=f"page-{unique}", url=f"{base}/")
+        page = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
+    assert page["last_status_code"] == 500 and page["last_error"] == "HTTP 500"
+
+
+async def test_the_test_action_is_sent_by_a_webhooks_worker_never_by_the_api(
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    hooks: Callable[..., Any],
+    unique: str,
+) -> None:
+    async with receiving() as receiver:
+        hook = await hooks(name=f"via-worker-{unique}", url=receiver.url)
+        alone = await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
+        assert alone.status_code == 503, alone.text
+        assert "webhooks worker" in alone.json()["detail"]
+        assert receiver.requests == []
+        # The worker applies its own target policy: one that refuses loopback sends nothing.
+        async with worker(settings, webhook_allowed_networks=""):
+            refused = await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
+        assert refused.status_code == 200
+        assert refused.json()["last_error"].startswith("127.0.0.1 is refused: loopback")
+        assert receiver.requests == []
+        async with worker(settings):
+            sent = await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)
+        assert sent.status_code == 200 and sent.json()["status"] == "delivered"
+        assert len(receiver.requests) == 1
 
 
 async def test_targets_are_checked_again_when_delivering(
@@ -773,32 +930,45 @@ async def test_targets_are_checked_again_when_delivering(
     assert name_attempt is not None and address_attempt is not None
     assert name_attempt["event_id"] == f"evt:pool:{pool}:created:1"
     assert name_attempt["last_error"].startswith("localhost resolves to ")
-    assert "outside the networks webhooks may send to" in name_attempt["last_error"]
-    assert address_attempt["last_error"].startswith("127.0.0.1 is outside")
+    assert "refused addresses: 127.0.0.1 (loopback)" in name_attempt["last_error"]
+    assert address_attempt["last_error"].startswith("127.0.0.1 is refused: loopback")
     assert name_attempt["last_status_code"] is None
 
 
 async def test_redirects_are_not_followed(
-    api: httpx.AsyncClient, admin_headers: dict[str, str], hooks: Callable[..., Any], unique: str
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    hooks: Callable[..., Any],
+    unique: str,
 ) -> None:
-    async with receiving() as target, receiving(Receiver(redirect_to="")) as redirecting:
+    async with (
+        receiving() as target,
+        receiving(Receiver(redirect_to="")) as redirecting,
+        worker(settings),
+    ):
         redirecting.redirect_to = target.url
         hook = await hooks(name=f"redirect-{unique}", url=redirecting.url)
         outcome = (await api.post(f"{HOOKS}{hook['id']}/test/", headers=admin_headers)).json()
     assert outcome["status"] == "failed" and outcome["last_status_code"] == 307
-    assert f"redirect to {target.url} refused" in outcome["last_error"]
+    assert outcome["last_error"].startswith("HTTP 307: a redirect, refused")
+    assert target.url not in outcome["last_error"]
     assert len(redirecting.requests) == 1 and target.requests == []
 
 
 async def test_resolver_refuses_names_outside_the_allowed_networks() -> None:
     refusing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="10.0.0.0/8"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="10.0.0.0/8"), WEBHOOK_RECEIVERS
+        )
     )
     allowing = GuardedResolver(
-        TargetPolicy.from_settings(Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"))
+        TargetPolicy.from_settings(
+            Settings(webhook_allowed_networks="127.0.0.0/8,::1/128"), WEBHOOK_RECEIVERS
+        )
     )
     try:
-        with pytest.raises(TargetRefusedError, match="outside"):
+        with pytest.raises(TargetRefusedError, match="refused addresses"):
             await refusing.resolve("localhost", 80)
         assert [r["host"] for r in await allowing.resolve("localhost", 80)] == ["127.0.0.1"]
     finally:

@@ -19,15 +19,22 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import not_found, permission_denied
+from services.api.event_feed import MAX_FILTER_SUBJECTS, EntityView, Visibility
 from services.api.lookup import get_or_404
+from shared.contracts.catalog import JobEventData
 from shared.contracts.events import CloudEvent
 from shared.models import GroupMembership, Job, Pool, Server, Switch, User
+from shared.models.jobs import JobPublic
+from shared.models.servers import InventoryErrorCode, ServerPublic
 
 M = TypeVar("M", bound=SQLModel)
 
-# The entities whose events a group member may receive; every other event (nodes, scan ranges,
-# …) is about something only superusers see in the REST API.
-MEMBER_EVENT_ENTITIES = frozenset({"server", "switch", "pool", "job"})
+# Changes that move a server or switch into or out of a pool: a member hears them for every
+# object (the event names the pools, ``sees_event`` decides), since one may bring an object into
+# view; other changes only for the objects in the member's pools.
+MOVES = frozenset({"assigned", "unassigned"})
+# A new job of a server in the member's pools comes into view with its first event.
+NEW_JOBS = frozenset({"created"})
 
 
 @dataclass(frozen=True)
@@ -78,11 +85,6 @@ class Scope:
             return self.sees_pool(obj.id)
         return self.sees_pool(obj.resource_pool_id)
 
-    @property
-    def event_entities(self) -> frozenset[str] | None:
-        """The entities whose events this user may receive (None: all)."""
-        return None if self.pool_ids is None else MEMBER_EVENT_ENTITIES
-
     def sees_event(self, event: CloudEvent) -> bool:
         """Whether the user may receive ``event`` (SSE, the event list).
 
@@ -104,6 +106,48 @@ class Scope:
         else:
             return False
         return any(isinstance(pool, int) and pool in self.pool_ids for pool in named)
+
+    def server_view(self, server: Server) -> ServerPublic:
+        """A server as this user is shown it: BMC failure details (the BMC's address, often
+        the account used) are for superusers; others get the failure's code and generic text."""
+        public = ServerPublic.of(server)
+        return public if self.is_superuser else public.without_bmc_details()
+
+    def job_view(self, job: Job) -> JobPublic:
+        """A job as this user is shown it: the reasons of BMC failures (they name the BMC's
+        address, often the account) are for superusers; others get the code's generic text."""
+        public = JobPublic.of(job)
+        return public if self.is_superuser else public.without_bmc_details()
+
+    def event_view(self, event: CloudEvent) -> CloudEvent:
+        """A visible event as this user is shown it (server events as ``server_view``, job
+        events as ``job_view``)."""
+        if self.is_superuser:
+            return event
+        if event.subject.startswith("job/"):
+            shown = JobEventData.model_validate(event.data).without_bmc_details()
+            return event.model_copy(update={"data": shown.model_dump(mode="json")})
+        if not event.subject.startswith("server/"):
+            return event
+        if event.data.get("inventory_error") is None:
+            return event
+        generic = InventoryErrorCode.generic_text(event.data.get("inventory_error_code"))
+        return event.model_copy(update={"data": event.data | {"inventory_error": generic}})
+
+    def changes_view(self, event: CloudEvent, visible: Visibility) -> bool:
+        """Whether a visible ``event`` may change what this user sees (the view must be read
+        again): a pool event, or a server or switch now in or out of the user's pools while
+        ``visible`` says otherwise."""
+        if self.pool_ids is None or visible is None:
+            return False
+        entity, _, entity_id = event.subject.partition("/")
+        if entity == "pool":
+            return True
+        view = visible.get(entity)
+        if view is None or view.ids is None or not entity_id.isdigit():
+            return False
+        in_pool = event.data.get("resource_pool") in self.pool_ids
+        return in_pool != (int(entity_id) in view.ids)
 
     async def get(self, session: AsyncSession, model: type[M], pk: int) -> M:
         """The object, or 404 if it does not exist or is outside the scope."""
@@ -146,6 +190,39 @@ async def scope_of(session: AsyncSession, user: User) -> Scope:
         return Scope(user, None)
     group_ids = await _group_ids(session, user)
     return Scope(user, await _pools_of_groups(session, group_ids), group_ids)
+
+
+async def _visible_ids(
+    session: AsyncSession, visible: SelectOfScalar[Any]
+) -> frozenset[int] | None:
+    """The ids ``visible`` selects; None if there are more than fit a reader's filter."""
+    rows = await session.exec(visible.limit(MAX_FILTER_SUBJECTS + 1))
+    ids = frozenset(i for i in rows.all() if i is not None)
+    return None if len(ids) > MAX_FILTER_SUBJECTS else ids
+
+
+def _in_pools(model: type[Server] | type[Switch], pool_ids: frozenset[int]) -> SelectOfScalar[Any]:
+    return select(model.id).where(col(model.resource_pool_id).in_(pool_ids))
+
+
+async def event_visibility(session: AsyncSession, scope: Scope) -> Visibility:
+    """What ``scope``'s user may hear about, for the event readers' filter subjects.
+
+    Nodes, scan ranges and webhooks are superusers' business: not in a member's view at all.
+    Jobs are heard by id, like servers: those of the servers in the user's pools, and any new
+    one (``sees_event`` keeps those of the user's servers, and the view is read again). Pools
+    are few and any change of one may bring it into view: all their events are read and
+    ``sees_event`` keeps the user's.
+    """
+    if scope.pool_ids is None:
+        return None
+    jobs = scope.narrow_jobs(select(Job.id))
+    return {
+        "server": EntityView(await _visible_ids(session, _in_pools(Server, scope.pool_ids)), MOVES),
+        "switch": EntityView(await _visible_ids(session, _in_pools(Switch, scope.pool_ids)), MOVES),
+        "pool": EntityView(None),
+        "job": EntityView(await _visible_ids(session, jobs), NEW_JOBS),
+    }
 
 
 async def get_scope(user: CurrentUser, session: SessionDep) -> Scope:

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api import errors, observability, schema
+from services.api import bodylimit, errors, observability, schema
 from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
     events,
+    firmware,
     groups,
     jobs,
     nodes,
+    os_images,
     pools,
     scan_ranges,
     servers,
@@ -64,6 +66,8 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
     app.state.api = ApiState.build(runtime)
     app.state.settings = runtime.settings
     errors.install(app)
+    # Inside the request-id and metrics middleware, so refused bodies are counted and tagged.
+    bodylimit.install(app, runtime.settings.max_body_bytes)
     observability.install(app)
     schema.install(app)
     for module in (
@@ -77,6 +81,8 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         jobs,
         pools,
         switches,
+        firmware,
+        os_images,
         webhooks,
         events,
     ):

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.api.auth import TokenRejected, current_user_from_claims
 from services.api.errors import APIError, permission_denied
 from services.api.state import ApiState
 from shared.core.security import InvalidTokenError
@@ -57,10 +58,10 @@ async def get_current_user(
             401, "Given token not valid for any token type", headers=_AUTHENTICATE
         ) from None
     # Groups are not loaded here: most requests do not need them, and this runs on every one.
-    user = await session.get(User, claims["user_id"])
-    if user is None or not user.is_active:
-        raise APIError(401, "User not found", headers=_AUTHENTICATE)
-    return user
+    try:
+        return await current_user_from_claims(session, claims)
+    except TokenRejected:
+        raise APIError(401, "User not found", headers=_AUTHENTICATE) from None
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

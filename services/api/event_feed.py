@@ -2,8 +2,11 @@
 
 The NATS server does the filtering. A query's event types and entities become filter subjects
 (``racksmith.evt.<entity>.<id|*>.<change|*>``) of an ephemeral pull consumer of its own, so a
-stream or a page never reads events the client did not ask for. Positions are JetStream stream
-sequences: an SSE ``id``, a ``Last-Event-ID`` and a list cursor are all one.
+stream or a page never reads events the client did not ask for. What a user who is not a
+superuser may hear about narrows them further: one subject per server and switch in the user's
+pools (plus the moves that may bring one into view), so such a user's reader is not handed every
+other pool's events to throw away. Positions are JetStream stream sequences: an SSE ``id``, a
+``Last-Event-ID`` and a list cursor are all one.
 
 JetStream only reads forwards, yet the list shows the newest events first. A consumer's
 ``num_pending`` (how many matching events lie from its start to the end of the stream) is known
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +41,9 @@ log = get_logger(__name__)
 
 # Bounds the number of filter subjects a client can make the server evaluate per event.
 MAX_ENTITY_FILTERS = 100
+# Filter subjects one reader may narrow a user's events to (one per visible object); beyond
+# it the reader asks for whole entities and filters in the API.
+MAX_FILTER_SUBJECTS = 500
 # Consumers are deleted when their reader closes; this only reaps those of a process that died.
 INACTIVE_THRESHOLD_S = 120.0
 FETCH_BATCH = 256
@@ -77,24 +83,40 @@ def _parse_entity(value: str) -> tuple[str, str] | str:
     return entity, str(int(entity_id))
 
 
-def _covers(wide: str, narrow: str) -> bool:
-    return all(w in ("*", n) for w, n in zip(wide.split("."), narrow.split("."), strict=True))
+# (entity, id or "*", change or "*"): one filter subject, before it is spelled out.
+Pattern = tuple[str, str, str]
 
 
-def _without_overlaps(candidates: set[str]) -> frozenset[str]:
+@dataclass(frozen=True)
+class EntityView:
+    """What a user may hear about one entity: the objects (``ids``; None: all of them), and
+    the changes heard for every object (``any_id``) because they may bring one into view."""
+
+    ids: frozenset[int] | None
+    any_id: frozenset[str] = frozenset()
+
+
+# Per entity; None: everything (superusers). Entities missing from it are never heard.
+Visibility = Mapping[str, EntityView] | None
+
+
+def _subjects(patterns: set[Pattern]) -> frozenset[str]:
     # The server refuses a consumer whose filters overlap, and `server.*.*` already delivers
     # what `server.7.*` would.
-    return frozenset(s for s in candidates if not any(o != s and _covers(o, s) for o in candidates))
+    def covered(pattern: Pattern) -> bool:
+        entity, entity_id, change = pattern
+        wider = ((entity, "*", change), (entity, entity_id, "*"), (entity, "*", "*"))
+        return any(w != pattern and w in patterns for w in wider)
+
+    return frozenset(subjects.event_subject(*p) for p in patterns if not covered(p))
 
 
-def parse_filter(
-    types: Iterable[str], entities: Iterable[str], *, visible_entities: frozenset[str] | None
-) -> EventFilter:
-    """The filter for ``type`` and ``entity`` query values; 400 naming the parameter if invalid.
+def parse_query(types: Iterable[str], entities: Iterable[str]) -> set[Pattern] | None:
+    """The events ``type`` and ``entity`` query values ask for (None: all); 400 naming the
+    parameter if invalid.
 
     Types and entities combine as "and": ``type=server.assigned&entity=server/7`` is the
-    assignments of server 7. ``visible_entities`` narrows further, server-side, to the entities
-    the user may hear about at all.
+    assignments of server 7.
     """
     errors: dict[str, list[str]] = {}
     kinds: set[tuple[str, str]] = set()
@@ -118,24 +140,47 @@ def parse_filter(
         )
     if errors:
         raise FieldErrors(errors)
-
-    wanted: set[tuple[str, str, str]] | None
     if kinds and targets:
-        wanted = {(e, i, c) for e, c in kinds for t, i in targets if t == e}
-    elif kinds:
-        wanted = {(e, "*", c) for e, c in kinds}
-    elif targets:
-        wanted = {(e, i, "*") for e, i in targets}
-    else:
-        wanted = None
-    if visible_entities is not None:
-        if wanted is None:
-            wanted = {(e, "*", "*") for e in visible_entities}
-        else:
-            wanted = {w for w in wanted if w[0] in visible_entities}
+        return {(e, i, c) for e, c in kinds for t, i in targets if t == e}
+    if kinds:
+        return {(e, "*", c) for e, c in kinds}
+    if targets:
+        return {(e, i, "*") for e, i in targets}
+    return None
+
+
+def _narrow(wanted: set[Pattern], visible: Mapping[str, EntityView]) -> set[Pattern] | None:
+    """``wanted`` restricted to the visible objects; None if that takes too many subjects."""
+    narrowed: set[Pattern] = set()
+    for entity, entity_id, change in wanted:
+        view = visible.get(entity)
+        if view is None:
+            continue
+        if view.ids is None:
+            narrowed.add((entity, entity_id, change))
+            continue
+        ids = view.ids if entity_id == "*" else view.ids & {int(entity_id)}
+        narrowed.update((entity, str(i), change) for i in ids)
+        narrowed.update((entity, entity_id, c) for c in view.any_id if change in ("*", c))
+        if len(narrowed) > MAX_FILTER_SUBJECTS:
+            return None
+    return narrowed
+
+
+def build_filter(wanted: set[Pattern] | None, visible: Visibility) -> EventFilter:
+    """The filter for what was asked, narrowed server-side to what the user may hear about.
+
+    A user who sees too many objects for one filter subject each gets the entities' wildcards
+    instead; the reader's ``keep`` (``Scope.sees_event``) then drops the rest.
+    """
+    if visible is None:
+        return EventFilter(None if wanted is None else _subjects(wanted))
     if wanted is None:
-        return EventFilter(None)
-    return EventFilter(_without_overlaps({subjects.event_subject(*w) for w in wanted}))
+        wanted = {(entity, "*", "*") for entity in visible}
+    narrowed = _narrow(wanted, visible)
+    if narrowed is None:
+        narrowed = {w for w in wanted if w[0] in visible}
+    return EventFilter(_subjects(narrowed))
 
 
 @dataclass(frozen=True)
@@ -201,6 +246,14 @@ class EventReader:
             consumer=info.name, stream=EVENTS_STREAM
         )
         return self
+
+    async def refilter(self, event_filter: EventFilter, *, after: int) -> None:
+        """Continue after stream sequence ``after`` with another filter (what the user may hear
+        about changed)."""
+        await self.close()
+        self.filter = event_filter
+        self.position = after
+        await self.open()
 
     async def close(self) -> None:
         """Unsubscribe and delete the consumer; safe to call from a cancelled task."""

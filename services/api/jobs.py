@@ -132,6 +132,10 @@ class JobRequest:
             await watch.wait(self.wait)
         return await self.answer(jobs)
 
+    def shown(self, jobs: Sequence[Job]) -> list[JobPublic]:
+        """The jobs as this request's user is shown them (``Scope.job_view``)."""
+        return [self.scope.job_view(job) for job in jobs]
+
     async def answer(self, jobs: list[Job]) -> list[Job]:
         """The jobs as they are now; 200 when all of them finished, 202 otherwise."""
         for job in jobs:
@@ -153,7 +157,3 @@ def job_request(
 
 
 JobRequestDep = Annotated[JobRequest, Depends(job_request)]
-
-
-def public(jobs: Sequence[Job]) -> list[JobPublic]:
-    return [JobPublic.of(job) for job in jobs]

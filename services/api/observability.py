@@ -1,4 +1,5 @@
-"""Health probes, Prometheus metrics and request ids."""
+"""Health probes, Prometheus metrics (every family of the process, ``shared.observability``),
+request ids, and a server span per request when tracing is on."""
 
 from __future__ import annotations
 
@@ -9,17 +10,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from services.api.deps import StateDep
-
-REQUESTS = Counter("racksmith_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "racksmith_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+from shared.observability import metrics as families
+from shared.observability import sampling, tracing
 
 router = APIRouter(tags=["health"])
 
@@ -47,8 +41,8 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(state: StateDep) -> Response:
+    return Response(await sampling.exposition(state.runtime), media_type=sampling.CONTENT_TYPE)
 
 
 def _route_template(request: Request) -> str:
@@ -58,6 +52,7 @@ def _route_template(request: Request) -> str:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
+    tracing.instrument_app(app)
 
     @app.middleware("http")
     async def request_context(
@@ -71,7 +66,8 @@ def install(app: FastAPI) -> None:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
         route = _route_template(request)
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        method = families.method_label(request.method)
+        families.http_duration(method, route).observe(time.perf_counter() - started)
+        families.http_requests(method, route, str(response.status_code)).inc()
         response.headers["X-Request-ID"] = request_id
         return response

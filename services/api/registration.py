@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.models import Node, Server
 from shared.models.discovery import NodePublic
 
-FINAL_CHANGES = ("registered", "error")
+FINAL_CHANGES = ("registered", "error", "certificate_changed")
 
 
 class NodeRegistration(NodePublic):

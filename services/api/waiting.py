@@ -38,7 +38,10 @@ class OutcomeWatch:
 
     async def _on_event(self, message: Msg) -> None:
         # Subject: racksmith.evt.<entity>.<id>.<change>
-        entity_id = int(message.subject.split(".")[3])
+        self.settled(int(message.subject.split(".")[3]))
+
+    def settled(self, entity_id: int) -> None:
+        """``entity_id`` reached its outcome (or will have none to wait for)."""
         self.finished.add(entity_id)
         self.pending.discard(entity_id)
         if not self.pending:

@@ -14,7 +14,7 @@ from shared.bmc.facts import system_facts
 from shared.contracts import catalog
 from shared.lifecycle.server import observe_power
 from shared.messaging import outbox
-from shared.models import InventoryStatus, Server
+from shared.models import InventoryErrorCode, InventoryStatus, Server
 from shared.redfish.inventory import Inventory
 
 SYSTEM = "system"
@@ -56,6 +56,7 @@ async def record_inventory(
     server.inventory_hashes = hashes
     server.inventory_status = InventoryStatus.collected
     server.inventory_error = None
+    server.inventory_error_code = None
     server.last_inventory_at = now
     server.inventory_attempted_at = now
     server.updated_at = now
@@ -68,10 +69,13 @@ async def record_inventory(
     return changed
 
 
-def record_failure(session: AsyncSession, server: Server, reason: str) -> None:
+def record_failure(
+    session: AsyncSession, server: Server, reason: str, code: InventoryErrorCode
+) -> None:
     server.inventory_attempted_at = datetime.now(UTC)
     server.inventory_status = InventoryStatus.error
     server.inventory_error = reason
+    server.inventory_error_code = code
     server.version += 1
     session.add(server)
     outbox.stage(session, catalog.server_event(server, "inventory_failed"))

@@ -22,17 +22,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.bmc.access import NoAccess, ServerAccess, server_access
-from shared.bmc.failures import busy_delay, classify
+from shared.bmc.access import BmcWorkRefused, ServerAccess, server_access
+from shared.bmc.failures import busy_delay, classify, code_for
 from shared.contracts.commands import JobTickCommand
 from shared.core.clock import utcnow
 from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.lifecycle import job as lifecycle
+from shared.lifecycle import node as node_lifecycle
 from shared.lifecycle.job import Fail, Outcome, Poll, Retry, StepReport
 from shared.messaging.consumer import CommandContext, Reschedule, WorkerRuntime
+from shared.messaging.streams import JOBS
 from shared.models import Job, Server
-from shared.redfish import RedfishError, RedfishSession, WriteResult
+from shared.models.jobs import BMC_UNREACHABLE
+from shared.observability import metrics
+from shared.redfish import CertificateMismatch, RedfishError, RedfishSession, WriteResult
 
 log = get_logger(__name__)
 
@@ -73,17 +77,23 @@ class StepContext:
         job = self.job
         return job.intent if job.intent is not None and job.intent_result is None else None
 
-    def note(self, text: str, message_id: str | None = None) -> None:
-        self.notes.append(lifecycle.message(text, message_id))
+    def note(self, text: str, message_id: str | None = None, *, code: str | None = None) -> None:
+        """A message for the job; ``code`` when it reports a failure (one built from a BMC
+        error's text gets its code, so users who are not superusers see its generic text)."""
+        self.notes.append(lifecycle.message(text, message_id, code=code))
 
     async def bmc(self) -> RedfishSession:
         """The server's BMC, logged in (a session reused across steps and jobs)."""
         if self._bmc is None:
             access = self.access
-            password = self.runtime.credentials.decrypt(access.password_encrypted)
+            password = self.runtime.credentials.decrypt(access.credential.password_encrypted)
             self._bmc = await self._exits.enter_async_context(
                 self.runtime.redfish_sessions.session(
-                    access.base_url, access.username, password, access.tls
+                    access.base_url,
+                    access.credential.username,
+                    password,
+                    access.tls,
+                    vendor=access.node.vendor,
                 )
             )
         return self._bmc
@@ -135,14 +145,18 @@ async def run_tick(
             first_steps=first_steps,
             lease_s=settings.job_tick_timeout_s,
         )
-        access: ServerAccess | str = "the job has no server"
+        access: ServerAccess | BmcWorkRefused = BmcWorkRefused(
+            "the job has no server", "configuration"
+        )
         if isinstance(claim, lifecycle.Claimed) and claim.job.server_id is not None:
             server = await session.get(Server, claim.job.server_id)
             try:
                 access = await server_access(session, server) if server else access
-            except NoAccess as exc:
-                access = str(exc)
+            except BmcWorkRefused as exc:  # no credential, or a certificate not trusted now
+                access = exc
         await session.commit()
+    if ctx.delivery > 1 and _redelivered(claim):
+        metrics.command_redeliveries(JOBS.durable).inc()
     if isinstance(claim, lifecycle.Busy):
         return Reschedule(claim.retry_in, "another delivery holds the job")
     if not isinstance(claim, lifecycle.Claimed):
@@ -159,17 +173,26 @@ async def run_tick(
     return None if delay is None else Reschedule(delay, f"job {job.id} {job.step}")
 
 
+def _redelivered(claim: lifecycle.ClaimResult) -> bool:
+    """Whether this tick, delivered again, finds an earlier delivery's step unfinished (it still
+    runs, or its worker died): what ``racksmith_command_redeliveries_total`` counts for other
+    consumers. The job's rescheduled ticks are not redeliveries."""
+    return isinstance(claim, lifecycle.Busy) or (
+        isinstance(claim, lifecycle.Claimed) and claim.resumed
+    )
+
+
 async def _run_step(
     job: Job,
     token: str,
-    access: ServerAccess | str,
+    access: ServerAccess | BmcWorkRefused,
     ctx: CommandContext,
     kind: JobKind | None,
 ) -> StepReport | None:
     """The step's report, or None when the job moved on without this delivery."""
     data = dict(job.data)
-    if isinstance(access, str):
-        return StepReport(Fail("no_bmc_access", access), data)
+    if isinstance(access, BmcWorkRefused):
+        return StepReport(Fail(code_for(access.cause).value, str(access)), data)
     step = kind.steps.get(job.step or "") if kind is not None else None
     if step is None:
         return StepReport(Fail("internal_error", f"Unknown step {job.kind}/{job.step}."), data)
@@ -182,11 +205,13 @@ async def _run_step(
         return None
     except lifecycle.CancelRequested:
         outcome = Poll(0.0)  # committing it ends the job as cancelled, at this step boundary
+    except CertificateMismatch as exc:
+        outcome = await _certificate_refused(exc, access, ctx)
     except RedfishError as exc:
         outcome = _failure_outcome(exc, access, job, ctx.settings)
     except TimeoutError:
         outcome = Retry(
-            "bmc_unreachable",
+            BMC_UNREACHABLE,
             f"Step {job.step} took longer than {limit:g} s (a BMC that does not answer).",
             0.0,
             ctx.settings.bmc_unreachable_attempts,
@@ -207,6 +232,25 @@ async def _run_step(
         sctx.power_state,
         sctx.intent_result,
     )
+
+
+async def _certificate_refused(
+    exc: CertificateMismatch, access: ServerAccess, ctx: CommandContext
+) -> Outcome:
+    """The BMC presented a certificate the TLS policy refuses (the handshake ended before any
+    credential went out). If it is not the node's trusted one, the node stops in
+    ``certificate_changed``: no BMC work for any of its servers until a superuser accepts it."""
+    failure = classify(exc, access.bmc)
+    reason = failure.reason
+    presented = access.changed_certificate(exc)
+    if presented is not None and access.node.id is not None:
+        async with ctx.db.session() as session:
+            node = await node_lifecycle.locked(session, access.node.id)
+            if node is not None:
+                node_lifecycle.certificate_changed(session, node, presented)
+                reason = node.error or reason
+            await session.commit()
+    return Fail(failure.code, reason)
 
 
 def _failure_outcome(

@@ -4,6 +4,7 @@ part; ``scan.chunk`` probes one slice of addresses on the range's ports."""
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from contextlib import suppress
 
@@ -14,6 +15,7 @@ from shared.core.log import get_logger
 from shared.lifecycle import scan_range as scan_range_lifecycle
 from shared.messaging.consumer import CommandContext, CommandRouter, WorkerRuntime
 from shared.messaging.streams import SCANNER
+from shared.observability import metrics
 
 log = get_logger(__name__)
 
@@ -59,10 +61,12 @@ async def expand_range(cmd: ScanRangeCommand, ctx: CommandContext) -> None:
 
 async def chunk_failed(cmd: ScanChunkCommand, ctx: CommandContext, error: BaseException) -> None:
     async with ctx.db.session() as session:
-        await runs.finish_chunk(
+        recorded = await runs.finish_chunk(
             session, cmd.scan_range_id, cmd.run, cmd.index, [], error=f"chunk {cmd.index}: {error}"
         )
         await session.commit()
+    if recorded:
+        metrics.scan_chunks("failed").inc()
 
 
 @router.command(ScanChunkCommand.subject, ScanChunkCommand, on_exhausted=chunk_failed)
@@ -72,11 +76,15 @@ async def scan_chunk(cmd: ScanChunkCommand, ctx: CommandContext) -> None:
         chunk = await runs.get_chunk(session, cmd.scan_range_id, cmd.run, cmd.index)
     if scan_range is None or chunk is None or chunk.done_at is not None:
         return  # stale, or done by an earlier delivery (the router relays what it left behind)
+    started = time.perf_counter()
     targets = [(ip, port) for ip in runs.chunk_addresses(chunk) for port in scan_range.ports]
     found = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
     async with ctx.db.session() as session:
-        await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
+        recorded = await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
         await session.commit()
+    if recorded:
+        metrics.scan_chunks("done").inc()
+        metrics.SCAN_CHUNK_DURATION.observe(time.perf_counter() - started)
     log.info("scan.chunk_done", probes=len(targets), found=len(found))
 
 

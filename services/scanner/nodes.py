@@ -1,7 +1,9 @@
 """Recording what a probe found: upsert the Node on (ip, port) and stage its events.
 
-A re-scan updates a node, never duplicates it, and never touches its lifecycle status: a
-registered node stays registered when discovery sees it again.
+A re-scan updates a node, never duplicates it, and never moves the certificate trusted for BMC
+work: a registered node stays registered when discovery sees it again. The one status a scan
+sets is ``certificate_changed``, when the BMC presents a certificate other than the trusted one
+(and the node's auth profile has no TLS policy of its own, see ``shared.bmc.access``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.scanner.probe import RedfishService
+from shared.bmc.access import trust_on_first_use
 from shared.contracts import catalog
+from shared.lifecycle import node as node_lifecycle
 from shared.messaging import outbox
-from shared.models import Node
+from shared.models import AuthProfile, Node, NodeStatus
 
 # Fields discovery owns; a change in any of them is reported in the node's `updated` event.
 _DISCOVERED_FIELDS = ("url", "vendor", "product", "redfish_version", "uuid", "fingerprint")
@@ -48,24 +52,27 @@ async def record(
         return node
 
     changed = [f for f in _DISCOVERED_FIELDS if getattr(node, f) != getattr(service, f)]
-    fingerprint_changed = "fingerprint" in changed and node.fingerprint is not None
     for field in changed:
         setattr(node, field, getattr(service, field))
+    if service.fingerprint is not None:
+        node_lifecycle.saw_certificate(node, service.fingerprint)
     node.last_seen = now
     node.scan_range_id = scan_range_id
-    if fingerprint_changed:
-        # Sticky until someone looks: a BMC whose certificate changed may not be the same BMC.
-        node.fingerprint_changed = True
+    session.add(node)
     if changed:
         node.version += 1
-        session.add(node)
         await session.flush()
-        outbox.stage(
-            session,
-            catalog.node_event(
-                node, "updated", changed=changed, fingerprint_changed=fingerprint_changed
-            ),
-        )
-    else:
-        session.add(node)
+        outbox.stage(session, catalog.node_event(node, "updated", changed=changed))
+    if (
+        node.fingerprint_changed
+        and node.fingerprint is not None
+        and node.status != NodeStatus.certificate_changed
+        and await _trust_decides(session, node)
+    ):
+        node_lifecycle.certificate_changed(session, node, node.fingerprint)
     return node
+
+
+async def _trust_decides(session: AsyncSession, node: Node) -> bool:
+    profile = await session.get(AuthProfile, node.auth_profile_id) if node.auth_profile_id else None
+    return trust_on_first_use(profile)

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from shared.observability.metrics import scan_probes
 from shared.redfish.resources import ServiceRoot
 from shared.redfish.tls import certificate_fingerprint, legacy_insecure_context
 
@@ -85,35 +86,53 @@ class Prober:
     async def certificate(self, ip: str, port: int) -> str | None:
         """TCP connect (short timeout), then a TLS handshake; the peer certificate's SHA-256.
 
-        ``None`` if nothing accepts the connection or TLS fails: not a BMC.
+        ``None`` if nothing accepts the connection or TLS fails: not a BMC (the outcome counts in
+        ``racksmith_scan_probes_total``).
         """
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(ip, port), timeout=self.connect_timeout
             )
-        except (OSError, TimeoutError):
+        except ConnectionRefusedError:
+            scan_probes("refused").inc()
+            return None
+        except (OSError, TimeoutError):  # no answer, or the network says nobody is there
+            scan_probes("silent").inc()
             return None
         try:
             await asyncio.wait_for(writer.start_tls(self._tls), timeout=self.probe_timeout)
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        except (OSError, TimeoutError, ssl.SSLError, AttributeError):
+        except TimeoutError:
+            scan_probes("timeout_after_accept").inc()
+            return None
+        except (OSError, ssl.SSLError, AttributeError):
+            scan_probes("tls_failed").inc()
             return None
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), timeout=1)
-        return certificate_fingerprint(der) if der else None
+        if not der:
+            scan_probes("tls_failed").inc()
+            return None
+        return certificate_fingerprint(der)
 
     async def probe(self, ip: str, port: int) -> RedfishService | None:
         fingerprint = await self.certificate(ip, port)
         if fingerprint is None:
             return None
         try:
-            return await self._read_service_root(ip, port, fingerprint)
+            service = await self._read_service_root(ip, port, fingerprint)
+        except TimeoutError:
+            service, outcome = None, "timeout_after_accept"
         except (
             Exception
         ):  # whatever a device answers (even JSON nested to RecursionError): not Redfish
-            return None
+            service, outcome = None, "not_redfish"
+        else:
+            outcome = "bmc" if service is not None else "not_redfish"
+        scan_probes(outcome).inc()
+        return service
 
     async def _read_service_root(
         self, ip: str, port: int, fingerprint: str

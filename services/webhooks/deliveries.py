@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Collection
@@ -37,17 +38,18 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.webhooks import sending
-from services.webhooks.targets import TargetPolicy
 from shared.contracts import catalog
 from shared.contracts.events import make_event
 from shared.core.clock import utcnow
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
+from shared.core.targets import WEBHOOK_RECEIVERS, TargetPolicy
 from shared.messaging import outbox
 from shared.messaging.publish import BrokerUnavailableError
 from shared.models import DeliveryStatus, Webhook, WebhookDelivery
 from shared.models.webhooks import WebhookPublic
+from shared.observability import metrics
 from shared.platform.runtime import Runtime
 
 log = get_logger(__name__)
@@ -109,7 +111,7 @@ class DeliveryLoop:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.policy = TargetPolicy.from_settings(runtime.settings)
+        self.policy = TargetPolicy.from_settings(runtime.settings, WEBHOOK_RECEIVERS)
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._per_webhook: Counter[int] = Counter()
@@ -252,6 +254,7 @@ class DeliveryLoop:
             if webhook is None:  # deleted meanwhile, and its deliveries with it
                 self._leases.discard(token)
                 return
+            started = time.perf_counter()
             outcome = await sending.attempt(
                 http,
                 self.policy,
@@ -261,6 +264,9 @@ class DeliveryLoop:
                 self.runtime.credentials.decrypt(webhook.secret_encrypted),
                 delivery.id,
             )
+            metrics.WEBHOOK_ATTEMPT_DURATION.observe(time.perf_counter() - started)
+            code = outcome.status_code
+            metrics.webhook_attempts(metrics.status_class(code) if code else "no_answer").inc()
             await self._record(delivery, token, outcome)
         except Exception as exc:  # its lease expires and the delivery is tried again then
             log.error("webhooks.send_failed", delivery=delivery.id, error=str(exc))
@@ -311,6 +317,10 @@ class DeliveryLoop:
             disabled = await self._account(session, delivery.webhook_id, outcome, now)
             await session.commit()
         self._leases.discard(token)
+        if "status" in values:
+            metrics.webhook_deliveries(values["status"].value).inc()
+        if disabled:
+            metrics.WEBHOOK_DISABLINGS.inc()
         log.info(
             "webhooks.attempt",
             delivery=delivery.id,
@@ -455,7 +465,7 @@ async def send_test(runtime: Runtime, webhook: Webhook) -> WebhookDelivery:
         await session.commit()
     assert delivery.id is not None
     settings = runtime.settings
-    policy = TargetPolicy.from_settings(settings)
+    policy = TargetPolicy.from_settings(settings, WEBHOOK_RECEIVERS)
     async with sending.client(policy, timeout_s=settings.webhook_timeout_s, limit=1) as http:
         outcome = await sending.attempt(
             http,

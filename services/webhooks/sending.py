@@ -5,6 +5,9 @@ its ``data`` with the other attributes as ``ce-*`` headers. Both carry ``Racksmi
 over the exact body bytes and ``Racksmith-Delivery`` (the delivery log's id, the same on every
 attempt). 2xx is delivered; anything else — a redirect (never followed), an error status, a
 timeout, a refused or forbidden connection — is a failed attempt, with a reason a person can act on.
+A reason is the status code or a class of error, never what the target sent: whatever answers
+at a webhook's address (a non-HTTP service echoing its banner, an internal page) must not come
+back through the delivery log.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from services.webhooks import signing
-from services.webhooks.targets import (
+from shared.core.targets import (
     GuardedResolver,
     TargetError,
     TargetPolicy,
@@ -35,8 +38,6 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 # CloudEvents attributes that travel as headers in binary mode (`datacontenttype` becomes
 # Content-Type, `data` the body).
 BINARY_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time")
-# Enough of a failing receiver's answer to say why in the delivery log; the rest is never read.
-ERROR_BODY_BYTES = 300
 RETRY_AFTER_STATUSES = {429, 503}
 
 
@@ -105,28 +106,22 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-async def _verdict(response: aiohttp.ClientResponse) -> Outcome:
+def _verdict(response: aiohttp.ClientResponse) -> Outcome:
     status = response.status
     if 200 <= status < 300:
         return Outcome(status_code=status)
     if 300 <= status < 400:
-        location = response.headers.get("Location", "elsewhere")
         return Outcome(
             status_code=status,
-            error=f"HTTP {status}: redirect to {location} refused (webhooks never follow "
-            "redirects; use the final URL).",
+            error=f"HTTP {status}: a redirect, refused (webhooks never follow redirects; use "
+            "the final URL).",
         )
-    snippet = (await response.content.read(ERROR_BODY_BYTES)).decode(errors="replace").strip()
     retry_after = (
         _retry_after(response.headers.get("Retry-After"))
         if status in RETRY_AFTER_STATUSES
         else None
     )
-    return Outcome(
-        status_code=status,
-        error=f"HTTP {status}" + (f": {snippet}" if snippet else ""),
-        retry_after_s=retry_after,
-    )
+    return Outcome(status_code=status, error=f"HTTP {status}", retry_after_s=retry_after)
 
 
 async def attempt(
@@ -147,12 +142,15 @@ async def attempt(
     body, headers = signed_request(event, mode, secret, delivery_id, int(time.time()))
     try:
         async with http.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            return await _verdict(response)
+            return _verdict(response)
     except TimeoutError:
         return Outcome(error=f"No answer within {http.timeout.total} s.")
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, TargetRefusedError):
             return Outcome(error=str(exc.os_error))
-        return Outcome(error=f"Cannot connect: {exc.os_error.strerror or exc.os_error}.")
+        return Outcome(error=f"Cannot connect: {exc.os_error.strerror or 'connection failed'}.")
+    except aiohttp.ClientResponseError as exc:
+        # Raised for answers that are not HTTP; its message quotes them.
+        return Outcome(error=f"Not an HTTP answer ({type(exc).__name__}).")
     except aiohttp.ClientError as exc:
-        return Outcome(error=f"{type(exc).__name__}: {exc}")
+        return Outcome(error=f"{type(exc).__name__}.")

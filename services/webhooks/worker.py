@@ -1,10 +1,12 @@
-"""The webhooks worker kind: the dispatcher (events → deliveries), the delivery loop and the
-delivery log's pruning, run as background tasks of the process's runtime."""
+"""The webhooks worker kind: the dispatcher (events → deliveries), the delivery loop, the
+delivery log's pruning, run as background tasks of the process's runtime, and the answers to
+the API's test requests."""
 
 from __future__ import annotations
 
 from services.webhooks.deliveries import DeliveryLoop, prune_forever
 from services.webhooks.dispatch import Dispatcher
+from services.webhooks.testing import TestResponder
 from shared.platform.runtime import Runtime
 
 
@@ -17,3 +19,4 @@ def attach(runtime: Runtime) -> None:
     runtime.spawn(loop.run())
     runtime.spawn(Dispatcher(runtime, loop.wake).run())
     runtime.spawn(prune_forever(runtime))
+    runtime.spawn(TestResponder(runtime).start())

@@ -17,9 +17,21 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from shared.contracts.events import TYPE_PREFIX, CloudEvent, make_event
-from shared.models import Job, Node, Pool, ScanRange, Server, Switch, Webhook
+from shared.models import (
+    FirmwareBinary,
+    Job,
+    Node,
+    OSImage,
+    Pool,
+    ScanRange,
+    Server,
+    Switch,
+    Webhook,
+)
 from shared.models.discovery import NodePublic, ScanRangePublic
+from shared.models.firmware import FirmwarePublic
 from shared.models.jobs import JobPublic
+from shared.models.os_images import OSImagePublic
 from shared.models.servers import ServerPublic
 from shared.models.switches import SwitchPublic
 from shared.models.webhooks import WebhookPublic, WebhookState
@@ -66,6 +78,14 @@ class JobEventData(JobPublic):
     )
 
 
+class FirmwareUpdatedData(FirmwarePublic):
+    changed: list[str] = Field(description="The fields that changed, e.g. `version`.")
+
+
+class OSImageUpdatedData(OSImagePublic):
+    changed: list[str] = Field(description="The fields that changed, e.g. `boot_modes`.")
+
+
 class WebhookEventData(WebhookState):
     """A webhook as its events show it: only the origin of its URL — paths and queries often
     carry the receiver's token (Slack-style), and events reach every subscriber."""
@@ -107,12 +127,27 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "node",
         "updated",
         NodeUpdatedData,
-        "Discovery saw different facts; `changed` lists them, `fingerprint_changed` flags a new "
-        "certificate.",
+        "Discovery saw different facts; `changed` lists them, `fingerprint_changed` says the "
+        "certificate seen is not the trusted one.",
     ),
     EventType("node", "registering", NodePublic, "Registration was requested."),
     EventType("node", "registered", NodeRegisteredData, "Registration succeeded."),
     EventType("node", "error", NodePublic, "Registration failed; `error` says why."),
+    EventType(
+        "node",
+        "certificate_changed",
+        NodePublic,
+        "The BMC presents a certificate other than the trusted one (`fingerprint` vs "
+        "`trusted_fingerprint`): no BMC work runs for the node, and no credential is sent to "
+        "it, until a superuser accepts the certificate.",
+    ),
+    EventType(
+        "node",
+        "certificate_accepted",
+        NodePublic,
+        "A superuser accepted the certificate the BMC presents; it is the trusted one now and "
+        "BMC work resumes.",
+    ),
     EventType("server", "created", ServerPublic, "A ComputerSystem became a managed server."),
     EventType("server", "inventoried", ServerInventoriedData, "A collection found changes."),
     EventType(
@@ -156,6 +191,47 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "job", "failed", JobEventData, "The job ended in failure; `error_code` and `error` say why."
     ),
     EventType("job", "cancelled", JobEventData, "The job was cancelled at a step boundary."),
+    EventType(
+        "firmware",
+        "added",
+        FirmwarePublic,
+        "A firmware binary entered the catalog: uploaded (`status` ready) or to be fetched from "
+        "its `source_url` (`status` uploading).",
+    ),
+    EventType(
+        "firmware",
+        "ready",
+        FirmwarePublic,
+        "The binary is stored and verified (SHA-256, size) and can be used.",
+    ),
+    EventType(
+        "firmware",
+        "invalid",
+        FirmwarePublic,
+        "Fetching the binary from its `source_url` failed or it did not match; `status_reason` "
+        "says why. Nothing is stored.",
+    ),
+    EventType(
+        "firmware", "updated", FirmwareUpdatedData, "Descriptive fields or matching rules changed."
+    ),
+    EventType("firmware", "deleted", FirmwarePublic, "The binary left the catalog."),
+    EventType(
+        "os_image",
+        "added",
+        OSImagePublic,
+        "An OS image entered the catalog: uploaded (`status` ready) or to be fetched from its "
+        "`source_url` (`status` uploading).",
+    ),
+    EventType("os_image", "ready", OSImagePublic, "The image is stored and verified."),
+    EventType(
+        "os_image",
+        "invalid",
+        OSImagePublic,
+        "Fetching the image from its `source_url` failed or it did not match; `status_reason` "
+        "says why.",
+    ),
+    EventType("os_image", "updated", OSImageUpdatedData, "Descriptive fields changed."),
+    EventType("os_image", "deleted", OSImagePublic, "The image left the catalog."),
     EventType(
         "webhook",
         "disabled",
@@ -250,3 +326,17 @@ def webhook_event(webhook: Webhook, change: str) -> CloudEvent:
     shown = WebhookPublic.of(webhook).model_dump(exclude={"url"})
     public = WebhookEventData.model_validate(shown | {"origin": origin_of(webhook.url)})
     return build("webhook", webhook.id, change, version=webhook.version, public=public, extra={})
+
+
+def firmware_event(firmware: FirmwareBinary, change: str, **extra: object) -> CloudEvent:
+    assert firmware.id is not None
+    public = FirmwarePublic.of(firmware)
+    return build(
+        "firmware", firmware.id, change, version=firmware.revision, public=public, extra=extra
+    )
+
+
+def os_image_event(image: OSImage, change: str, **extra: object) -> CloudEvent:
+    assert image.id is not None
+    public = OSImagePublic.of(image)
+    return build("os_image", image.id, change, version=image.revision, public=public, extra=extra)

@@ -58,7 +58,8 @@ class ServerInventoryCommand(Command):
     """Collect one server's hardware and firmware inventory.
 
     ``token`` says why (``reg3``: after registration 3, ``sched:<slot>``: the periodic
-    re-collection, ``api:<uuid>``: a refresh request) and makes the message id deterministic for
+    re-collection, ``api:<uuid>``: a refresh request, ``accept:<version>``: a node's new
+    certificate was accepted) and makes the message id deterministic for
     the two automatic triggers, so replicas scheduling the same slot publish it once.
     """
 
@@ -85,3 +86,18 @@ class JobTickCommand(Command):
 
     def msg_id(self) -> str:
         return f"job:{self.job_id}:tick:{self.ticket}"
+
+
+class ArtifactFetchCommand(Command):
+    """Download an artifact from its ``source_url`` into the store, checking its SHA-256.
+
+    ``fetch`` is the artifact's download counter when this one was asked for, so a command of an
+    earlier download (or of an artifact deleted since) does nothing.
+    """
+
+    subject: ClassVar[str] = command_subject("artifact", "fetch")
+    artifact_id: int
+    fetch: int
+
+    def msg_id(self) -> str:
+        return f"fetch:{self.artifact_id}:{self.fetch}"

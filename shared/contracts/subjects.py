@@ -10,6 +10,7 @@ SCAN_COMMANDS = f"{COMMAND_PREFIX}.scan.>"
 NODE_COMMANDS = f"{COMMAND_PREFIX}.node.>"
 SERVER_COMMANDS = f"{COMMAND_PREFIX}.server.>"
 JOB_COMMANDS = f"{COMMAND_PREFIX}.job.>"
+ARTIFACT_COMMANDS = f"{COMMAND_PREFIX}.artifact.>"
 
 
 def command_subject(family: str, action: str) -> str:
@@ -18,3 +19,9 @@ def command_subject(family: str, action: str) -> str:
 
 def event_subject(entity: str, entity_id: int | str, change: str) -> str:
     return f"{EVENT_PREFIX}.{entity}.{entity_id}.{change}"
+
+
+# Requests answered by a worker over NATS request/reply (not streamed: nobody waits for a late
+# answer). The webhooks worker sends `test/` deliveries: only it may reach receivers.
+REQUEST_PREFIX = "racksmith.req"
+WEBHOOK_TEST_REQUESTS = f"{REQUEST_PREFIX}.webhook.test"

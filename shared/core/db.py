@@ -11,6 +11,8 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.core import statedir
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -27,8 +29,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if database and database != ":memory:":
             # A fresh state dir must just work, whichever command connects first; creating it
             # only on connect keeps commands that never touch the database side-effect free.
+            # The file is created 0600 before SQLite opens it (its -wal and -shm copy the mode).
             def _ensure_dir(*_: Any) -> None:
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                statedir.create_file(Path(database))
 
             event.listen(engine.sync_engine, "do_connect", _ensure_dir)
         # WAL lets the API read while a worker writes; busy_timeout turns a momentary lock

@@ -1,7 +1,10 @@
 """Address ranges for discovery: validation, size, CIDR shorthand, and slicing into chunks.
 
 The scanner is an SSRF tool in the wrong hands, so every range is bounded in size and, when
-``RACKSMITH_SCAN_ALLOWED_NETWORKS`` is set, confined to those networks.
+``RACKSMITH_SCAN_ALLOWED_NETWORKS`` is set, confined to those networks. Addresses no BMC has —
+the platform's own host (loopback), link-local (cloud metadata services), multicast,
+unspecified and reserved ones — are refused unless an allowed network lies inside their block:
+naming ``127.0.0.0/8`` is an explicit permission, ``0.0.0.0/0`` is not.
 """
 
 from __future__ import annotations
@@ -76,20 +79,68 @@ def parse_networks(values: Sequence[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip()]
 
 
+# Blocks without BMCs, and what to call them in an error.
+SPECIAL_BLOCKS: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(block), what)
+    for block, what in (
+        ("0.0.0.0/8", "unspecified (this host)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def _overlaps(address_range: AddressRange, network: IPNetwork) -> bool:
+    return (
+        address_range.first.version == network.version
+        and int(address_range.first) <= int(network[-1])
+        and int(network[0]) <= int(address_range.last)
+    )
+
+
 def check_limits(
-    address_range: AddressRange, *, max_addresses: int, allowed: Sequence[IPNetwork]
+    address_range: AddressRange,
+    *,
+    max_addresses: int,
+    allowed: Sequence[IPNetwork],
+    fields: tuple[str, str] = ("ip_from", "ip_to"),
 ) -> None:
+    """Raise ``RangeError`` naming ``fields`` (first, last) — both ``cidr`` for a CIDR."""
+    first_field, last_field = fields
     if address_range.size > max_addresses:
         raise RangeError(
-            "ip_to",
+            last_field,
             f"The range holds {address_range.size} addresses; the maximum is {max_addresses} "
             "(RACKSMITH_SCAN_MAX_ADDRESSES).",
         )
-    if allowed and not any(
-        address_range.first in network and address_range.last in network for network in allowed
-    ):
+    holders = [
+        network
+        for network in (allowed or _ANYWHERE)
+        if address_range.first in network and address_range.last in network
+    ]
+    if not holders:
         raise RangeError(
-            "ip_from",
+            first_field,
             "The range is outside the networks discovery may scan "
             "(RACKSMITH_SCAN_ALLOWED_NETWORKS).",
         )
+    for block, what in SPECIAL_BLOCKS:
+        if _overlaps(address_range, block) and not any(
+            network.version == block.version and network.subnet_of(block)  # type: ignore[arg-type]
+            for network in holders
+        ):
+            field = first_field if address_range.first in block else last_field
+            raise RangeError(
+                field,
+                f"The range includes {what} addresses ({block}), which hold no BMCs; discovery "
+                f"scans them only if RACKSMITH_SCAN_ALLOWED_NETWORKS names a network inside "
+                f"{block}.",
+            )

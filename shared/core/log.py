@@ -1,7 +1,9 @@
 """structlog configuration shared by every process.
 
 Console rendering on a terminal, JSON lines otherwise (containers, CI). Request and message ids are
-bound with ``structlog.contextvars`` so every line logged while handling them carries the id.
+bound with ``structlog.contextvars`` so every line logged while handling them carries the id; a
+line logged inside a trace (tracing on, ``shared.observability.tracing``) carries its ``trace_id``
+and ``span_id``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 from shared.core.settings import Settings
+
+
+def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``trace_id`` and ``span_id`` of the current span, if there is one (a context lookup)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
 
 
 def configure_logging(settings: Settings) -> None:
@@ -21,6 +33,7 @@ def configure_logging(settings: Settings) -> None:
     )
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -60,6 +73,9 @@ def configure_logging(settings: Settings) -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # At DEBUG aiosqlite logs every statement with its parameters: whatever was typed into a
+    # login form, among others. RACKSMITH_DATABASE_ECHO shows SQL when that is what is wanted.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,7 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from shared.core import statedir
 from shared.core.settings import Settings
 
 TokenType = Literal["access", "refresh"]
@@ -56,10 +58,8 @@ def load_or_create_secret(
     path: Path = settings.state_dir / f"{name}.key"
     if path.exists():
         return path.read_text().strip()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     value = generate()
-    path.touch(mode=0o600)
-    path.write_text(value)
+    statedir.write_file(path, value)
     return value
 
 
@@ -67,35 +67,63 @@ class InvalidTokenError(Exception):
     """Mirrors simplejwt's ``token_not_valid`` error."""
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+# simplejwt's claims, plus the user's token version (``ver``) and the login session the token
+# belongs to (``sid``): see services.api.auth.
+REQUIRED_CLAIMS = ["exp", "iat", "jti", "token_type", "user_id", "ver", "sid"]
+
+
 class TokenCodec:
-    def __init__(self, secret: str, settings: Settings) -> None:
+    """Signs with the current key; also accepts tokens signed with ``previous`` keys, so the
+    signing key can be rotated without ending every session at once."""
+
+    def __init__(self, secret: str, settings: Settings, previous: Sequence[str] = ()) -> None:
         self._secret = secret
+        self._keys = (secret, *previous)
         self._lifetimes: dict[TokenType, timedelta] = {
             "access": timedelta(seconds=settings.access_token_lifetime_s),
             "refresh": timedelta(seconds=settings.refresh_token_lifetime_s),
         }
 
-    def issue(self, user_id: int, token_type: TokenType) -> str:
+    def issue(
+        self, user_id: int, token_type: TokenType, *, version: int, session: str
+    ) -> IssuedToken:
         now = datetime.now(UTC)
+        jti = uuid.uuid4().hex
+        expires_at = now + self._lifetimes[token_type]
         claims = {
             "token_type": token_type,
-            "exp": now + self._lifetimes[token_type],
+            "exp": expires_at,
             "iat": now,
-            "jti": uuid.uuid4().hex,
+            "jti": jti,
             "user_id": user_id,
+            "ver": version,
+            "sid": session,
         }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), jti, expires_at)
 
     def decode(self, token: str, expected_type: TokenType) -> dict[str, Any]:
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                options={"require": ["exp", "iat", "jti", "token_type", "user_id"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidTokenError("Token is invalid or expired") from exc
+        claims: dict[str, Any] | None = None
+        for key in self._keys:
+            try:
+                claims = jwt.decode(
+                    token, key, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                raise InvalidTokenError("Token is invalid or expired") from exc
+            break
+        if claims is None:
+            raise InvalidTokenError("Token is invalid or expired")
         if claims.get("token_type") != expected_type:
             raise InvalidTokenError("Token has wrong type")
+        if not isinstance(claims["user_id"], int) or not isinstance(claims["ver"], int):
+            raise InvalidTokenError("Token is invalid or expired")
         return claims

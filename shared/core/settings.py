@@ -6,12 +6,24 @@ flags only override a few of them. Defaults describe the embedded single-process
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse as parse_rate
+from pydantic import Field, SecretStr, computed_field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+# Login-throttle windows are kept a day after their last attempt (a JetStream KV bucket's age).
+MAX_THROTTLE_WINDOW_S = 24 * 3600
 
 
 class Settings(BaseSettings):
@@ -20,6 +32,12 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".racksmith"),
         description="Directory for the embedded database, NATS data and generated keys.",
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Directory of files named like the variables (e.g. `RACKSMITH_SECRET_KEY`), "
+        "each holding that setting's value: how Kubernetes mounts Secrets. A variable set in "
+        "the environment wins over its file.",
     )
     mode: Literal["embedded", "production"] = Field(
         "embedded",
@@ -47,6 +65,18 @@ class Settings(BaseSettings):
     nats_port: int = Field(
         0, ge=0, le=65535, description="Port for the embedded nats-server; 0 picks a free one."
     )
+    nats_user: str | None = Field(
+        None,
+        description="NATS user of this process (one per component: `api`, `scanner`, "
+        "`registrar`, `inventory`, `fetcher`, `jobs`, `webhooks`, `migrate`). Unset with the "
+        "embedded server: `racksmith up` uses the generated `platform` user.",
+    )
+    nats_password: SecretStr | None = Field(None, description="Password of `RACKSMITH_NATS_USER`.")
+    nats_tls_ca: Path | None = Field(
+        None,
+        description="CA bundle (PEM file) that signs the NATS server's certificate; set it with "
+        "a `tls://` `RACKSMITH_NATS_URL`. Unset: the system trust store.",
+    )
     events_max_age_days: float = Field(7.0, gt=0, description="Retention of RACKSMITH_EVENTS.")
     events_max_bytes: int = Field(
         8 * 1024**3,
@@ -64,6 +94,11 @@ class Settings(BaseSettings):
         None,
         description="JWT signing key. Unset in embedded mode: generated into the state dir.",
     )
+    secret_key_previous: SecretStr | None = Field(
+        None,
+        description="Comma-separated former signing keys whose tokens are still accepted (new "
+        "tokens are signed with `secret_key`): rotating the key without ending every session.",
+    )
     credential_key: SecretStr | None = Field(
         None,
         description="Fernet key encrypting stored BMC passwords and webhook secrets. Unset in "
@@ -74,6 +109,29 @@ class Settings(BaseSettings):
     token_rate_limit: str = Field(
         "20/minute",
         description="Attempts per client address on /api/token/ (limits syntax, e.g. 20/minute).",
+    )
+    token_username_rate_limit: str = Field(
+        "20/10 minutes",
+        description="Failed logins per username on /api/token/, from any address; beyond it "
+        "that username is refused (429) until the window has room again.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated CIDRs of the proxies in front of the API (ingress "
+        "controller, load balancer) whose `X-Forwarded-For` is believed; the client is the "
+        "right-most address in it that is not a trusted proxy. Empty: the peer address.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond it), counted as it streams in; "
+        "upload routes set their own cap.",
+    )
+    sse_max_streams_per_user: int = Field(
+        10,
+        ge=1,
+        description="Open `/api/events/stream/` connections per user and API process; one more "
+        "answers 429.",
     )
 
     admin_username: str = Field("admin", description="Superuser created on first start.")
@@ -105,7 +163,9 @@ class Settings(BaseSettings):
     scan_allowed_networks: str = Field(
         "",
         description="Comma-separated CIDRs scan ranges must lie in (e.g. `10.0.0.0/8`); "
-        "empty: any.",
+        "empty: any. Loopback, link-local, multicast, unspecified and reserved addresses are "
+        "refused unless a network listed here lies inside their block (e.g. `127.0.0.0/8`); "
+        "`racksmith up --lab` adds its lab network.",
     )
     scan_chunk_size: int = Field(
         256, ge=1, le=65_536, description="Addresses per scan chunk (the unit a replica takes)."
@@ -201,8 +261,9 @@ class Settings(BaseSettings):
 
     webhook_allowed_networks: str = Field(
         "",
-        description="Comma-separated CIDRs webhook URLs must resolve into (e.g. `10.20.0.0/16`); "
-        "empty: any address except loopback, link-local, multicast and reserved ones.",
+        description="Comma-separated CIDRs of internal webhook receivers (e.g. `10.20.0.0/16`); "
+        "besides them only globally routable addresses are allowed. Loopback, link-local and "
+        "cloud metadata addresses need a network named inside their block.",
     )
     webhook_timeout_s: float = Field(
         10.0, gt=0, description="Timeout of one webhook delivery attempt (connect to last byte)."
@@ -237,6 +298,100 @@ class Settings(BaseSettings):
     webhook_delivery_retention_days: float = Field(
         30.0, gt=0, description="Finished deliveries older than this leave the delivery log."
     )
+
+    artifact_store: Literal["file", "s3"] = Field(
+        "file",
+        description="Where firmware binaries and OS images are kept: `file` (a directory, "
+        "`RACKSMITH_ARTIFACT_DIR`) or `s3` (any S3-compatible service).",
+    )
+    artifact_dir: Path | None = Field(
+        None, description="Directory of the `file` store. Unset: `artifacts` in the state dir."
+    )
+    artifact_s3_bucket: str | None = Field(None, description="Bucket of the `s3` store.")
+    artifact_s3_prefix: str = Field("", description="Key prefix inside the bucket.")
+    artifact_s3_endpoint: str | None = Field(
+        None,
+        description="S3 endpoint URL for MinIO, Ceph and other S3-compatible services (path-style "
+        "addressing); unset: AWS.",
+    )
+    artifact_s3_region: str = Field("us-east-1", description="S3 region.")
+    artifact_s3_access_key_id: SecretStr | None = Field(
+        None, description="S3 access key; unset: the AWS default chain (`AWS_*`, web identity)."
+    )
+    artifact_s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    artifact_host: str = Field(
+        "127.0.0.1", description="Address the BMC-facing artifact server listens on."
+    )
+    artifact_port: int = Field(
+        8001, ge=0, le=65535, description="Port the BMC-facing artifact server listens on."
+    )
+    artifact_url: str | None = Field(
+        None,
+        description="Base URL BMCs fetch artifacts from (plain HTTP, reachable from the BMC "
+        "networks). Unset: `http://RACKSMITH_ARTIFACT_HOST:RACKSMITH_ARTIFACT_PORT`.",
+    )
+    artifact_source_allowed_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs of internal artifact sources (e.g. `10.30.0.0/16`); "
+        "besides them `source_url`s of firmware and OS images (and every redirect) may resolve "
+        "only to globally routable addresses. Loopback, link-local and cloud metadata addresses "
+        "need a network named inside their block.",
+    )
+    artifact_fetch_timeout_s: float = Field(
+        60.0, gt=0, description="Connect timeout, and longest silence, of a `source_url` download."
+    )
+    firmware_max_bytes: int = Field(
+        4 * 1024**3, gt=0, description="Largest firmware binary accepted."
+    )
+    os_image_max_bytes: int = Field(16 * 1024**3, gt=0, description="Largest OS image accepted.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.state_dir / "artifacts"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_artifact_url(self) -> str:
+        if self.artifact_url:
+            return self.artifact_url.rstrip("/")
+        return f"http://{self.artifact_host}:{self.artifact_port}"
+
+    @field_validator("token_rate_limit", "token_username_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            item = parse_rate(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as 20/minute") from None
+        if item.get_expiry() > MAX_THROTTLE_WINDOW_S:
+            raise ValueError(f"{value!r}: the window may be at most a day")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The secrets dir is itself a setting, so it is known only from the other sources.
+        directory = None
+        if isinstance(init_settings, InitSettingsSource):
+            directory = init_settings.init_kwargs.get("secrets_dir")
+        directory = directory or os.environ.get("RACKSMITH_SECRETS_DIR") or None
+        files = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, files
 
     @computed_field  # type: ignore[prop-decorator]
     @property

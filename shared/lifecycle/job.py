@@ -33,12 +33,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts import catalog
 from shared.contracts.commands import JobTickCommand
 from shared.contracts.events import CloudEvent
-from shared.core.clock import utcnow
+from shared.core.clock import as_utc, utcnow
 from shared.lifecycle.server import observe_power
 from shared.lifecycle.starting import commit_and_queue
 from shared.messaging import outbox
 from shared.models import Job, JobState, Server
 from shared.models.jobs import ACTIVE_STATES
+from shared.observability import metrics
 from shared.platform.runtime import Runtime
 
 # Progress events of one job at most this often; the step and progress they would have shown
@@ -62,9 +63,15 @@ def locking_job(locked_by: str | None) -> int | None:
 
 
 def message(
-    text: str, message_id: str | None = None, *, at: datetime | None = None
+    text: str,
+    message_id: str | None = None,
+    *,
+    code: str | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
-    return {"time": (at or utcnow()).isoformat(), "text": text, "message_id": message_id}
+    """A job message; ``code``: the error code of the failure or retry it reports."""
+    note = {"time": (at or utcnow()).isoformat(), "text": text, "message_id": message_id}
+    return note if code is None else note | {"code": code}
 
 
 def _append(job: Job, notes: Sequence[dict[str, Any]]) -> None:
@@ -165,7 +172,10 @@ async def create(session: AsyncSession, runtime: Runtime, specs: Sequence[NewJob
         await s.exec(delete(Job).where(col(Job.id).in_(ids)))
 
     ticks = [JobTickCommand(job_id=job_id, ticket=1) for job_id in ids if job_id is not None]
+    kinds = [job.kind for job in jobs]
     await commit_and_queue(session, runtime, ticks, revert=revert, started=events)
+    # Counted once queued: a start the broker refused was undone.
+    _count(kinds, JobState.pending)
     return jobs
 
 
@@ -211,6 +221,9 @@ class Ended:
 class Claimed:
     job: Job  # as the claim left it (the caller commits, then uses it detached)
     token: str
+    # An earlier delivery's lease was left behind: it died (or outlived its lease) mid-step,
+    # and this delivery resumes the step.
+    resumed: bool = False
 
 
 ClaimResult = Stale | Busy | Ended | Claimed
@@ -250,6 +263,7 @@ async def claim(
     """
     now = utcnow()
     token = secrets.token_hex(8)
+    left = (await session.exec(select(Job.lease_token).where(col(Job.id) == job_id))).first()
     taken = await session.exec(
         update(Job)
         .where(*_active(job_id), col(Job.ticket) == ticket, _lease_free(now))
@@ -281,10 +295,11 @@ async def claim(
     if job.state == JobState.pending:
         job.state = JobState.running
         job.started_at = now
+        metrics.on_commit(session, lambda: _count([job.kind], JobState.running))
         _enter_step(job, Next(first_steps.get(job.kind, "")), now)
         _stage(session, job, catalog.job_event(_bump(job), "started", resource_pool=_pool(server)))
     # Loaded in full by the refresh above, so it stays readable once the session is gone.
-    return Claimed(job=job, token=token)
+    return Claimed(job=job, token=token, resumed=left is not None)
 
 
 class LeaseLost(Exception):
@@ -396,7 +411,7 @@ async def advance(
     outcome = report.outcome
     if isinstance(outcome, Retry):
         job.step_attempts += 1
-        _append(job, [message(outcome.reason)])
+        _append(job, [message(outcome.reason, code=outcome.code)])
         if outcome.max_attempts is not None and job.step_attempts >= outcome.max_attempts:
             outcome = Fail(
                 outcome.code, f"{outcome.reason} (gave up after {job.step_attempts} attempts)"
@@ -510,6 +525,7 @@ def _finish(
     """End the job: final state, the server unlocked and free for the next job, the event."""
     assert job.id is not None
     now = utcnow()
+    _observe_end(session, job, state, code, now)
     job.state = state
     job.finished_at = now
     job.error_code = code
@@ -521,7 +537,7 @@ def _finish(
     job.waiting_for = None
     job.step_deadline_at = None
     if reason is not None:
-        _append(job, [message(reason)])
+        _append(job, [message(reason, code=code)])
     if server is not None and server.locked_by == lock_name(job.id):
         server.locked_by = None
         server.updated_at = now
@@ -534,6 +550,30 @@ def _finish(
     else:
         event = catalog.job_event(_bump(job), "cancelled", resource_pool=pool)
     _stage(session, job, event)
+
+
+def _count(kinds: Sequence[str], state: JobState) -> None:
+    for kind in kinds:
+        metrics.jobs_total(metrics.job_kind_label(kind), state.value).inc()
+
+
+def _observe_end(
+    session: AsyncSession, job: Job, state: JobState, code: str | None, now: datetime
+) -> None:
+    """The job's end in the metrics, once its transaction commits; before ``_finish`` clears
+    the step's deadline, which tells whether a failure is the step's deadline passing."""
+    kind = metrics.job_kind_label(job.kind)
+    step_expired = code == job.step_expiry_code and _step_expired(job, now)
+    deadline = state is JobState.failed and (code == DEADLINE_EXCEEDED or step_expired)
+    duration = max(0.0, (now - as_utc(job.created_at)).total_seconds())
+
+    def record() -> None:
+        _count([job.kind], state)
+        metrics.job_duration(kind, state.value).observe(duration)
+        if deadline:
+            metrics.job_deadline_failures(kind).inc()
+
+    metrics.on_commit(session, record)
 
 
 # --- the API's and the watchdog's side -------------------------------------------------------

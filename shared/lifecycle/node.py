@@ -1,5 +1,7 @@
 """A node's registration: ``discovered``/``registered``/``error`` → ``registering`` →
-``registered`` or ``error``.
+``registered`` or ``error``; and its certificate trust: any status → ``certificate_changed``
+when the BMC presents a certificate other than the trusted one, back to ``registered`` (or
+``discovered``) when a superuser accepts it (see ``shared.bmc.access`` for the trust model).
 
 Every register request bumps ``registration``; the command carries it, so a command of an
 earlier request is stale. Event versions come from the node's ``version``, bumped once per status
@@ -11,6 +13,7 @@ from __future__ import annotations
 from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.bmc.access import untrusted_reason
 from shared.contracts import catalog
 from shared.contracts.commands import NodeRegisterCommand
 from shared.core.clock import utcnow
@@ -29,7 +32,11 @@ async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profil
     previous = {name: getattr(node, name) for name in _STARTED_FIELDS}
     flipped = await session.exec(
         update(Node)
-        .where(col(Node.id) == node.id, col(Node.status) != NodeStatus.registering)
+        .where(
+            col(Node.id) == node.id,
+            # A node whose certificate changed gets no credential until it is accepted.
+            col(Node.status).not_in([NodeStatus.registering, NodeStatus.certificate_changed]),
+        )
         .values(
             status=NodeStatus.registering,
             error=None,
@@ -58,20 +65,84 @@ async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profil
     return True
 
 
-async def current(session: AsyncSession, node_id: int, registration: int) -> Node | None:
-    """The node if this registration is still the one in progress; otherwise None."""
-    # Writing the row first takes its lock, so two deliveries of one command cannot both
-    # record an outcome.
+async def locked(session: AsyncSession, node_id: int) -> Node | None:
+    """The node, its row locked for this transaction and its attributes fresh."""
+    # Writing the row first takes its lock (a row lock on PostgreSQL, the write lock on SQLite).
     await session.exec(
         update(Node).where(col(Node.id) == node_id).values(registration=Node.registration)
     )
-    node = await session.get(Node, node_id)
+    return await session.get(Node, node_id, populate_existing=True)
+
+
+async def current(session: AsyncSession, node_id: int, registration: int) -> Node | None:
+    """The node if this registration is still the one in progress; otherwise None."""
+    # Locked, so two deliveries of one command cannot both record an outcome.
+    node = await locked(session, node_id)
     if node is None or node.registration != registration or node.status != NodeStatus.registering:
         return None
     return node
 
 
-def succeed(session: AsyncSession, node: Node, credential_id: int, servers: list[Server]) -> None:
+def saw_certificate(node: Node, fingerprint: str) -> None:
+    """Record the certificate the BMC presented (never changes which one is trusted)."""
+    node.fingerprint = fingerprint
+    node.fingerprint_changed = (
+        node.trusted_fingerprint is not None and fingerprint != node.trusted_fingerprint
+    )
+
+
+def certificate_changed(session: AsyncSession, node: Node, presented: str) -> None:
+    """Stop BMC work for ``node``: its BMC presented ``presented``, not the trusted certificate."""
+    saw_certificate(node, presented)
+    session.add(node)
+    if node.status == NodeStatus.certificate_changed:
+        return  # already stopped (and announced); only the certificate seen is new
+    node.status = NodeStatus.certificate_changed
+    node.error = untrusted_reason(node)
+    node.version += 1
+    session.add(node)
+    outbox.stage(session, catalog.node_event(node, "certificate_changed"))
+
+
+class CertificateNotAccepted(Exception):
+    """Accepting failed; the message says why (the node presents another certificate)."""
+
+
+async def accept_certificate(session: AsyncSession, node_id: int, expected: str | None) -> Node:
+    """Trust the certificate ``node`` presents now (``expected``, if given, must be it)."""
+    node = await locked(session, node_id)
+    assert node is not None
+    if node.fingerprint is None:
+        raise CertificateNotAccepted("No certificate has been seen for this node; scan it first.")
+    if expected is not None and expected != node.fingerprint:
+        raise CertificateNotAccepted(
+            f"The node now presents the certificate with SHA-256 {node.fingerprint}, not the "
+            "one given; check it again."
+        )
+    if node.status != NodeStatus.certificate_changed and not node.fingerprint_changed:
+        return node  # already trusted: accepting again changes nothing
+    node.trusted_fingerprint = node.fingerprint
+    node.fingerprint_changed = False
+    if node.status == NodeStatus.certificate_changed:
+        node.status = NodeStatus.registered if node.credential_id else NodeStatus.discovered
+        node.error = None
+    node.version += 1
+    session.add(node)
+    outbox.stage(session, catalog.node_event(node, "certificate_accepted"))
+    return node
+
+
+def succeed(
+    session: AsyncSession,
+    node: Node,
+    credential_id: int,
+    servers: list[Server],
+    certificate: str | None,
+) -> None:
+    """Registered; ``certificate`` (the one the login talked to) becomes the trusted one."""
+    if certificate is not None:
+        node.fingerprint = node.trusted_fingerprint = certificate
+        node.fingerprint_changed = False
     node.status = NodeStatus.registered
     node.error = None
     node.credential_id = credential_id

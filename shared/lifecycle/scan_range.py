@@ -14,10 +14,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import catalog
 from shared.contracts.commands import ScanRangeCommand
-from shared.core.clock import utcnow
+from shared.core.clock import as_utc, utcnow
 from shared.lifecycle.starting import commit_and_queue
 from shared.messaging import outbox
 from shared.models import ScanChunk, ScanRange, ScanStatus
+from shared.observability import metrics
 from shared.platform.runtime import Runtime
 
 # What a start overwrites, put back if the broker refuses the command.
@@ -109,9 +110,11 @@ async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: dateti
         scan_range.status = ScanStatus.error
         scan_range.last_error = f"{len(errors)} chunk(s) failed; first: {errors[0]}"
         outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
+        _count_run(session, scan_range, "failed")
     else:
         scan_range.status = ScanStatus.ready
         outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
+        _count_run(session, scan_range, "completed")
     session.add(scan_range)
 
 
@@ -126,4 +129,18 @@ async def fail(session: AsyncSession, scan_range_id: int, run: int, reason: str)
     scan_range.last_scan_finished_at = utcnow()
     session.add(scan_range)
     outbox.stage(session, catalog.scan_range_event(scan_range, "failed"))
+    _count_run(session, scan_range, "failed")
     return True
+
+
+def _count_run(session: AsyncSession, scan_range: ScanRange, outcome: str) -> None:
+    """Count the run's end and its duration once the transaction ending it commits."""
+    started, finished = scan_range.last_scan_started_at, scan_range.last_scan_finished_at
+
+    def record() -> None:
+        metrics.scan_runs(outcome).inc()
+        if started is not None and finished is not None:
+            elapsed = as_utc(finished) - as_utc(started)
+            metrics.SCAN_RUN_DURATION.observe(max(0.0, elapsed.total_seconds()))
+
+    metrics.on_commit(session, record)

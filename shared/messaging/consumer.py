@@ -28,6 +28,7 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from shared.artifacts.store import ArtifactStore
 from shared.core.crypto import CredentialCipher
 from shared.core.db import Database
 from shared.core.log import get_logger
@@ -63,6 +64,8 @@ class WorkerRuntime(Protocol):
     def redfish_sessions(self) -> SessionCache: ...
     @property
     def credentials(self) -> CredentialCipher: ...
+    @property
+    def artifacts(self) -> ArtifactStore: ...
 
 
 @dataclass

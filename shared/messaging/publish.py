@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from shared.contracts.commands import Command
 from shared.contracts.events import CloudEvent
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
+from shared.observability import tracing
 
 PUBLISH_TIMEOUT_S = 5.0
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
@@ -22,6 +24,16 @@ JSON = "application/json"
 
 class BrokerUnavailableError(RuntimeError):
     """The broker did not acknowledge a publish; the caller must not report success."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    subject: str
+    body: bytes
+    stream: str
+    msg_id: str
+    content_type: str
+    headers: Mapping[str, str]
 
 
 class Publisher:
@@ -33,52 +45,77 @@ class Publisher:
         """Use the broker's connection for pipelined event batches (after it connected)."""
         self._js = nats.jetstream()
 
-    async def events(self, events: Sequence[CloudEvent]) -> None:
-        """Publish ``events`` in order, waiting once for all their PubAcks.
+    async def events(
+        self, events: Sequence[CloudEvent], headers: Sequence[Mapping[str, str]] = ()
+    ) -> None:
+        """Publish ``events`` in order, waiting once for all their PubAcks; ``headers``, if
+        given, adds headers per event (its trace context).
 
         The outbox relay publishes while it holds its claim on the rows (on SQLite, the write
         lock): one round trip per batch instead of one per event keeps that short. One
         connection delivers in order, so the stream stores them in order.
         """
+        extra = list(headers) or [{}] * len(events)
         await self._pipelined(
             [
-                (
+                _Item(
                     event.nats_subject,
                     event.model_dump_json().encode(),
                     EVENTS_STREAM,
                     event.id,
                     EVENT_CONTENT_TYPE,
+                    added,
                 )
-                for event in events
+                for event, added in zip(events, extra, strict=True)
             ],
             "the events",
         )
 
     async def commands(self, commands: Sequence[Command]) -> None:
-        """Publish ``commands`` pipelined (a bulk request's work in one round trip)."""
+        """Publish ``commands`` pipelined (a bulk request's work in one round trip), in the
+        caller's trace (the worker's handler continues it)."""
+        context = tracing.current_context()
         await self._pipelined(
             [
-                (c.subject, c.model_dump_json().encode(), COMMANDS_STREAM, c.msg_id(), JSON)
+                _Item(
+                    c.subject,
+                    c.model_dump_json().encode(),
+                    COMMANDS_STREAM,
+                    c.msg_id(),
+                    JSON,
+                    context,
+                )
                 for c in commands
             ],
             "the commands",
         )
 
-    async def _pipelined(self, items: list[tuple[str, bytes, str, str, str]], what: str) -> None:
+    async def _pipelined(self, items: list[_Item], what: str) -> None:
         if self._js is None:
-            for subject, body, stream, msg_id, content_type in items:
-                await self._publish(body, subject, stream, msg_id, content_type=content_type)
+            for item in items:
+                await self._publish(
+                    item.body,
+                    item.subject,
+                    item.stream,
+                    item.msg_id,
+                    content_type=item.content_type,
+                    headers=item.headers,
+                )
             return
         acks: list[asyncio.Future[PubAck]] = []
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                for subject, body, stream, msg_id, content_type in items:
+                for item in items:
                     acks.append(
                         await self._js.publish_async(
-                            subject,
-                            body,
-                            stream=stream,
-                            headers={"Nats-Msg-Id": msg_id, "content-type": content_type},
+                            item.subject,
+                            item.body,
+                            stream=item.stream,
+                            headers={
+                                **item.headers,
+                                "Nats-Msg-Id": item.msg_id,
+                                "content-type": item.content_type,
+                            },
                         )
                     )
                 await asyncio.gather(*acks)
@@ -113,12 +150,13 @@ class Publisher:
         msg_id: str,
         *,
         content_type: str = JSON,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         try:
             await self.broker.publish(
                 body,
                 subject,
-                headers={"Nats-Msg-Id": msg_id, "content-type": content_type},
+                headers={**(headers or {}), "Nats-Msg-Id": msg_id, "content-type": content_type},
                 stream=stream,
                 timeout=PUBLISH_TIMEOUT_S,
             )

@@ -14,14 +14,15 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared.contracts import subjects
-from shared.core.settings import Settings
+from shared.core.settings import MAX_THROTTLE_WINDOW_S, Settings
 
 COMMANDS_STREAM = "RACKSMITH_COMMANDS"
 EVENTS_STREAM = "RACKSMITH_EVENTS"
@@ -29,6 +30,13 @@ EVENTS_STREAM = "RACKSMITH_EVENTS"
 # redelivered handler re-publishing after its ack_wait expired.
 DUPLICATE_WINDOW_S = 15 * 60
 DAY_S = 24 * 3600
+# The API replicas' shared login-throttle windows (services/api/throttle.py). Entries are
+# dropped a day after their last write, so throttle windows are at most a day long; the size cap
+# keeps a flood of distinct usernames from growing it without bound (writes beyond it fail, and
+# the API then counts in its own memory).
+LOGIN_THROTTLE_BUCKET = "racksmith_login_throttle"
+LOGIN_THROTTLE_MAX_AGE_S = MAX_THROTTLE_WINDOW_S
+LOGIN_THROTTLE_MAX_BYTES = 64 * 1024 * 1024
 
 
 def commands_stream_config() -> StreamConfig:
@@ -40,6 +48,17 @@ def commands_stream_config() -> StreamConfig:
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+def login_throttle_config() -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=LOGIN_THROTTLE_BUCKET,
+        description="Racksmith login attempts per client address and failures per username.",
+        history=1,
+        ttl=LOGIN_THROTTLE_MAX_AGE_S,
+        max_bytes=LOGIN_THROTTLE_MAX_BYTES,
+        storage=StorageType.FILE,
     )
 
 
@@ -76,6 +95,9 @@ class WorkerConsumer:
     # The consumer lag one replica absorbs, which the autoscaler divides by (None: concurrency,
     # since every pending command needs a slot).
     lag_per_replica: int | None = None
+    # Its handlers ask for their message again later (``Reschedule``): a delivery after the
+    # first is then the work's own rhythm, not a redelivery; the handlers count real ones.
+    reschedules: bool = False
 
     @property
     def scale_lag(self) -> int:
@@ -135,10 +157,14 @@ JOBS = WorkerConsumer(
     max_ack_pending=100_000,
     max_deliver_setting=None,
     lag_per_replica=256,
+    reschedules=True,
 )
+# Downloads of firmware binaries and OS images from their source URLs: few at once per replica
+# (each is bandwidth, not waiting), heartbeats keep long ones from being redelivered.
+FETCHER = WorkerConsumer("fetcher", subjects.ARTIFACT_COMMANDS, concurrency=4, max_ack_pending=64)
 # The command consumers; KEDA scales each worker kind on its lag (deploy/k8s/base/keda.yaml).
 WORKER_CONSUMERS: dict[str, WorkerConsumer] = {
-    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, JOBS)
+    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, FETCHER, JOBS)
 }
 # Turns every event into delivery rows for the matching webhooks (services/webhooks). As many
 # events in flight as one batch, so batches are recorded one after another in stream order (the
@@ -157,7 +183,8 @@ CONSUMERS: tuple[WorkerConsumer, ...] = (*WORKER_CONSUMERS.values(), WEBHOOKS)
 
 
 async def declare(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update both streams and every worker consumer (idempotent).
+    """Create or update both streams and every worker consumer, and create the login-throttle
+    bucket (idempotent).
 
     Run by `racksmith migrate` and at every start, so consumers exist before any worker (or an
     autoscaler reading their lag) looks for them.
@@ -171,3 +198,7 @@ async def declare(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for consumer in CONSUMERS:
         await js.add_consumer(consumer.stream, consumer.config(settings))
+    try:
+        await js.key_value(LOGIN_THROTTLE_BUCKET)
+    except BucketNotFoundError:
+        await js.create_key_value(login_throttle_config())

@@ -10,7 +10,7 @@ from pydantic import Field as PField
 from sqlmodel import Field, Relationship, SQLModel
 
 from shared.core.clock import utcnow
-from shared.models.base import reject_null
+from shared.models.base import NEVER_REUSE_IDS, reject_null
 
 
 class GroupMembership(SQLModel, table=True):
@@ -26,6 +26,9 @@ class GroupBase(SQLModel):
 
 class Group(GroupBase, table=True):
     __tablename__ = "group"
+    # A new group must not inherit a deleted one's id: pool events name their group by id, and
+    # whoever is in a group hears its pools' events.
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=150, unique=True)
@@ -41,13 +44,40 @@ class UserBase(SQLModel):
 
 class User(UserBase, table=True):
     __tablename__ = "user"
+    # Tokens name their user by id: a new account must never answer to a deleted one's tokens.
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=150, unique=True)
     password_hash: str = Field(max_length=255)
     date_joined: datetime = Field(default_factory=utcnow, index=True)
     last_login: datetime | None = Field(default=None, index=True)
+    # Carried in every token (`ver`); raising it ends every token issued before (password
+    # change, deactivation, lost access). See services.api.auth.
+    token_version: int = Field(default=1)
     groups: list[Group] = Relationship(back_populates="users", link_model=GroupMembership)
+
+    def revoke_tokens(self) -> None:
+        """Every access and refresh token issued to this user so far stops working."""
+        self.token_version += 1
+
+
+class LoginSession(SQLModel, table=True):
+    """One ``POST /api/token/``: the refresh tokens it leads to rotate within it.
+
+    Only the newest refresh token of a session is usable (``refresh_jti``); presenting an older
+    one means it was copied, so the whole session is revoked. Rows outlive their last refresh
+    token only until ``expires_at``, then they are pruned.
+    """
+
+    __tablename__ = "login_session"
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    refresh_jti: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    revoked_at: datetime | None = None
 
 
 # --- API shapes (not tables) -------------------------------------------------------------------

@@ -25,6 +25,9 @@ class NodeStatus(StrEnum):
     registering = "registering"
     registered = "registered"
     error = "error"
+    # The BMC presents a certificate other than the trusted one: no BMC work runs for the node
+    # (no credential is sent to it) until a superuser accepts the certificate it now presents.
+    certificate_changed = "certificate_changed"
 
 
 class ScanRange(SQLModel, table=True):
@@ -82,9 +85,14 @@ class Node(SQLModel, table=True):
     product: str | None = Field(default=None, max_length=200, index=True)
     redfish_version: str | None = Field(default=None, max_length=32)
     uuid: str | None = Field(default=None, max_length=64)
+    # SHA-256 of the certificate last seen (by discovery or a connection to the BMC).
     fingerprint: str | None = Field(default=None, max_length=64)
+    # SHA-256 of the certificate trusted for BMC work: the one the last successful registration
+    # talked to, or one a superuser accepted. Scans never change it.
+    trusted_fingerprint: str | None = Field(default=None, max_length=64)
+    # The certificate last seen is not the trusted one.
     fingerprint_changed: bool = False
-    status: NodeStatus = Field(default=NodeStatus.discovered, sa_type=String(16), index=True)
+    status: NodeStatus = Field(default=NodeStatus.discovered, sa_type=String(32), index=True)
     error: str | None = None
     scan_range_id: int | None = Field(
         default=None, foreign_key="scan_range.id", ondelete="SET NULL", index=True
@@ -114,21 +122,25 @@ class Node(SQLModel, table=True):
 Port = Annotated[int, PField(ge=1, le=65535)]
 
 
+# Room for any IPv6 address with a zone, or a network in CIDR notation.
+ADDRESS_LENGTH = 64
+
+
 class ScanRangeCreate(BaseModel):
     """``ip_from``/``ip_to``, or ``cidr`` as a shorthand for a network's usable hosts."""
 
     name: str = PField(min_length=1, max_length=200)
-    ip_from: str | None = None
-    ip_to: str | None = None
-    cidr: str | None = None
+    ip_from: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    ip_to: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    cidr: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
     ports: list[Port] = PField(default_factory=lambda: [443], min_length=1)
 
 
 class ScanRangeUpdate(BaseModel):
     name: str | None = PField(default=None, min_length=1, max_length=200)
-    ip_from: str | None = None
-    ip_to: str | None = None
-    cidr: str | None = None
+    ip_from: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    ip_to: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
+    cidr: str | None = PField(default=None, max_length=ADDRESS_LENGTH)
     ports: list[Port] | None = PField(default=None, min_length=1)
 
 
@@ -172,8 +184,16 @@ class NodePublic(BaseModel):
     product: str | None
     redfish_version: str | None
     uuid: str | None
-    fingerprint: str | None
-    fingerprint_changed: bool
+    fingerprint: str | None = PField(
+        description="SHA-256 of the certificate the BMC presented last (discovery or BMC work)."
+    )
+    trusted_fingerprint: str | None = PField(
+        description="SHA-256 of the certificate trusted for BMC work: set by registration or "
+        "`accept_certificate/`, never by a scan."
+    )
+    fingerprint_changed: bool = PField(
+        description="The certificate presented last is not the trusted one."
+    )
     status: NodeStatus
     error: str | None
     scan_range: int | None

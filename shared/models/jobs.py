@@ -9,7 +9,7 @@ point leaves enough behind for the next one to resume without repeating an effec
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ValidationInfo, field_validator
 from pydantic import Field as PField
@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.core.clock import utcnow
 from shared.models.base import NEVER_REUSE_IDS
+from shared.models.servers import InventoryErrorCode
 
 
 class JobState(StrEnum):
@@ -31,6 +32,24 @@ class JobState(StrEnum):
 
 ACTIVE_STATES = (JobState.pending, JobState.running, JobState.waiting)
 FINAL_STATES = (JobState.completed, JobState.failed, JobState.cancelled)
+
+# A job's error code for a change request the BMC refused (4xx); its other BMC failures have the
+# codes a server's inventory failures have (``shared.bmc.failures``).
+BMC_REFUSED = "bmc_refused"
+BMC_BUSY = InventoryErrorCode.bmc_busy.value
+BMC_UNREACHABLE = InventoryErrorCode.bmc_unreachable.value
+_ASK = "an administrator can see the details"
+# What users who are not superusers read instead of a BMC failure's reason, which names the BMC's
+# address and often the account used to log in (as for a server's ``inventory_error``).
+BMC_FAILURE_TEXTS: dict[str, str] = {
+    **{
+        code.value: InventoryErrorCode.generic_text(code)
+        for code in InventoryErrorCode
+        if code is not InventoryErrorCode.bmc_error
+    },
+    InventoryErrorCode.bmc_error.value: f"The server's BMC failed the request; {_ASK}.",
+    BMC_REFUSED: f"The server's BMC refused the request; {_ASK}.",
+}
 
 
 class Job(SQLModel, table=True):
@@ -114,6 +133,10 @@ class JobMessage(BaseModel):
     message_id: str | None = PField(
         default=None, description="The BMC's Redfish MessageId, when the message is the BMC's."
     )
+    code: str | None = PField(
+        default=None,
+        description="The error code of the failure or retry the message reports, if it does.",
+    )
 
 
 class JobPublic(BaseModel):
@@ -147,6 +170,20 @@ class JobPublic(BaseModel):
         }
         data = {name: getattr(job, name) for name in cls.model_fields if name not in related}
         return cls.model_validate(data | related)
+
+    def without_bmc_details(self) -> Self:
+        """As a user who is not a superuser sees it: a BMC failure's reason, in ``error`` and
+        in the messages, becomes its code's generic text."""
+        error = self.error
+        if error is not None and self.error_code in BMC_FAILURE_TEXTS:
+            error = BMC_FAILURE_TEXTS[self.error_code]
+        messages = [
+            m.model_copy(update={"text": BMC_FAILURE_TEXTS[m.code]})
+            if m.code in BMC_FAILURE_TEXTS
+            else m
+            for m in self.messages
+        ]
+        return self.model_copy(update={"error": error, "messages": messages})
 
 
 class PowerAction(StrEnum):

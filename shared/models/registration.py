@@ -42,6 +42,8 @@ class Credential(SQLModel, table=True):
 # --- API shapes (not tables) -------------------------------------------------------------------
 
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
+# A CA bundle of a few dozen certificates.
+MAX_CA_BUNDLE = 64 * 1024
 
 
 def _pem_certificates(value: str | None) -> str | None:
@@ -54,8 +56,8 @@ class AuthProfileCreate(BaseModel):
     node_classification: str = PField(min_length=1, max_length=200)
     bmc: Literal["redfish"] = "redfish"
     verify_tls: bool = False
-    ca_bundle: str | None = None
-    tls_fingerprint: str | None = PField(default=None, pattern=SHA256_HEX)
+    ca_bundle: str | None = PField(default=None, max_length=MAX_CA_BUNDLE)
+    tls_fingerprint: str | None = PField(default=None, max_length=64, pattern=SHA256_HEX)
 
     _pem = field_validator("ca_bundle")(_pem_certificates)
 
@@ -67,8 +69,8 @@ class AuthProfileUpdate(BaseModel):
     node_classification: str | None = PField(default=None, min_length=1, max_length=200)
     bmc: Literal["redfish"] | None = None
     verify_tls: bool | None = None
-    ca_bundle: str | None = None
-    tls_fingerprint: str | None = PField(default=None, pattern=SHA256_HEX)
+    ca_bundle: str | None = PField(default=None, max_length=MAX_CA_BUNDLE)
+    tls_fingerprint: str | None = PField(default=None, max_length=64, pattern=SHA256_HEX)
 
 
 class AuthProfilePublic(BaseModel):

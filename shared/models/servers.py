@@ -19,6 +19,43 @@ class InventoryStatus(StrEnum):
     error = "error"
 
 
+class InventoryErrorCode(StrEnum):
+    """Why a collection failed, in words safe for anyone who sees the server.
+
+    The full ``inventory_error`` names the BMC's address and often the account used to log in;
+    only superusers see it. Members see the code and its ``generic`` text.
+    """
+
+    bmc_unreachable = "bmc_unreachable"
+    bmc_busy = "bmc_busy"
+    bmc_credentials_refused = "bmc_credentials_refused"
+    bmc_certificate_mismatch = "bmc_certificate_mismatch"
+    bmc_not_redfish = "bmc_not_redfish"
+    bmc_error = "bmc_error"
+    bmc_access_not_configured = "bmc_access_not_configured"
+
+    @classmethod
+    def generic_text(cls, code: str | None) -> str:
+        """The text shown instead of a failure's reason to users who are not superusers."""
+        return _GENERIC_INVENTORY_ERRORS[cls(code or cls.bmc_error)]
+
+
+_ASK = "an administrator can see the details"
+_GENERIC_INVENTORY_ERRORS = {
+    InventoryErrorCode.bmc_unreachable: f"The server's BMC could not be reached; {_ASK}.",
+    InventoryErrorCode.bmc_busy: f"The server's BMC stayed busy; {_ASK}.",
+    InventoryErrorCode.bmc_credentials_refused: f"The server's BMC refused the login; {_ASK}.",
+    InventoryErrorCode.bmc_certificate_mismatch: (
+        f"The server's BMC presented an unexpected TLS certificate; {_ASK}."
+    ),
+    InventoryErrorCode.bmc_not_redfish: f"The server's BMC gave an unusable answer; {_ASK}.",
+    InventoryErrorCode.bmc_error: f"Collecting the inventory failed; {_ASK}.",
+    InventoryErrorCode.bmc_access_not_configured: (
+        f"No working BMC credential is set up for this server; {_ASK}."
+    ),
+}
+
+
 class Server(SQLModel, table=True):
     __tablename__ = "server"
     __table_args__ = (
@@ -58,6 +95,7 @@ class Server(SQLModel, table=True):
         default=InventoryStatus.pending, sa_type=String(16), index=True
     )
     inventory_error: str | None = Field(default=None, sa_type=Text)
+    inventory_error_code: InventoryErrorCode | None = Field(default=None, sa_type=String(32))
     last_inventory_at: datetime | None = Field(default=None, index=True)
     # Every collection attempt, successful or not: the scheduler queues by this, so servers whose
     # BMC keeps failing go to the back of the queue instead of starving the rest.
@@ -90,7 +128,14 @@ class ServerPublic(BaseModel):
     location: str
     locked_by: str | None
     inventory_status: InventoryStatus
-    inventory_error: str | None
+    inventory_error: str | None = PField(
+        description="Why the last collection failed. Superusers see the full reason (it names "
+        "the BMC and may name its account); everyone else the generic text of "
+        "`inventory_error_code`."
+    )
+    inventory_error_code: InventoryErrorCode | None = PField(
+        description="Why the last collection failed, as a code."
+    )
     last_inventory_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -102,6 +147,13 @@ class ServerPublic(BaseModel):
             name: getattr(server, name) for name in cls.model_fields if name not in related
         }
         return cls.model_validate(data | related)
+
+    def without_bmc_details(self) -> "ServerPublic":
+        """As a user who is not a superuser sees it: the failure's generic text."""
+        if self.inventory_error is None:
+            return self
+        generic = InventoryErrorCode.generic_text(self.inventory_error_code)
+        return self.model_copy(update={"inventory_error": generic})
 
 
 class ServerReplace(BaseModel):

@@ -6,7 +6,7 @@ the response that created it (when Racksmith generated it) and in the memory of 
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel
 from pydantic import Field as PField
@@ -93,14 +93,19 @@ class WebhookDelivery(SQLModel, table=True):
 # --- API shapes (not tables) -------------------------------------------------------------------
 
 
+EventTypeName = Annotated[str, PField(max_length=200)]
+MAX_EVENT_TYPES = 100
+
+
 class WebhookCreate(BaseModel):
     """POST and PUT. PUT resets omitted fields to these defaults, except ``secret``: a secret
     cannot be shown again, so it is changed only when one is sent."""
 
     name: str = PField(min_length=1, max_length=200)
     url: str = PField(min_length=1, max_length=2000)
-    event_types: list[str] = PField(
+    event_types: list[EventTypeName] = PField(
         default_factory=list,
+        max_length=MAX_EVENT_TYPES,
         description="`io.racksmith.<entity>.<change>` or `<entity>.<change>`; empty: every event.",
     )
     content_mode: ContentMode = ContentMode.structured
@@ -119,7 +124,7 @@ class WebhookUpdate(BaseModel):
 
     name: str | None = PField(default=None, min_length=1, max_length=200)
     url: str | None = PField(default=None, min_length=1, max_length=2000)
-    event_types: list[str] | None = None
+    event_types: list[EventTypeName] | None = PField(default=None, max_length=MAX_EVENT_TYPES)
     content_mode: ContentMode | None = None
     secret: str | None = PField(default=None, min_length=16, max_length=200, repr=False)
     active: bool | None = PField(

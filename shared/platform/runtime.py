@@ -8,31 +8,56 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Coroutine
 from contextlib import suppress
 from functools import cached_property
 from typing import Any
 
 from faststream.nats import NatsBroker
+from faststream.security import BaseSecurity, SASLPlaintext
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from sqlalchemy import text
 
+from shared.artifacts.store import ArtifactStore, open_store
 from shared.core.crypto import CredentialCipher
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.core.settings import Settings
 from shared.messaging import outbox, streams
+from shared.messaging.permissions import OUTBOX_WAKE, inbox_prefix
 from shared.messaging.publish import Publisher
+from shared.observability.messaging import broker_middlewares
 from shared.redfish import ClientLimits, RedfishPool, SessionCache
 
 log = get_logger(__name__)
 
 
+def nats_security(settings: Settings) -> BaseSecurity | None:
+    """The process's NATS credentials and TLS trust, as FastStream takes them."""
+    context = (
+        ssl.create_default_context(cafile=str(settings.nats_tls_ca))
+        if settings.nats_tls_ca is not None
+        else None
+    )
+    if settings.nats_user:
+        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        return SASLPlaintext(settings.nats_user, password, ssl_context=context)
+    return BaseSecurity(ssl_context=context) if context is not None else None
+
+
 class Runtime:
-    def __init__(self, settings: Settings, nats_url: str) -> None:
+    """``relays``: the entities whose events this process publishes from the outbox (None:
+    all, for the embedded platform); see ``shared.messaging.permissions``."""
+
+    def __init__(
+        self, settings: Settings, nats_url: str, *, relays: frozenset[str] | None = None
+    ) -> None:
         self.settings = settings
         self.nats_url = nats_url
         self.db = Database(settings.effective_database_url, echo=settings.database_echo)
+        user = settings.nats_user
         self.broker = NatsBroker(
             nats_url,
             graceful_timeout=settings.shutdown_timeout_s,
@@ -40,9 +65,15 @@ class Runtime:
             logger=logging.getLogger("faststream"),
             log_level=logging.DEBUG,
             max_reconnect_attempts=-1,
+            security=nats_security(settings),
+            # Replies to this process land in its own inboxes, which no other user may read.
+            inbox_prefix=inbox_prefix(user) if user else "_INBOX",
+            middlewares=broker_middlewares(),
         )
         self.publisher = Publisher(self.broker)
-        self.outbox = outbox.Relayer(self.db, self.publisher)
+        self.outbox = outbox.Relayer(
+            self.db, self.publisher, relays, self._wake_owners if relays else None
+        )
         self.nats: NatsClient | None = None
         self._background: list[asyncio.Task[None]] = []
 
@@ -70,12 +101,29 @@ class Runtime:
         """Logged-in BMC sessions reused across a job's steps (logged out when idle)."""
         return SessionCache(self.redfish)
 
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Where firmware binaries and OS images are kept (``RACKSMITH_ARTIFACT_STORE``)."""
+        return open_store(self.settings)
+
     async def connect(self) -> None:
         """Connect the broker and make sure streams and consumers exist (no consuming yet)."""
         self.nats = await self.broker.connect()
         self.publisher.attach(self.nats)
         await streams.declare(self.nats.jetstream(), self.settings)
+        if self.outbox.entities:
+            await self.nats.subscribe(OUTBOX_WAKE, cb=self._on_wake)
         self.spawn(self.outbox.sweep_forever())
+
+    async def _wake_owners(self) -> None:
+        if self.nats is not None:
+            await self.nats.publish(OUTBOX_WAKE, b"")
+
+    async def _on_wake(self, _: Msg) -> None:
+        try:
+            await self.outbox.relay(woken=True)
+        except Exception as exc:  # the sweep retries
+            log.warning("outbox.relay_failed", error=str(exc))
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background for the life of this runtime (cancelled on close)."""

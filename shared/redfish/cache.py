@@ -7,6 +7,12 @@ and slow logins (iDRAC: ~8 sessions, a second per login). The cache keeps one se
 already caps requests per BMC), and logs it out after ``idle_s`` unused. A session that failed
 in a way that says the login or the connection is no good is dropped, and the next borrower
 logs in afresh.
+
+A session never outlives the trust it was opened under. The TLS policy (the pinned certificate)
+is part of the key, and a borrower with another policy for the same BMC — its certificate
+changed and was accepted — ends the sessions opened under the old one: they are logged out and
+never handed out again. A certificate the policy refuses on any new connection of a cached
+session drops it (nothing but the handshake reached the BMC).
 """
 
 from __future__ import annotations
@@ -47,12 +53,19 @@ class SessionCache:
 
     @asynccontextmanager
     async def session(
-        self, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        *,
+        vendor: str | None = None,
     ) -> AsyncIterator[RedfishSession]:
         """A logged-in session to the BMC; use ``async with``. Errors are the session's."""
         key = (base_url, username, hashlib.sha256(password.encode()).hexdigest(), tls)
         await self._reap()
-        entry = await self._entry(key, base_url, username, password, tls)
+        await self._end_other_trust(base_url, tls)
+        entry = await self._entry(key, base_url, username, password, tls, vendor)
         entry.users += 1
         try:
             yield entry.session
@@ -66,7 +79,13 @@ class SessionCache:
                 await self._drop(key, entry)
 
     async def _entry(
-        self, key: _Key, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        key: _Key,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        vendor: str | None,
     ) -> _Entry:
         entry = self._entries.get(key)
         if entry is not None and not entry.broken:
@@ -77,10 +96,18 @@ class SessionCache:
         async with lock:
             entry = self._entries.get(key)
             if entry is None or entry.broken:
-                session = self.pool.session(base_url, username, password, tls)
+                session = self.pool.session(base_url, username, password, tls, vendor=vendor)
                 await session.__aenter__()
                 entry = self._entries[key] = _Entry(session)
             return entry
+
+    async def _end_other_trust(self, base_url: str, tls: TlsPolicy) -> None:
+        """End the sessions to ``base_url`` opened under another TLS policy (those in use are
+        logged out when their last borrower is done)."""
+        stale = [(k, e) for k, e in self._entries.items() if k[0] == base_url and k[3] != tls]
+        for key, entry in stale:
+            entry.broken = True
+            await self._drop(key, entry)
 
     async def _drop(self, key: _Key, entry: _Entry) -> None:
         if self._entries.get(key) is entry:

@@ -27,10 +27,16 @@ from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
+from prometheus_client import Gauge
 from yarl import URL
 
 from shared.core.log import get_logger
+from shared.observability.metrics import vendor_label
+from shared.redfish import telemetry
 from shared.redfish.errors import (
     AuthenticationFailed,
     BmcBusy,
@@ -44,7 +50,7 @@ from shared.redfish.errors import (
     message_id,
 )
 from shared.redfish.resources import ServiceRoot
-from shared.redfish.tls import TlsPolicy
+from shared.redfish.tls import SslArgument, TlsPolicy, certificate_fingerprint
 
 log = get_logger(__name__)
 
@@ -84,10 +90,20 @@ class RedfishPool:
         self._slots = asyncio.Semaphore(limits.total)
 
     def session(
-        self, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        *,
+        vendor: str | None = None,
     ) -> RedfishSession:
-        """A session to the BMC at ``base_url`` (``https://host[:port]``); use ``async with``."""
-        return RedfishSession(self, base_url, username, password, tls)
+        """A session to the BMC at ``base_url`` (``https://host[:port]``); use ``async with``.
+
+        ``vendor`` (what discovery recorded) labels its request metrics from the first request
+        on; without it the service root's vendor does, once read.
+        """
+        return RedfishSession(self, base_url, username, password, tls, vendor=vendor)
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,33 @@ def _shown(url: URL) -> str:
     return str(url.with_user(None).with_query(None).with_fragment(None))
 
 
+class _PeerRecordingConnector(aiohttp.TCPConnector):
+    """Records the certificate of every new connection as soon as its TLS handshake (and the
+    policy's check) is done, before a request is written to it.
+
+    aiohttp has no public hook with the transport of a new connection (a response's connection
+    is already released when a small body was read with the headers), hence the override.
+    """
+
+    def __init__(self, *, ssl: SslArgument, limit: int) -> None:
+        super().__init__(ssl=ssl, limit=limit)
+        self.peers: list[str] = []
+
+    async def _create_connection(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> ResponseHandler:
+        protocol = await super()._create_connection(req, traces, timeout)
+        transport = protocol.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            self.peers.append(certificate_fingerprint(der))
+        return protocol
+
+
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
     try:
         seconds = float(headers.get("Retry-After", ""))
@@ -154,7 +197,14 @@ class RedfishSession:
     """
 
     def __init__(
-        self, pool: RedfishPool, base_url: str, username: str, password: str, tls: TlsPolicy
+        self,
+        pool: RedfishPool,
+        base_url: str,
+        username: str,
+        password: str,
+        tls: TlsPolicy,
+        *,
+        vendor: str | None = None,
     ) -> None:
         base = URL(base_url)
         if base.scheme not in ("http", "https") or not base.host:
@@ -181,6 +231,17 @@ class RedfishSession:
         self._basic: str | None = None  # Authorization header value in Basic mode
         self.auth_mode: Literal["session", "basic"] | None = None
         self.root: dict[str, Any] = {}
+        self._connector: _PeerRecordingConnector | None = None
+        self._vendor_known = vendor is not None
+        self.vendor = vendor_label(vendor)  # the metrics label, never the address
+        self._session_gauge: Gauge | None = None
+
+    @property
+    def peer_fingerprint(self) -> str | None:
+        """SHA-256 of the certificate the BMC presented on this session's first connection:
+        what a successful login actually talked to, whatever the TLS policy accepted."""
+        peers = self._connector.peers if self._connector is not None else []
+        return peers[0] if peers else None
 
     def __repr__(self) -> str:
         # Hand-written so neither the password nor the token ever shows in a repr.
@@ -192,8 +253,11 @@ class RedfishSession:
         if self._http is not None:
             raise RuntimeError("RedfishSession is already open")
         limits = self._limits
+        connector = self._connector = _PeerRecordingConnector(
+            ssl=self._tls.ssl(), limit=limits.per_bmc
+        )
         self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._tls.ssl(), limit=limits.per_bmc),
+            connector=connector,
             timeout=aiohttp.ClientTimeout(
                 # total bounds a BMC that drips its body byte by byte (each read is on time).
                 total=limits.connect_timeout + limits.read_timeout,
@@ -210,6 +274,8 @@ class RedfishSession:
             await self._logout()
             await self._close()
             raise
+        if self.auth_mode == "session":
+            self._session_gauge = telemetry.session_opened(self.vendor)
         return self
 
     async def __aexit__(
@@ -224,6 +290,9 @@ class RedfishSession:
             await self._close()
 
     async def _close(self) -> None:
+        gauge, self._session_gauge = self._session_gauge, None
+        if gauge is not None:
+            gauge.dec()
         http, self._http = self._http, None
         if http is not None:
             await http.close()
@@ -236,6 +305,8 @@ class RedfishSession:
             self._check("GET", self._root_url, reply)
             root = self._json_object(self._root_url, reply)
             self.root = root
+            if not self._vendor_known:
+                self.vendor = vendor_label(ServiceRoot.parse(root).vendor)
             sessions = ServiceRoot.parse(root).sessions
             if sessions is not None:
                 self._sessions_url = self._resolve(sessions)
@@ -543,20 +614,22 @@ class RedfishSession:
         elif authenticate and self._basic is not None:
             headers["Authorization"] = self._basic
         async with self._slots, self._pool._slots:
-            try:
-                async with http.request(
-                    method,
-                    url,
-                    json=json_body,
-                    headers=headers,
-                    allow_redirects=False,
-                ) as response:
-                    body = await self._read_capped(method, url, response)
-                    reply = _Reply(response.status, response.headers, body)
-            except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
-                # `from None`: aiohttp exceptions can carry the request headers (token,
-                # Basic credentials) in their repr, and chained causes end up in logs.
-                raise self._transport_error(method, url, exc) from None
+            with telemetry.RequestObserver(self.vendor, method, url) as observed:
+                try:
+                    async with http.request(
+                        method,
+                        url,
+                        json=json_body,
+                        headers=headers,
+                        allow_redirects=False,
+                    ) as response:
+                        observed.answered(response.status)
+                        body = await self._read_capped(method, url, response)
+                        reply = _Reply(response.status, response.headers, body)
+                except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+                    # `from None`: aiohttp exceptions can carry the request headers (token,
+                    # Basic credentials) in their repr, and chained causes end up in logs.
+                    raise self._transport_error(method, url, exc) from None
         log.debug("redfish.http", method=method, url=str(url), status=reply.status)
         return reply
 
@@ -596,9 +669,10 @@ class RedfishSession:
         if isinstance(exc, aiohttp.ServerFingerprintMismatch):
             return CertificateMismatch(
                 f"BMC {self.label} presented a certificate with SHA-256 {exc.got.hex()}, but "
-                f"its profile pins {exc.expected.hex()}: the certificate was replaced (reset, "
+                f"{exc.expected.hex()} is pinned: the certificate was replaced (reset, "
                 "firmware update) or the connection is intercepted; check, then re-pin",
                 url=shown,
+                presented=exc.got.hex(),
             )
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
             reason = getattr(exc.certificate_error, "verify_message", None) or "not trusted"

@@ -66,7 +66,14 @@ class CertificateMismatch(RedfishError):
     Either the pinned SHA-256 fingerprint differs (certificate replaced, or someone in the
     middle) or the certificate is not signed by the configured CA bundle / not issued for the
     address. Never retried silently: a person has to decide whether the new certificate is fine.
+    ``presented`` is the SHA-256 of the certificate the BMC showed, when a pin was compared.
     """
+
+    def __init__(
+        self, message: str, *, url: str | None = None, presented: str | None = None
+    ) -> None:
+        super().__init__(message, url=url)
+        self.presented = presented
 
 
 class ProtocolError(RedfishError):

@@ -1,10 +1,13 @@
 """``/api/events/``: the recent events and a live stream of them (Server-Sent Events), for clients
 that only speak HTTP.
 
-Both read RACKSMITH_EVENTS through ``services.api.event_feed`` and show a user only the events
+Both read RACKSMITH_EVENTS through ``services.api.event_feed``, with filter subjects narrowed
+to what the user may hear about (``access.event_visibility``), and show a user only the events
 ``Scope.sees_event`` allows. A stream sends each event as the CloudEvent exactly as it travels on
-NATS, with its stream sequence as the SSE ``id``, so a reconnecting client's ``Last-Event-ID``
-resumes right after the last event it received.
+NATS (a server's BMC failure details only to superusers: ``Scope.event_view``), with its stream
+sequence as the SSE ``id``, so a reconnecting client's ``Last-Event-ID`` resumes right after the
+last event it received. Each user may hold ``RACKSMITH_SSE_MAX_STREAMS_PER_USER`` streams open
+per API process.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,19 +31,25 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
-from services.api.access import Scope, ScopeDep, scope_of
+from services.api.access import Scope, ScopeDep, event_visibility, scope_of
+from services.api.auth import TokenRejected, current_user_from_claims
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.event_feed import (
     EventFilter,
     EventReader,
     FeedEvent,
+    Pattern,
     Resume,
+    Visibility,
     bounds,
+    build_filter,
     newest,
     oldest_after,
-    parse_filter,
+    parse_query,
     resume,
     sequence_before,
 )
@@ -47,7 +57,6 @@ from services.api.listing import MAX_PAGE_SIZE
 from shared.contracts.events import CloudEvent
 from shared.core.db import Database
 from shared.core.log import get_logger
-from shared.models import User
 
 log = get_logger(__name__)
 
@@ -83,13 +92,26 @@ EntityParam = Annotated[
 ]
 
 
-def event_filter(
-    scope: ScopeDep, types: TypeParam = None, entity: EntityParam = None
-) -> EventFilter:
-    return parse_filter(types or [], entity or [], visible_entities=scope.event_entities)
+@dataclass(frozen=True)
+class EventQuery:
+    """What the request asked for, and what the user may hear about."""
+
+    wanted: set[Pattern] | None
+    visible: Visibility
+
+    @property
+    def filter(self) -> EventFilter:
+        return build_filter(self.wanted, self.visible)
 
 
-FilterDep = Annotated[EventFilter, Depends(event_filter)]
+async def event_query(
+    scope: ScopeDep, session: SessionDep, types: TypeParam = None, entity: EntityParam = None
+) -> EventQuery:
+    wanted = parse_query(types or [], entity or [])
+    return EventQuery(wanted, await event_visibility(session, scope))
+
+
+QueryDep = Annotated[EventQuery, Depends(event_query)]
 
 
 class EventRecord(CloudEvent):
@@ -157,8 +179,8 @@ def _broker_errors() -> Iterator[None]:
         raise APIError(503, "The event stream is unavailable.") from exc
 
 
-def _record(item: FeedEvent) -> EventRecord:
-    return EventRecord(**item.event.model_dump(), sequence=item.sequence)
+def _record(item: FeedEvent, scope: Scope) -> EventRecord:
+    return EventRecord(**scope.event_view(item.event).model_dump(), sequence=item.sequence)
 
 
 @router.get("/", summary="List recent events", responses=EVENTS_UNAVAILABLE)
@@ -166,7 +188,7 @@ async def list_events(
     request: Request,
     scope: ScopeDep,
     state: StateDep,
-    filters: FilterDep,
+    query: QueryDep,
     since: Annotated[
         datetime | None,
         Query(description="Only events stored at or after this ISO 8601 time (UTC if no zone)."),
@@ -181,6 +203,7 @@ async def list_events(
     """Events still in the stream, newest first, cursor-paginated (stable while new events
     arrive); each is the CloudEvent plus its `sequence`."""
     position = Cursor.decode(cursor) if cursor else None
+    filters = query.filter
     js = _jetstream(state)
     with _broker_errors():
         floor = 1
@@ -220,7 +243,7 @@ async def list_events(
     return EventPage(
         next=_link(request, older),
         previous=_link(request, newer),
-        results=[_record(item) for item in items],
+        results=[_record(item, scope) for item in items],
     )
 
 
@@ -247,30 +270,103 @@ def end_streams(app: FastAPI) -> None:
     _closing(app).set()
 
 
-class LiveScope:
-    """The streaming user's scope, re-read while the stream runs.
+class StreamSlots:
+    """Open event streams per user in this API process (``RACKSMITH_SSE_MAX_STREAMS_PER_USER``):
+    each holds a NATS consumer and a connection, so one user cannot hold an unbounded number."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: Counter[int] = Counter()
+
+    def take(self, user_id: int) -> Callable[[], None]:
+        """A slot for ``user_id`` (429 if none is free) and the function that frees it."""
+        if self._open[user_id] >= self.cap:
+            raise APIError(
+                429, f"Too many open event streams: at most {self.cap} per user; close one first."
+            )
+        self._open[user_id] += 1
+        freed = False
+
+        def free() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._open[user_id] -= 1
+                if not self._open[user_id]:
+                    del self._open[user_id]
+
+        return free
+
+
+def _slots(app: FastAPI, cap: int) -> StreamSlots:
+    slots: StreamSlots | None = getattr(app.state, "event_stream_slots", None)
+    if slots is None:
+        slots = app.state.event_stream_slots = StreamSlots(cap)
+    return slots
+
+
+class _SlotResponse(EventSourceResponse):
+    """Frees its stream slot however the response ends: finished, failed, or the client gone
+    before the first frame."""
+
+    def __init__(self, frames: AsyncIterator[bytes], free: Callable[[], None]) -> None:
+        # No caching, and no buffering by nginx-style proxies: each frame must reach the client
+        # now.
+        super().__init__(frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._free = free
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._free()
+
+
+class LiveView:
+    """The streaming user's scope and the reader's filter, kept current while the stream runs.
 
     Pool and membership changes must reach an open stream, not wait for its next connect: the
-    scope is re-read whenever pool events pass and at least every ``every_s``. A user who was
-    deleted or deactivated ends the stream.
+    view is read again after an event that may change it (``Scope.changes_view``: a pool event,
+    a server or switch moving into or out of the user's pools) and at least every ``every_s``;
+    when the filter changes, the reader goes on with the new one right after that event. A
+    token that no longer stands for its user (deleted, deactivated, new password, lost access)
+    ends the stream.
     """
 
-    def __init__(self, db: Database, scope: Scope, every_s: float) -> None:
+    def __init__(
+        self, db: Database, scope: Scope, claims: dict[str, Any], query: EventQuery, every_s: float
+    ) -> None:
         self.db = db
         self.scope = scope
+        self.visible = query.visible
+        self.claims = claims
+        self.wanted = query.wanted
         self.every_s = every_s
         self._due = time.monotonic() + every_s
 
-    async def current(self, batch: list[FeedEvent]) -> Scope | None:
-        pools_changed = any(item.event.subject.startswith("pool/") for item in batch)
-        if pools_changed or time.monotonic() >= self._due:
-            async with self.db.session() as session:
-                user = await session.get(User, self.scope.user.id)
-                if user is None or not user.is_active:
-                    return None
-                self.scope = await scope_of(session, user)
-            self._due = time.monotonic() + self.every_s
-        return self.scope
+    @property
+    def due(self) -> bool:
+        return time.monotonic() >= self._due
+
+    async def refresh(self) -> bool:
+        """Read the view again; False if the token no longer stands for its user."""
+        async with self.db.session() as session:
+            try:
+                user = await current_user_from_claims(session, self.claims)
+            except TokenRejected:
+                return False
+            self.scope = await scope_of(session, user)
+            self.visible = await event_visibility(session, self.scope)
+        self._due = time.monotonic() + self.every_s
+        return True
+
+    async def refilter(self, reader: EventReader, after: int) -> bool:
+        """Give ``reader`` the filter of the current view, from ``after`` on, if it changed."""
+        current = build_filter(self.wanted, self.visible)
+        if current == reader.filter:
+            return False
+        await reader.refilter(current, after=after)
+        return True
 
 
 async def _unless_closing(closing: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
@@ -290,7 +386,7 @@ async def _unless_closing(closing: asyncio.Event, work: Coroutine[Any, Any, T]) 
 
 async def _frames(
     reader: EventReader,
-    live: LiveScope,
+    live: LiveView,
     start: Resume,
     *,
     closing: asyncio.Event,
@@ -316,20 +412,36 @@ async def _frames(
                 return
             if batch is None:
                 return
-            scope = await live.current(batch)
-            if scope is None:
-                return
+            refiltered = False
             for item in batch:
-                if scope.sees_event(item.event):
-                    yield format_sse_event(
-                        event=item.event.type, data_str=item.body.decode(), id=str(item.sequence)
-                    )
-                    last_sent = time.monotonic()
+                scope = live.scope
+                if not scope.sees_event(item.event):
+                    continue
+                yield _frame(item, scope)
+                last_sent = time.monotonic()
+                if scope.changes_view(item.event, live.visible):
+                    if not await live.refresh():
+                        return
+                    # The rest of the batch was read with the old filter: read it again.
+                    if await live.refilter(reader, after=item.sequence):
+                        refiltered = True
+                        break
+            if live.due and not refiltered:
+                if not await live.refresh():
+                    return
+                await live.refilter(reader, after=reader.position)
             if time.monotonic() - last_sent >= heartbeat_s:
                 yield HEARTBEAT
                 last_sent = time.monotonic()
     finally:
         await reader.close()
+
+
+def _frame(item: FeedEvent, scope: Scope) -> bytes:
+    shown = scope.event_view(item.event)
+    # As published, byte for byte, unless this user is shown less of it.
+    data = item.body.decode() if shown is item.event else shown.model_dump_json()
+    return format_sse_event(event=item.event.type, data_str=data, id=str(item.sequence))
 
 
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -363,7 +475,7 @@ async def stream_events(
     scope: ScopeDep,
     session: SessionDep,
     state: StateDep,
-    filters: FilterDep,
+    query: QueryDep,
     last_event_id_header: Annotated[
         str | None,
         Header(
@@ -385,25 +497,28 @@ async def stream_events(
     elif last_event_id is not None:
         after = _sequence("last_event_id", last_event_id)
     token = request.headers["authorization"].partition(" ")[2]
-    expires_at = float(state.tokens.decode(token, "access")["exp"])
-    js = _jetstream(state)
-    # A stream lasts hours: it must not hold the request's database connection (on SQLite, a
-    # read transaction) all that time; the live scope opens short sessions of its own.
-    await session.close()
-    with _broker_errors():
-        stream = await bounds(js)
-        start = resume(after, stream) if after is not None else Resume(stream.last, None)
-        reader = await EventReader(js, filters, after=start.after).open()
+    claims = state.tokens.decode(token, "access")
     settings = state.settings
+    assert scope.user.id is not None
+    free = _slots(request.app, settings.sse_max_streams_per_user).take(scope.user.id)
+    try:
+        js = _jetstream(state)
+        # A stream lasts hours: it must not hold the request's database connection (on SQLite,
+        # a read transaction) all that time; the live view opens short sessions of its own.
+        await session.close()
+        with _broker_errors():
+            stream = await bounds(js)
+            start = resume(after, stream) if after is not None else Resume(stream.last, None)
+            reader = await EventReader(js, query.filter, after=start.after).open()
+    except BaseException:
+        free()
+        raise
     frames = _frames(
         reader,
-        LiveScope(state.runtime.db, scope, settings.sse_heartbeat_s),
+        LiveView(state.runtime.db, scope, claims, query, settings.sse_heartbeat_s),
         start,
         closing=_closing(request.app),
         heartbeat_s=settings.sse_heartbeat_s,
-        expires_at=expires_at,
+        expires_at=float(claims["exp"]),
     )
-    # No caching, and no buffering by nginx-style proxies: each frame must reach the client now.
-    return EventSourceResponse(
-        frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    return _SlotResponse(frames, free)

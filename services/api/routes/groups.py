@@ -60,7 +60,13 @@ async def _update(session: SessionDep, group_id: int, changes: GroupUpdate) -> G
     if changes.name is not None:
         group.name = changes.name
     if changes.members is not None:
-        group.users = await resolve_ids(session, User, changes.members, "members")
+        members = await resolve_ids(session, User, changes.members, "members")
+        # Whoever leaves the group loses its pools: their tokens end (see services.api.auth).
+        staying = {user.id for user in members}
+        for user in group.users:
+            if user.id not in staying:
+                user.revoke_tokens()
+        group.users = members
     return await _save(session, group)
 
 
@@ -76,6 +82,9 @@ async def update_group(group_id: int, body: GroupUpdate, session: SessionDep) ->
 
 @router.delete("/{group_id}/", status_code=204, summary="Delete a group")
 async def delete_group(group_id: int, session: SessionDep) -> Response:
-    await session.delete(await get_or_404(session, Group, group_id))
+    group = await get_or_404(session, Group, group_id, _WITH_USERS)
+    for user in group.users:
+        user.revoke_tokens()
+    await session.delete(group)
     await session.commit()
     return Response(status_code=204)

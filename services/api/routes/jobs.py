@@ -59,12 +59,12 @@ NOT_RETRYABLE = documented(409, "The job is not failed or cancelled, or was alre
 
 @router.get("/", summary="List jobs (newest first)")
 async def list_jobs(session: SessionDep, scope: ScopeDep, query: JobListQuery) -> Page[JobPublic]:
-    return await paginate(session, scope.narrow_jobs(select(Job)), query, JobPublic.of)
+    return await paginate(session, scope.narrow_jobs(select(Job)), query, scope.job_view)
 
 
 @router.get("/{job_id}/", summary="Retrieve a job (poll its state)")
 async def read_job(job_id: int, session: SessionDep, scope: ScopeDep) -> JobPublic:
-    return JobPublic.of(await scope.get_job(session, job_id))
+    return scope.job_view(await scope.get_job(session, job_id))
 
 
 @router.post(
@@ -92,7 +92,7 @@ async def cancel_job(job_id: int, request: jobs.JobRequestDep) -> JobPublic:
             except BrokerUnavailableError as exc:
                 log.warning("job.wake_failed", job=job_id, error=str(exc))
             await watch.wait(request.wait)
-    return JobPublic.of((await request.answer([job]))[0])
+    return request.shown(await request.answer([job]))[0]
 
 
 @router.post(
@@ -113,4 +113,4 @@ async def retry_job(job_id: int, request: jobs.JobRequestDep) -> JobPublic:
         raise APIError(409, f"Job {job_id}'s server no longer exists.")
     (spec,) = request.new_jobs([server], job.kind, job.params)
     (retried,) = await request.start([replace(spec, retry_of=job)])
-    return JobPublic.of(retried)
+    return request.shown([retried])[0]

@@ -1,25 +1,28 @@
-"""``/api/node/``: the BMC endpoints discovery found, and registering them."""
+"""``/api/node/``: the BMC endpoints discovery found, registering them, and accepting a BMC's
+new certificate (the trust model is in ``shared.bmc.access``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from pydantic import Field as PField
 from sqlmodel import col, select
 
 from services.api import registration
-from services.api.broker import BROKER_UNAVAILABLE
+from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep, get_superuser
-from services.api.errors import FieldErrors
+from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
 from services.api.waiting import watch_outcomes
+from shared.contracts.commands import ServerInventoryCommand
 from shared.lifecycle import node as node_lifecycle
-from shared.models import AuthProfile, Credential, Node, NodeStatus
+from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
 from shared.models.discovery import NodePublic
+from shared.redfish.tls import normalise_fingerprint
 
 router = APIRouter(prefix="/api/node", tags=["nodes"], dependencies=[Depends(get_superuser)])
 
@@ -124,7 +127,10 @@ async def _register(
     async with watch_outcomes(nats, "node", registration.FINAL_CHANGES) as watch:
         watch.expect(ids)
         for node in nodes:
-            await node_lifecycle.start(session, state.runtime, node, profile.id)
+            if not await node_lifecycle.start(session, state.runtime, node, profile.id):
+                await session.refresh(node)
+                if node.status == NodeStatus.certificate_changed and node.id is not None:
+                    watch.settled(node.id)  # refused: nothing is coming to wait for
         finished = await watch.wait(seconds) if seconds else False
     results = await registration.results(session, nodes)
     finished = finished or all(r.status != NodeStatus.registering for r in results)
@@ -167,3 +173,62 @@ async def register_node(
     node = await get_or_404(session, Node, node_id)
     profile = await _profile_with_credentials(session, body.auth_profile)
     return (await _register(session, state, response, [node], profile, wait))[0]
+
+
+class AcceptCertificate(BaseModel):
+    fingerprint: str | None = PField(
+        default=None,
+        # 95 characters in the `AB:CD:…` form, with room for pasted whitespace.
+        max_length=128,
+        description="The SHA-256 of the certificate you checked (hex, `AB:CD:…` accepted). "
+        "If the node presents another one by now, nothing is accepted (409).",
+    )
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _normalised(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_fingerprint(value)
+
+
+@router.post(
+    "/{node_id}/accept_certificate/",
+    summary="Trust the certificate the node's BMC presents now",
+    description="After a node went to `certificate_changed` (its BMC presents a certificate "
+    "other than the trusted one), a superuser who has checked the BMC makes its current "
+    "certificate (`fingerprint`) the trusted one: the node returns to `registered` (or "
+    "`discovered`), its servers' inventory is queued, and BMC work resumes. Send the "
+    "fingerprint you checked to accept exactly that certificate. Accepting a certificate that "
+    "is already trusted changes nothing.",
+    responses={
+        **documented(409, "The node presents another certificate, or none was seen"),
+        **BROKER_UNAVAILABLE,
+    },
+)
+async def accept_certificate(
+    node_id: int,
+    session: SessionDep,
+    state: StateDep,
+    body: AcceptCertificate | None = None,
+) -> NodePublic:
+    await get_or_404(session, Node, node_id)
+    expected = body.fingerprint if body is not None else None
+    try:
+        node = await node_lifecycle.accept_certificate(session, node_id, expected)
+    except node_lifecycle.CertificateNotAccepted as exc:
+        await session.rollback()
+        raise APIError(409, str(exc)) from None
+    await session.commit()
+    await announce(state.runtime)
+    if node.status == NodeStatus.registered:
+        servers = (
+            await session.exec(select(Server.id).where(col(Server.node_id) == node_id))
+        ).all()
+        await publish(
+            state.runtime,
+            [
+                ServerInventoryCommand(server_id=server_id, token=f"accept:{node.version}")
+                for server_id in servers
+                if server_id is not None
+            ],
+        )
+    return NodePublic.of(node)

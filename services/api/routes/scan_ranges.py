@@ -88,6 +88,7 @@ def _validated(
             address_range,
             max_addresses=settings.scan_max_addresses,
             allowed=iprange.parse_networks(settings.scan_allowed_networks.split(",")),
+            fields=("cidr", "cidr") if cidr is not None else ("ip_from", "ip_to"),
         )
     except iprange.RangeError as exc:
         raise FieldErrors.single(exc.field, exc.message) from None

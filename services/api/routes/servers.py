@@ -94,7 +94,7 @@ class RefreshAccepted(BaseModel):
 async def list_servers(
     session: SessionDep, scope: ScopeDep, query: ServerListQuery
 ) -> Page[ServerPublic]:
-    return await paginate(session, scope.narrow(select(Server), Server), query, ServerPublic.of)
+    return await paginate(session, scope.narrow(select(Server), Server), query, scope.server_view)
 
 
 @router.post(
@@ -108,7 +108,7 @@ async def refresh_servers(
 ) -> RefreshAccepted:
     servers = await membership.resolve_servers(session, scope, body.servers)
     await _queue_inventory(state, servers)
-    return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+    return RefreshAccepted(servers=[scope.server_view(s) for s in servers])
 
 
 @router.post(
@@ -121,13 +121,13 @@ async def power_servers(body: BulkPowerRequest, request: jobs.JobRequestDep) -> 
     servers = await membership.resolve_servers(request.session, request.scope, body.servers)
     params = body.model_dump(mode="json", exclude_none=True, exclude={"servers"})
     return BulkJobs(
-        jobs=jobs.public(await request.start(request.new_jobs(servers, "power", params)))
+        jobs=request.shown(await request.start(request.new_jobs(servers, "power", params)))
     )
 
 
 @router.get("/{server_id}/", summary="Retrieve a server")
 async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> ServerPublic:
-    return ServerPublic.of(await scope.get(session, Server, server_id))
+    return scope.server_view(await scope.get(session, Server, server_id))
 
 
 @router.post(
@@ -143,7 +143,7 @@ async def remove_from_pool(
     await membership.unassign(session, list(servers))
     await session.commit()
     await announce(state.runtime)
-    return RefreshAccepted(servers=[ServerPublic.of(s) for s in servers])
+    return RefreshAccepted(servers=[scope.server_view(s) for s in servers])
 
 
 async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
@@ -172,7 +172,7 @@ async def _update(
     session.add(server)
     await session.commit()
     await announce(state.runtime)
-    return ServerPublic.of(server)
+    return scope.server_view(server)
 
 
 @router.put("/{server_id}/", summary="Replace a server's writable fields")
@@ -200,7 +200,7 @@ async def refresh_server(
 ) -> ServerPublic:
     server = await scope.get(session, Server, server_id)
     await _queue_inventory(state, [server])
-    return ServerPublic.of(server)
+    return scope.server_view(server)
 
 
 async def _start_one(
@@ -208,7 +208,7 @@ async def _start_one(
 ) -> JobPublic:
     server = await request.scope.get(request.session, Server, server_id)
     params = body.model_dump(mode="json", exclude_none=True)
-    return jobs.public(await request.start(request.new_jobs([server], kind, params)))[0]
+    return request.shown(await request.start(request.new_jobs([server], kind, params)))[0]
 
 
 @router.post(
@@ -229,7 +229,9 @@ async def power_server(
     summary="Set the boot override (target, once or continuous, mode)",
     responses=jobs.JOB_RESPONSES,
 )
-async def boot_server(server_id: int, body: BootRequest, request: jobs.JobRequestDep) -> JobPublic:
+async def set_boot_override(
+    server_id: int, body: BootRequest, request: jobs.JobRequestDep
+) -> JobPublic:
     return await _start_one(request, server_id, "boot", body)
 
 

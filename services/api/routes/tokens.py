@@ -1,14 +1,18 @@
-"""``/api/token/`` and ``/api/token/refresh/``: simplejwt-compatible bodies, claims and errors."""
+"""``/api/token/``, ``/api/token/refresh/`` and ``/api/token/revoke/``: simplejwt-compatible
+bodies, claims and errors, with rotating refresh tokens (simplejwt's ``ROTATE_REFRESH_TOKENS``).
+How tokens map to users and login sessions: ``services.api.auth``."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import select
 
+from services.api.auth import TokenRejected
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
 from shared.core.log import get_logger
@@ -19,10 +23,17 @@ log = get_logger(__name__)
 
 router = APIRouter(prefix="/api/token", tags=["auth"])
 
+# Generous for any passphrase, small enough that hashing it costs nothing extra.
+MAX_PASSWORD_LENGTH = 4096
+# Tokens are a few hundred characters; the cap only stops absurd input early.
+MAX_TOKEN_LENGTH = 4096
+
+INVALID_TOKEN = "Token is invalid or expired"  # noqa: S105 (a message, not a secret)
+
 
 class TokenObtain(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=150)
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
 
 
 class TokenPair(BaseModel):
@@ -31,25 +42,17 @@ class TokenPair(BaseModel):
 
 
 class TokenRefresh(BaseModel):
-    refresh: str
+    refresh: str = Field(max_length=MAX_TOKEN_LENGTH)
 
 
-class AccessToken(BaseModel):
-    access: str
+class Revoked(BaseModel):
+    """Empty, as simplejwt's blacklist view answers."""
 
 
-async def _throttle(state: StateDep, request: Request) -> None:
-    throttle = state.token_throttle
-    client = request.client.host if request.client else "unknown"
-    if await throttle.limiter.hit(throttle.rate, "token", client):
-        return
-    reset_at, _ = await throttle.limiter.get_window_stats(throttle.rate, "token", client)
-    wait = max(1, int(reset_at - datetime.now(UTC).timestamp()) + 1)
-    raise APIError(
-        429,
-        f"Request was throttled. Expected available in {wait} seconds.",
-        headers={"Retry-After": str(wait)},
-    )
+def _fingerprint(text: str) -> str:
+    """A stable stand-in for text that must not be logged: an unknown username is often a
+    password typed into the wrong field."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @router.post(
@@ -60,37 +63,66 @@ async def _throttle(state: StateDep, request: Request) -> None:
 async def obtain_token(
     body: TokenObtain, request: Request, state: StateDep, session: SessionDep
 ) -> TokenPair:
-    await _throttle(state, request)
+    """Throttled per client address (every attempt) and per username (failed attempts); beyond
+    either limit 429 with `Retry-After`."""
+    throttle = state.login_throttle
+    client = throttle.client(request.client.host if request.client else None, request.headers)
+    await throttle.attempt(client, body.username)
     user = (await session.exec(select(User).where(User.username == body.username))).one_or_none()
     # Argon2 takes ~0.1 s of CPU: off the event loop, so logins don't stall every other request.
     valid = await asyncio.to_thread(
         verify_password, body.password, user.password_hash if user else None
     )
     if not valid or (user is None or not user.is_active):
-        log.info("auth.login_failed", username=body.username)
+        await throttle.failed(body.username)
+        if user is None:
+            log.info(
+                "auth.login_failed", client=client, unknown_username=_fingerprint(body.username)
+            )
+        else:
+            log.info(
+                "auth.login_failed",
+                client=client,
+                user_id=user.id,
+                username=user.username,
+                reason="inactive" if valid else "wrong_password",
+            )
         raise APIError(401, "No active account found with the given credentials")
-    assert user.id is not None
     user.last_login = datetime.now(UTC)
     session.add(user)
-    await session.commit()
-    log.info("auth.login", user_id=user.id)
-    return TokenPair(
-        access=state.tokens.issue(user.id, "access"),
-        refresh=state.tokens.issue(user.id, "refresh"),
-    )
+    pair = await state.sessions.log_in(session, user)
+    log.info("auth.login", user_id=user.id, client=client)
+    return TokenPair(access=pair.access, refresh=pair.refresh)
 
 
 @router.post(
     "/refresh/",
-    summary="Exchange a refresh token for a new access token",
+    summary="Exchange a refresh token for a new access and refresh token",
     responses={401: {"model": ErrorDetail}},
 )
-async def refresh_token(body: TokenRefresh, state: StateDep, session: SessionDep) -> AccessToken:
+async def refresh_token(body: TokenRefresh, state: StateDep, session: SessionDep) -> TokenPair:
+    """The refresh token sent is used up: keep the new one. Sending a used refresh token again
+    ends its login session (every token pair it led to can no longer be refreshed)."""
+    try:
+        claims = state.tokens.decode(body.refresh, "refresh")
+        pair = await state.sessions.refresh(session, claims)
+    except (InvalidTokenError, TokenRejected):
+        raise APIError(401, INVALID_TOKEN) from None
+    return TokenPair(access=pair.access, refresh=pair.refresh)
+
+
+@router.post(
+    "/revoke/",
+    summary="Log out: revoke a refresh token and its login session",
+    responses={401: {"model": ErrorDetail}},
+)
+async def revoke_token(body: TokenRefresh, state: StateDep, session: SessionDep) -> Revoked:
+    """No refresh token of this login session works afterwards. Access tokens already issued
+    stay valid until they expire (as with simplejwt's blacklist); to end those too, change the
+    user's password or deactivate it."""
     try:
         claims = state.tokens.decode(body.refresh, "refresh")
     except InvalidTokenError:
-        raise APIError(401, "Token is invalid or expired") from None
-    user = await session.get(User, claims["user_id"])
-    if user is None or not user.is_active or user.id is None:
-        raise APIError(401, "Token is invalid or expired")
-    return AccessToken(access=state.tokens.issue(user.id, "access"))
+        raise APIError(401, INVALID_TOKEN) from None
+    await state.sessions.revoke(session, claims)
+    return Revoked()

@@ -94,8 +94,22 @@ async def read_user(user_id: int, session: SessionDep) -> UserPublic:
     return UserPublic.of(await get_or_404(session, User, user_id, _WITH_GROUPS))
 
 
+Access = tuple[bool, bool, set[int | None]]
+
+
+def _access(user: User) -> Access:
+    return user.is_active, user.is_superuser, {group.id for group in user.groups}
+
+
+def _lost_access(before: Access, after: Access) -> bool:
+    """Deactivated, no longer a superuser, or out of a group it was in."""
+    (was_active, was_superuser, groups), (active, superuser, now_in) = before, after
+    return (was_active and not active) or (was_superuser and not superuser) or bool(groups - now_in)
+
+
 async def _update(session: SessionDep, user_id: int, changes: dict[str, object]) -> UserPublic:
     user = await get_or_404(session, User, user_id, _WITH_GROUPS)
+    before = _access(user)
     if "username" in changes:
         await _check_username_free(session, str(changes["username"]), user.id)
     if "groups" in changes:
@@ -107,6 +121,10 @@ async def _update(session: SessionDep, user_id: int, changes: dict[str, object])
         user.password_hash = await asyncio.to_thread(hash_password, str(password))
     for name, value in changes.items():
         setattr(user, name, value)
+    # A new password or lost rights end every token issued before (the caller's own included,
+    # if this is the caller: it logs in again).
+    if password is not None or _lost_access(before, _access(user)):
+        user.revoke_tokens()
     return await _save(session, user)
 
 

@@ -2,8 +2,9 @@
 
 Superuser-only. The signing secret is write-only: unless the request supplies one it is generated
 and shown once, in the 201; it is stored encrypted and never returned, logged or put in an event.
-A URL must pass the target policy (``RACKSMITH_WEBHOOK_ALLOWED_NETWORKS``), checked here and again
-on every delivery. Deliveries are made by the webhooks worker (``services/webhooks``).
+A URL must pass the target policy (``shared.core.targets``), checked here and again on every
+delivery. Deliveries — the test action's too — are made by the webhooks worker
+(``services/webhooks``); this process never connects to a receiver.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.deps import SessionDep, StateDep, Superuser, get_superuser
-from services.api.errors import FieldErrors
+from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404
 from services.api.state import ApiState
-from services.webhooks import deliveries, filters
-from services.webhooks.targets import TargetError, TargetPolicy, check_url
+from services.webhooks import filters, testing
 from shared.contracts.catalog import UnknownEventTypeError
 from shared.core.log import get_logger
+from shared.core.targets import WEBHOOK_RECEIVERS, TargetError, TargetPolicy, check_url
 from shared.models import User, Webhook, WebhookDelivery
 from shared.models.webhooks import (
     WebhookCreate,
@@ -76,7 +77,7 @@ async def _checked(
     if url is not None:
         url = url.strip()
         try:
-            await check_url(url, TargetPolicy.from_settings(state.settings))
+            await check_url(url, TargetPolicy.from_settings(state.settings, WEBHOOK_RECEIVERS))
         except TargetError as exc:
             errors["url"] = [str(exc)]
     if event_types is not None:
@@ -180,17 +181,26 @@ async def delete_webhook(webhook_id: int, session: SessionDep) -> Response:
 @router.post(
     "/{webhook_id}/test/",
     summary="Send a test event now and answer with the attempt's outcome",
-    description="Sends `io.racksmith.webhook.test` (data: the webhook) through the same signing "
-    "and sending as real deliveries, also to a disabled webhook. One attempt, never retried, "
-    "not counted towards disabling; logged in `deliveries/`.",
+    description="A webhooks worker sends `io.racksmith.webhook.test` (data: the webhook) through "
+    "the same signing, sending and address checks as real deliveries, also to a disabled "
+    "webhook. One attempt, never retried, not counted towards disabling; logged in "
+    "`deliveries/`. 503 when no webhooks worker runs, 504 when it did not report in time.",
+    responses={
+        **documented(503, "No webhooks worker answered"),
+        **documented(504, "The webhooks worker did not report the outcome in time"),
+    },
 )
 async def test_webhook(
     webhook_id: int, session: SessionDep, state: StateDep
 ) -> WebhookDeliveryPublic:
-    webhook = await get_or_404(session, Webhook, webhook_id)
-    # Nothing of this request's transaction is needed while the receiver is being waited for.
+    await get_or_404(session, Webhook, webhook_id)
+    # Nothing of this request's transaction is needed while the worker sends.
     await session.commit()
-    delivery = await deliveries.send_test(state.runtime, webhook)
+    try:
+        delivery_id = await testing.request_test(state.runtime, webhook_id)
+    except testing.TestUnavailable as exc:
+        raise APIError(exc.status, str(exc)) from None
+    delivery = await get_or_404(session, WebhookDelivery, delivery_id)
     return WebhookDeliveryPublic.of(delivery)
 
 

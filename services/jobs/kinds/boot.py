@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from services.jobs.engine import JobKind, StepContext
 from shared.lifecycle.job import Done, Fail, Next, Outcome, Poll, Retry
-from shared.models.jobs import BootEnabled, BootMode, BootRequest, BootTarget
+from shared.models.jobs import (
+    BMC_REFUSED,
+    BMC_UNREACHABLE,
+    BootEnabled,
+    BootMode,
+    BootRequest,
+    BootTarget,
+)
 from shared.redfish import RequestRefused, ResponseLost
 from shared.redfish.control import BootOverride
 
@@ -134,7 +141,7 @@ async def patch(ctx: StepContext) -> Outcome:
     try:
         result = await (await ctx.bmc()).patch(ctx.access.system_path, body, etag=if_match)
     except ResponseLost as exc:
-        ctx.note(f"{exc}; reading the boot settings back.")
+        ctx.note(f"{exc}; reading the boot settings back.", code=BMC_UNREACHABLE)
         ctx.data["uncertain"] = True
         return _to_verify(ctx)
     except RequestRefused as exc:
@@ -151,23 +158,23 @@ def _refused(
     wanted: dict[str, str] = ctx.data["wanted"]
     if exc.status == 412:
         return Retry(
-            "bmc_refused",
+            BMC_REFUSED,
             "The settings changed since they were read (412); again.",
             0.0,
             PATCH_ATTEMPTS,
         )
     if exc.status == 428 and if_match is None:
         ctx.data["if_match_any"] = True
-        return Retry("bmc_refused", "The BMC demands If-Match (428); again.", 0.0, PATCH_ATTEMPTS)
+        return Retry(BMC_REFUSED, "The BMC demands If-Match (428); again.", 0.0, PATCH_ATTEMPTS)
     if exc.status == 400 and wanted[ENABLED] == "Continuous" and boot.allowed_enabled is None:
         wanted[ENABLED] = "Once"
         return Retry(
-            "bmc_refused",
+            BMC_REFUSED,
             f"The BMC refused a continuous override ({exc.message_id}); set Once instead.",
             0.0,
             PATCH_ATTEMPTS,
         )
-    return Fail("bmc_refused", f"BMC refused the boot override {_shown(wanted)}: {exc}")
+    return Fail(BMC_REFUSED, f"BMC refused the boot override {_shown(wanted)}: {exc}")
 
 
 def _to_verify(ctx: StepContext) -> Next:

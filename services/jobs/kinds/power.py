@@ -20,7 +20,7 @@ from typing import Any
 from services.jobs.engine import JobKind, StepContext
 from shared.core.clock import utcnow
 from shared.lifecycle.job import Done, Fail, Next, Outcome, Poll, Retry
-from shared.models.jobs import PowerAction, PowerRequest
+from shared.models.jobs import BMC_BUSY, BMC_REFUSED, BMC_UNREACHABLE, PowerAction, PowerRequest
 from shared.redfish import RequestRefused, ResponseLost
 from shared.redfish.control import allowable_values, find_action
 from shared.redfish.normalise import power_state
@@ -151,7 +151,7 @@ async def inspect(ctx: StepContext) -> Outcome:
 
 def _to_reset(ctx: StepContext) -> Next:
     # The reset step retries refusals of a BMC still busy with a transition until this deadline.
-    return Next("reset", deadline_s=ctx.settings.job_power_timeout_s, expiry_code="bmc_busy")
+    return Next("reset", deadline_s=ctx.settings.job_power_timeout_s, expiry_code=BMC_BUSY)
 
 
 async def reset(ctx: StepContext) -> Outcome:
@@ -178,7 +178,7 @@ async def reset(ctx: StepContext) -> Outcome:
     try:
         result = await bmc.post(ctx.data["target"], body)
     except ResponseLost as exc:
-        ctx.note(f"{exc}; reading PowerState before asking again.")
+        ctx.note(f"{exc}; reading PowerState before asking again.", code=BMC_UNREACHABLE)
         ctx.data["uncertain"] = True
         return _to_await(ctx, move)
     except RequestRefused as exc:
@@ -186,13 +186,13 @@ async def reset(ctx: StepContext) -> Outcome:
         if exc.status == 409:
             # iDRAC refuses On while (and just after) powering off: the transition must end.
             return Retry(
-                "bmc_busy",
+                BMC_BUSY,
                 f"BMC refused ResetType={move.reset} (409 {exc.message_id or ''}): a power "
                 "transition is still under way; trying again.",
                 ctx.settings.job_poll_interval_s,
                 max_attempts=None,  # bounded by the step's deadline instead
             )
-        return Fail("bmc_refused", f"BMC refused ResetType={move.reset}: {exc}")
+        return Fail(BMC_REFUSED, f"BMC refused ResetType={move.reset}: {exc}")
     ctx.started(result)
     ctx.note(f"BMC accepted ResetType={move.reset} ({result.status}).")
     return _to_await(ctx, move)

@@ -5,7 +5,7 @@ node's registration was requested, which the watchdog measures its deadline from
 `registering` get the upgrade's time, so their deadline starts now rather than never.
 
 Revision ID: 3b8e2f6d1a70
-Revises: 5c1e0f3a9b27
+Revises: 7d2b4c81e6f0
 Create Date: 2026-12-07 18:50:05.200547
 """
 
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "3b8e2f6d1a70"
-down_revision: str | None = "5c1e0f3a9b27"
+down_revision: str | None = "7d2b4c81e6f0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
