@@ -29,6 +29,7 @@ from sqlalchemy import URL, make_url
 
 from shared.core.log import configure_logging
 from shared.core.settings import Settings
+from shared.platform.natsserver import EmbeddedNatsServer, free_port
 from shared.platform.orphans import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +123,31 @@ def work_dir(
 
     stack.callback(remove)
     return tmp, keep
+
+
+async def embedded_nats(stack: contextlib.AsyncExitStack, tmp: Path) -> EmbeddedNatsServer:
+    """A nats-server with JetStream for one bench run, stopped with ``stack``."""
+    server = EmbeddedNatsServer(tmp / "nats")
+    await server.start()
+    stack.push_async_callback(server.stop)
+    return server
+
+
+async def start_worker(
+    stack: contextlib.AsyncExitStack, kind: str, env: dict[str, str], tmp: Path
+) -> Child:
+    """``racksmith worker KIND`` on its own probe port, ready; stopped with ``stack``."""
+    port = free_port()
+    child = Child(
+        kind,
+        racksmith("worker", kind),
+        {**env, "RACKSMITH_WORKER_HEALTH_PORT": str(port)},
+        tmp / f"{kind}.log",
+    )
+    stack.push_async_callback(child.stop)
+    await child.start()
+    await child.wait_ready(f"http://127.0.0.1:{port}/readyz")
+    return child
 
 
 def platform_env(tmp: Path, database_url: str, nats_url: str, **settings: str) -> dict[str, str]:

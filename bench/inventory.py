@@ -68,6 +68,7 @@ from harness import (
     Child,
     cpu_seconds,
     die_with_parent,
+    embedded_nats,
     machine_description,
     migrate_and_create_admin,
     platform_env,
@@ -79,7 +80,7 @@ from harness import (
 )
 
 from bmclab import Lab, LabConfig
-from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import free_port
 
 THIS_SCRIPT = Path(__file__).resolve()
 REPO_ROOT = THIS_SCRIPT.parent.parent
@@ -712,9 +713,7 @@ async def run(args: argparse.Namespace) -> Results:
         _progress(f" {time.perf_counter() - started:.1f} s\n")
 
         # 2. Racksmith.
-        nats_server = EmbeddedNatsServer(tmp / "nats")
-        await nats_server.start()
-        stack.push_async_callback(nats_server.stop)
+        nats_server = await embedded_nats(stack, tmp)
         env = platform_env(
             tmp,
             database_url,

@@ -73,6 +73,7 @@ import nats
 from harness import (
     Child,
     cpu_seconds,
+    embedded_nats,
     machine_description,
     migrate_and_create_admin,
     platform_env,
@@ -95,7 +96,7 @@ from silence import SilentListeners
 from sqlalchemy import make_url
 
 from shared.messaging.streams import COMMANDS_STREAM, INVENTORY
-from shared.platform.natsserver import EmbeddedNatsServer, free_port
+from shared.platform.natsserver import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -758,9 +759,7 @@ async def run(args: argparse.Namespace) -> bool:
         tmp, keep = work_dir(stack, "racksmith-bench-scale-", args.keep_logs)
         database_url, database = await prepare_database(args.database_url, args.pg_database, tmp)
         dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
-        nats_server = EmbeddedNatsServer(tmp / "nats")
-        await nats_server.start()
-        stack.push_async_callback(nats_server.stop)
+        nats_server = await embedded_nats(stack, tmp)
         env = platform_env(
             tmp,
             database_url,

@@ -7,6 +7,8 @@ from aiohttp import web
 from services.fetcher.handlers import router as fetcher_router
 from services.inventory.handlers import router as inventory_router
 from services.inventory.schedule import schedule_forever
+from services.jobs.handlers import router as jobs_router
+from services.jobs.watchdog import watch_forever
 from services.registrar.handlers import router as registrar_router
 from services.scanner.handlers import router as scanner_router
 from services.webhooks import worker as webhooks
@@ -16,19 +18,23 @@ from shared.observability import sampling
 from shared.platform.runtime import Runtime
 
 ROUTERS: dict[str, CommandRouter] = {
-    r.consumer.kind: r for r in (scanner_router, registrar_router, inventory_router, fetcher_router)
+    r.consumer.kind: r
+    for r in (scanner_router, registrar_router, inventory_router, fetcher_router, jobs_router)
 }
 # Every worker kind: the command consumers, and webhooks (fed by its own consumer on the events).
 KINDS: tuple[str, ...] = (*ROUTERS, WEBHOOKS.kind)
 
 
 def attach(runtime: Runtime, kinds: list[str]) -> None:
-    """Subscribe the worker kinds' consumers; the inventory kind also runs its scheduler."""
+    """Subscribe the worker kinds' consumers; the inventory kind also runs its scheduler, the
+    jobs kind the watchdog."""
     for kind in kinds:
         if kind in ROUTERS:
             ROUTERS[kind].attach(runtime)
     if "inventory" in kinds:
         runtime.spawn(schedule_forever(runtime))
+    if "jobs" in kinds:
+        runtime.spawn(watch_forever(runtime))
     if WEBHOOKS.kind in kinds:
         webhooks.attach(runtime)
 

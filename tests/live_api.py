@@ -74,13 +74,13 @@ def _banner_value(banner: str, label: str) -> str:
 def put_data_in_place(live: LiveApi) -> dict[str, int]:
     """The guide's steps with plain HTTP: a profile with credentials, a scanned range, every
     node registered, a pool holding servers and a switch; plus a user, a webhook, a firmware
-    binary and an OS image. Returns
+    binary, an OS image and a power job. Returns
     one id per path parameter name (``pool_id``, ``server_id``, …)."""
     with httpx.Client(base_url=live.url, headers=live.headers, timeout=60) as http:
 
-        def made(path: str, body: dict[str, Any]) -> int:
+        def made(path: str, body: dict[str, Any], accepted: tuple[int, ...] = (200, 201)) -> int:
             response = http.post(path, json=body)
-            assert response.status_code in (200, 201), (path, response.text)
+            assert response.status_code in accepted, (path, response.text)
             made_id: int = response.json()["id"]
             return made_id
 
@@ -102,6 +102,8 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         pool = made("/api/pool/", {"name": "live pool", "group": 1})
         http.post(f"/api/pool/{pool}/assign_servers/", json={"servers": servers[:2]})
         switch = made("/api/switch/", {"name": "live switch", "resource_pool": pool})
+        # A job (finished, or still running: 202).
+        job = made(f"/api/server/{servers[-1]}/power/", {"action": "on"}, (200, 202))
         user = made("/api/users/", {"username": "live-operator", "password": "password-123"})
         webhook = made("/api/webhooks/", {"name": "live hook", "url": "https://192.0.2.10/hook"})
         firmware = uploaded(
@@ -129,6 +131,7 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         "webhook_id": webhook,
         "firmware_id": firmware,
         "os_image_id": os_image,
+        "job_id": job,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from shared.platform.natsserver import free_port
 
@@ -53,6 +56,7 @@ class Up:
 
     def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
+        self.admin_password = (env or {}).get("RACKSMITH_ADMIN_PASSWORD", "")
         self.port = free_port()
         self.process = subprocess.Popen(
             [RACKSMITH, "up", *args],
@@ -95,3 +99,44 @@ class Up:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+    def banner_json(self, label: str) -> dict[str, Any]:
+        """A JSON line of the lab banner, e.g. ``scan range`` or ``credentials``."""
+        match = re.search(rf"{label}:\s+(\{{.*\}})", self.banner)
+        assert match, f"no {label} in the banner"
+        value: dict[str, Any] = json.loads(match.group(1))
+        return value
+
+    def run_lab_script(self, script: Path, url_variable: str) -> subprocess.CompletedProcess[str]:
+        """Run a curl script against this instance and its lab as a user would: the URL in
+        ``url_variable``, the BMC network, port and password from the banner, the admin
+        password from the environment ``up`` was started with."""
+        scan_range = self.banner_json("scan range")
+        credentials = self.banner_json("credentials")
+        return subprocess.run(
+            ["bash", str(script)],
+            env={
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                url_variable: self.url,
+                "ADMIN_PASSWORD": self.admin_password,
+                "BMC_PASSWORD": credentials["password"],
+                "IP_FROM": scan_range["ip_from"],
+                "IP_TO": scan_range["ip_to"],
+                "BMC_PORT": str(scan_range["ports"][0]),
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+async def spawn_worker(kind: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """``racksmith worker KIND`` with its output in ``log``; returns once it consumes (a loaded
+    machine starts processes slowly)."""
+    process = await asyncio.create_subprocess_exec(
+        RACKSMITH, "worker", kind, env=env, stdout=log.open("w"), stderr=asyncio.subprocess.STDOUT
+    )
+    async with asyncio.timeout(STARTUP_TIMEOUT_S):
+        while '"worker.started"' not in await asyncio.to_thread(log.read_text):
+            await asyncio.sleep(0.1)
+    return process

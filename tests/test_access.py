@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from shared.platform.runtime import Runtime
-from tests.conftest import bearer, obtain_tokens
-from tests.pool_helpers import make_servers, make_switch
+from tests.pool_helpers import group_with_member, make_servers, make_switch
 
 ROLES = ("superuser", "owner", "other", "anonymous")
 
@@ -25,43 +24,26 @@ async def world(
     tag = uuid.uuid4().hex[:6]
     ids: dict[str, Any] = {"tag": tag}
     for side in ("a", "b"):
-        group = (
-            await client.post("/api/groups/", json={"name": f"{side}-{tag}"}, headers=admin_headers)
-        ).json()
-        user = f"{side}-user-{tag}"
-        await client.post(
-            "/api/users/",
-            json={"username": user, "password": "password-123", "groups": [group["id"]]},
-            headers=admin_headers,
-        )
-        pool = (
-            await client.post(
-                "/api/pool/",
-                json={"name": f"{side}-pool-{tag}", "group": group["id"]},
-                headers=admin_headers,
-            )
-        ).json()
+        member = await group_with_member(client, admin_headers, f"{side}-{tag}")
         # A sub-pool without a group of its own: visible through its parent.
         sub = (
             await client.post(
-                f"/api/pool/{pool['id']}/create_sub_pool/",
+                f"/api/pool/{member.pool}/create_sub_pool/",
                 json={"name": f"{side}-sub-{tag}"},
                 headers=admin_headers,
             )
         ).json()
         (server,) = await make_servers(runtime, f"{side}srv{tag}", 1, pool_id=sub["id"])
-        switch = await make_switch(runtime, f"{side}-switch-{tag}", pool_id=pool["id"])
+        switch = await make_switch(runtime, f"{side}-switch-{tag}", pool_id=member.pool)
         ids[side] = {
-            "group": group["id"],
-            "pool": pool["id"],
+            "group": member.group,
+            "pool": member.pool,
             "sub": sub["id"],
             "server": server.id,
             "switch": switch.id,
             "node": server.node_id,
         }
-        ids[f"{side}_headers"] = bearer(
-            (await obtain_tokens(client, user, "password-123"))["access"]
-        )
+        ids[f"{side}_headers"] = member.headers
     return ids
 
 

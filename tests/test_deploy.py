@@ -161,15 +161,18 @@ def test_keda_scales_each_worker_on_the_consumer_the_code_declares(
         assert meta["stream"] == COMMANDS_STREAM
         assert meta["consumer"] == consumer.durable
         assert meta["account"] == "$G"
-        # KEDA wants strings; a threshold is one replica's concurrent work.
-        assert int(meta["lagThreshold"]) == consumer.concurrency
+        # KEDA wants strings; a threshold is the lag one replica absorbs (its concurrent work,
+        # or for jobs the waiting jobs it carries).
+        assert int(meta["lagThreshold"]) == consumer.scale_lag
         assert int(meta["activationLagThreshold"]) >= 0
         endpoint = meta["natsServerMonitoringEndpoint"]
         assert endpoint.split(".")[0].endswith("-headless") and endpoint.endswith(":8222")
         if overlay == "dev":  # NATS is in the overlay: the endpoint must be one of its services
             assert endpoint in headless
-    # The inventory worker runs the periodic scheduler: it must never scale to zero.
+    # The inventory worker runs the periodic scheduler, the jobs worker the watchdog: they must
+    # never scale to zero.
     assert scaled["racksmith-inventory"]["spec"]["minReplicaCount"] >= 1
+    assert scaled["racksmith-jobs"]["spec"]["minReplicaCount"] >= 1
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -438,6 +441,7 @@ SECRETS_NEEDED = {
     "api": {"RACKSMITH_SECRET_KEY", "RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
     "registrar": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
     "inventory": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
+    "jobs": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
     "webhooks": {"RACKSMITH_CREDENTIAL_KEY", "RACKSMITH_DATABASE_URL"},
     "scanner": {"RACKSMITH_DATABASE_URL"},
     "migrate": {"RACKSMITH_DATABASE_URL"},
@@ -597,6 +601,7 @@ def test_prod_ships_the_dashboard_and_the_alert_rules(
         "racksmith.bmc",
         "racksmith.discovery",
         "racksmith.messaging",
+        "racksmith.jobs",
         "racksmith.webhooks",
     ]
     assert {m["metadata"]["labels"]["release"] for m in [rules, *_of_kind(docs, "PodMonitor")]} == {

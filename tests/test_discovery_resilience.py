@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from shared.core.settings import Settings
 from tests.conftest import worker_env
 from tests.discovery_helpers import nodes_of_range, redfish_addresses
 from tests.lab_net import LAB_NET
+from tests.processes import spawn_worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
-
-RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 
 
 async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Process:
@@ -30,21 +28,7 @@ async def start_scanner(settings: Settings, log: Path) -> asyncio.subprocess.Pro
         "RACKSMITH_SCAN_PROBE_TIMEOUT_S": "5",
         "RACKSMITH_SCAN_PROGRESS_INTERVAL_S": "0.3",
     }
-    return await asyncio.create_subprocess_exec(
-        RACKSMITH,
-        "worker",
-        "scanner",
-        env=env,
-        stdout=log.open("w"),
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
-async def subscribed(log: Path) -> None:
-    """Wait until the worker logging to ``log`` consumes (a loaded machine starts slowly)."""
-    async with asyncio.timeout(60):
-        while '"worker.started"' not in await asyncio.to_thread(log.read_text):
-            await asyncio.sleep(0.1)
+    return await spawn_worker("scanner", env, log)
 
 
 @pytest.fixture
@@ -83,7 +67,6 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
             )
         ).json()
         url = f"/api/node_discovery/scan_range/{scan_range['id']}/"
-        await subscribed(tmp_path / "victim.log")
         started = await client.post(
             "/api/node_discovery/run_scan/",
             json={"scan_ranges": [scan_range["id"]]},
@@ -91,7 +74,6 @@ async def test_sigkill_of_one_scanner_loses_and_duplicates_nothing(
         )
         assert started.status_code == 202
         survivor = await start_scanner(settings, tmp_path / "survivor.log")
-        await subscribed(tmp_path / "survivor.log")
         await asyncio.sleep(1.0)  # the victim is mid-chunk
         mid = (await client.get(url, headers=admin_headers)).json()
         assert mid["status"] == "scanning", "the scan finished before the kill; make it slower"

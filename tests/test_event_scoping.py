@@ -12,7 +12,7 @@ import pytest
 
 from services.inventory import store
 from shared.messaging.streams import EVENTS_STREAM
-from shared.models import InventoryErrorCode
+from shared.models import InventoryErrorCode, Job, JobState
 from shared.platform.natsserver import EmbeddedNatsServer
 from shared.platform.runtime import Runtime
 from tests.conftest import bearer, obtain_tokens
@@ -52,6 +52,16 @@ async def _fail_inventory(runtime: Runtime, server_id: int) -> None:
     await runtime.outbox.relay()
 
 
+async def _finished_job(runtime: Runtime, server_id: int) -> int:
+    """A job that ran on the server (a row: no worker needed to have one)."""
+    async with runtime.db.session() as session:
+        job = Job(kind="power", server_id=server_id, state=JobState.completed)
+        session.add(job)
+        await session.commit()
+        assert job.id is not None
+        return job.id
+
+
 async def _filter_subjects(runtime: Runtime, names: set[str]) -> set[str]:
     assert runtime.nats is not None
     js = runtime.nats.jetstream()
@@ -70,6 +80,9 @@ async def test_a_members_reader_asks_nats_for_the_members_objects_only(
     other = await make_side(client, admin_headers, runtime, "narrow-b")
     await assign(client, admin_headers, mine.pool, *mine.servers[:2])
     await assign(client, admin_headers, other.pool, *other.servers)
+    # A job of one of the member's servers (and of another group's): heard by id, as servers.
+    job = await _finished_job(runtime, mine.servers[0])
+    await _finished_job(runtime, other.servers[0])
     before = await api_consumers(runtime)
     async with stream(api_url, mine.headers):
         opened = await api_consumers(runtime) - before
@@ -85,6 +98,9 @@ async def test_a_members_reader_asks_nats_for_the_members_objects_only(
         "racksmith.evt.switch.*.assigned",
         "racksmith.evt.switch.*.unassigned",
         "racksmith.evt.pool.*.*",
+        f"racksmith.evt.job.{job}.*",
+        # A new job of the member's servers comes into view with its first event.
+        "racksmith.evt.job.*.created",
     }
 
 

@@ -11,6 +11,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from pydantic import BaseModel
+from sqlmodel import col, select
 
 from shared.contracts.events import make_event
 from shared.core.db import Database
@@ -19,6 +20,7 @@ from shared.messaging import outbox, publish, streams
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.publish import BrokerUnavailableError, Publisher
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM, WorkerConsumer
+from shared.models import OutboxEvent
 from shared.platform.runtime import Runtime
 
 pytestmark = pytest.mark.broker
@@ -238,8 +240,8 @@ async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_rela
     runtime: Runtime, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Eight callers commit, then ask at once: every one returns only once its own event is on
-    the stream, and they share two relays (the first caller's, and one for everyone who asked
-    while it ran) instead of running eight on the same rows."""
+    the stream, and they share one relay instead of running eight on the same rows — those who
+    asked while it ran are served by it, since their events were committed before it began."""
     assert runtime.nats is not None
     relayer = outbox.Relayer(runtime.db, runtime.publisher)
     relays = 0
@@ -267,7 +269,74 @@ async def test_relayer_serves_callers_that_ask_during_a_relay_with_one_more_rela
         assert stored.data
 
     await asyncio.gather(*(commit_and_relay(n) for n in range(8)))
-    assert relays == 2
+    assert relays == 1
+    # Asked again with nothing committed since: nothing to do, no transaction.
+    await relayer.relay()
+    assert relays == 1
+
+
+async def test_a_sweep_relays_what_other_processes_left(
+    runtime: Runtime, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows this process did not write (another process died before relaying them) do not move
+    its count of outbox writes; the sweep relays them anyway."""
+    relayer = outbox.Relayer(runtime.db, runtime.publisher)
+    event_id = f"evt:orphan:{unique}:left:1"
+    async with runtime.db.session() as session:
+        session.add(
+            OutboxEvent(
+                event_id=event_id,
+                subject=f"racksmith.evt.orphan.{unique}.left",
+                body=make_event("orphan", unique, "left", version=1, data={}).model_dump(
+                    mode="json"
+                ),
+            )
+        )
+        await session.commit()
+    await relayer.relay(sweep=True)
+    async with runtime.db.session() as session:
+        left = (
+            await session.exec(
+                select(OutboxEvent).where(
+                    col(OutboxEvent.event_id) == f"evt:orphan:{unique}:left:1"
+                )
+            )
+        ).all()
+    assert left == []
+
+
+async def test_a_wake_always_relays_and_never_wakes_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that wrote nothing skips the relay it is asked for — but not the one another
+    process's wake asks for (the rows are that process's), and a woken relay does not wake the
+    other owners in turn (or two processes would wake each other while an owner is down); the
+    sweep does."""
+    wakes: list[str] = []
+    relays: list[str] = []
+    real_relay = outbox.relay
+
+    async def counted(
+        db: Database, publisher: Publisher, entities: frozenset[str] | None = None
+    ) -> int:
+        relays.append("relay")
+        return await real_relay(db, publisher, entities)
+
+    async def others_pending(db: Database, entities: frozenset[str]) -> bool:
+        return True  # another owner's rows wait (its process is down)
+
+    async def wake() -> None:
+        wakes.append("wake")
+
+    monkeypatch.setattr(outbox, "relay", counted)
+    monkeypatch.setattr(outbox, "others_pending", others_pending)
+    relayer = outbox.Relayer(runtime.db, runtime.publisher, frozenset({"mine"}), wake)
+    await relayer.relay(sweep=True)
+    assert (relays, wakes) == (["relay"], ["wake"])
+    await relayer.relay()  # nothing staged here since: no transaction, nothing to wake for
+    assert (relays, wakes) == (["relay"], ["wake"])
+    await relayer.relay(woken=True)
+    assert (relays, wakes) == (["relay", "relay"], ["wake"])
 
 
 async def test_a_refused_event_batch_raises_and_frees_its_pending_slots(

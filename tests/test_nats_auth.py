@@ -216,17 +216,17 @@ async def test_each_component_does_its_part_with_its_own_user(
     nats_server: EmbeddedNatsServer, settings: Settings, runtime: Runtime, tmp_path: Path
 ) -> None:
     """The production shape: API and every worker kind on their own NATS users. Logins count in
-    the shared throttle bucket; discovery, registration, inventory and a download by the fetcher
-    run through; each entity's events are published by its owner, woken by whoever staged them;
-    every process reads the consumers' state for its metrics — and nobody trips over a
-    permission."""
+    the shared throttle bucket; discovery, registration, inventory, a download by the fetcher
+    and a power job (answered when done, ?wait=) run through; each entity's events are
+    published by its owner, woken by whoever staged them; every process reads the consumers'
+    state for its metrics — and nobody trips over a permission."""
     assert runtime.nats is not None
     stack = AsyncExitStack()
     errors: list[str] = []
     runtimes: dict[str, Runtime] = {}
     failures_before = _jetstream_sampling_failures()
     async with stack:
-        for kind in ("api", "scanner", "registrar", "inventory", "fetcher", "webhooks"):
+        for kind in ("api", "scanner", "registrar", "inventory", "fetcher", "jobs", "webhooks"):
             own = settings.model_copy(
                 update={
                     "nats_url": nats_server.url,
@@ -236,6 +236,7 @@ async def test_each_component_does_its_part_with_its_own_user(
                     "scan_probe_timeout_s": 2.0,
                     "inventory_interval_s": 0.0,
                     "artifact_source_allowed_networks": "127.0.0.0/8",
+                    "job_poll_interval_s": 0.2,
                 }
             )
             rt = Runtime(own, nats_server.url, relays=relayed_entities([kind]))
@@ -252,7 +253,7 @@ async def test_each_component_does_its_part_with_its_own_user(
                 await rt.start_consuming()
             runtimes[kind] = rt
         lab = await stack.enter_async_context(
-            Lab(LabConfig(count=1, network=f"{LAB_NET}.221.0/24", latency="0"))
+            Lab(LabConfig(count=1, network=f"{LAB_NET}.221.0/24", latency="0", power_delay=0.2))
         )
         transport = httpx.ASGITransport(app=create_app(runtimes["api"]))
         api = await stack.enter_async_context(
@@ -303,6 +304,13 @@ async def test_each_component_does_its_part_with_its_own_user(
                 "inventory_status"
             ] != "collected":
                 await asyncio.sleep(0.1)
+            # The API queues the tick and waits on the job's events; the jobs worker publishes
+            # them, and the inventory worker the server's power_changed it staged.
+            off = await api.post(
+                f"/api/server/{server_id}/power/?wait=30", json={"action": "off"}, headers=headers
+            )
+            assert off.status_code == 200 and off.json()["state"] == "completed", off.text
+            job_id = off.json()["id"]
             wanted = {
                 f"racksmith.evt.pool.{pool.json()['id']}.created",
                 f"racksmith.evt.scan_range.{done['id']}.completed",
@@ -313,6 +321,11 @@ async def test_each_component_does_its_part_with_its_own_user(
                 # Staged by the fetcher, published by the API (the catalog's owner).
                 f"racksmith.evt.firmware.{firmware_id}.added",
                 f"racksmith.evt.firmware.{firmware_id}.ready",
+                # Staged by the API, published by the jobs worker.
+                f"racksmith.evt.job.{job_id}.created",
+                f"racksmith.evt.job.{job_id}.completed",
+                # Staged by the jobs worker, published by the inventory worker.
+                f"racksmith.evt.server.{server_id}.power_changed",
             }
             while wanted - {e["subject_nats"] for e in await _published(runtime, wanted)}:
                 await asyncio.sleep(0.1)

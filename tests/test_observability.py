@@ -1,6 +1,7 @@
 """Observability on the real processes (docs/observability.md): ``racksmith api`` and one
 ``racksmith worker`` per kind, on the test broker and database, run discovery, registration,
-inventory and webhooks against the BMC lab, with tracing exported to a receiver in this process.
+inventory, webhooks and a power job against the BMC lab, with tracing exported to a receiver in
+this process.
 
 - every process serves its metrics; every family the docs list has samples, every metric the
   dashboard and the alert rules query exists, and the run shows in the values;
@@ -56,7 +57,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 RACKSMITH = str(Path(sys.executable).with_name("racksmith"))
 NETWORK = f"{LAB_NET}.172"
 LAB_PASSWORD = "Lab-Observe-Pa55"
-WORKERS = ("scanner", "registrar", "inventory", "webhooks")
+WORKERS = ("scanner", "registrar", "inventory", "jobs", "webhooks")
 # Lab BMCs 1 to 6 are Redfish; 7 hangs after accepting, 8 fails TLS, 9 is a printer; 10 never
 # answers a connect, 11 and 12 refuse.
 HEALTHY = 6
@@ -115,6 +116,7 @@ def _environment(settings: Settings, collector: Collector, state: Path) -> dict[
         "RACKSMITH_WEBHOOK_RETRY_MAX_S": "0.3",
         "RACKSMITH_WEBHOOK_DISABLE_AFTER_FAILURES": "2",
         "RACKSMITH_WEBHOOK_DISABLE_AFTER_S": "0",
+        "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
         # Tracing by the standard variables only, exported to this test's receiver.
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -239,8 +241,8 @@ async def _until(check: Callable[[], Any], what: str, timeout: float = 90) -> No
 
 @pytest.fixture(scope="module")
 async def run(platform: Platform, receivers: tuple[str, str]) -> AsyncIterator[dict[str, Any]]:
-    """Discovery, registration (busy, unreachable and refusing BMCs among them), inventory and
-    webhook deliveries, driven through the API as an operator would."""
+    """Discovery, registration (busy, unreachable and refusing BMCs among them), inventory,
+    webhook deliveries and a power job, driven through the API as an operator would."""
     client, lab = platform.client, platform.lab
     good, refused = receivers
     hooks = []
@@ -320,6 +322,13 @@ async def run(platform: Platform, receivers: tuple[str, str]) -> AsyncIterator[d
         return len(mine) >= 4 and all(s["inventory_status"] == "collected" for s in mine)
 
     await _until(collected, "the inventories")
+    servers = (await client.get("/api/server/", params={"page_size": 1000})).json()["results"]
+    server = next(s for s in servers if s["node"] in {n["id"] for n in final})
+    # Answered when done: the jobs worker took it up, reset the BMC and read the power back.
+    powered = await client.post(
+        f"/api/server/{server['id']}/power/", json={"action": "off"}, params={"wait": 60}
+    )
+    assert powered.status_code == 200 and powered.json()["state"] == "completed", powered.text
 
     async def disabled() -> bool:
         hook = (await client.get(f"/api/webhooks/{hooks[1]}/")).json()
@@ -410,6 +419,19 @@ async def test_each_process_reports_its_own_work(
     assert total(webhooks, "racksmith_webhook_disablings_total") == 1
     assert total(api, "racksmith_webhooks_disabled") >= 1
 
+    jobs = scraped["jobs"]
+    assert total(api, "racksmith_jobs_total", kind="power", state="pending") == 1
+    # (The shared jobs consumer may also hand this worker ticks other tests left behind.)
+    assert total(jobs, "racksmith_jobs_total", kind="power", state="running") >= 1
+    assert total(jobs, "racksmith_jobs_total", kind="power", state="completed") >= 1
+    assert total(jobs, "racksmith_job_duration_seconds_count", outcome="completed") >= 1
+    assert total(jobs, "racksmith_bmc_requests_total", method="POST") >= 1
+    # The job's ticks came back while it waited for PowerState (nacked: rescheduled), and none
+    # of that counts as a redelivery.
+    tick, handled = "racksmith.cmd.job.tick", "racksmith_nats_received_processed_messages_total"
+    assert total(jobs, handled, handler=tick, status="nacked") >= 1
+    assert total(jobs, handled, handler=tick, status="acked") >= 1
+    assert total(jobs, "racksmith_command_redeliveries_total", consumer="jobs") == 0
     processed = "racksmith_nats_received_processed_messages_total"
     for process, handler in (
         (scanner, "racksmith.cmd.scan.chunk"),

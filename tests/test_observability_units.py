@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 
+from services.jobs.kinds import KINDS
 from services.registrar.login import RegistrationRefused
 from shared.bmc.failures import failure_class
 from shared.core.log import add_trace_ids
@@ -156,3 +157,9 @@ async def test_metrics_recorded_on_commit_only_count_what_committed(runtime: Run
         assert counted == []
         await session.commit()
     assert counted == ["committed"]
+
+
+def test_job_kind_labels_are_the_registered_kinds() -> None:
+    assert set(KINDS) == set(metrics.JOB_KINDS)
+    assert metrics.job_kind_label("power") == "power"
+    assert metrics.job_kind_label("something-new") == "other"

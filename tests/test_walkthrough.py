@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,23 +26,7 @@ def test_the_guides_walkthrough_runs_unchanged(tmp_path: Path) -> None:
     lab_args = ["--lab", "10", "--lab-network", f"{NETWORK}.0/24", "--lab-latency", "50"]
     up = Up(tmp_path / "state", *lab_args, env={"RACKSMITH_ADMIN_PASSWORD": ADMIN_PASSWORD})
     try:
-        scan_range = json.loads(re.search(r"scan range:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
-        credentials = json.loads(re.search(r"credentials:\s+(\{.*\})", up.banner).group(1))  # type: ignore[union-attr]
-        result = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "walkthrough.sh")],
-            env={
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "MOJOHOST": up.url,
-                "ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "BMC_PASSWORD": credentials["password"],
-                "IP_FROM": scan_range["ip_from"],
-                "IP_TO": scan_range["ip_to"],
-                "BMC_PORT": str(scan_range["ports"][0]),
-            },
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = up.run_lab_script(ROOT / "scripts" / "walkthrough.sh", "MOJOHOST")
     finally:
         assert up.stop() == 0
     out = result.stdout

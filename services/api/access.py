@@ -28,8 +28,10 @@ from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import APIError, FieldErrors, not_found, permission_denied
 from services.api.event_feed import MAX_FILTER_SUBJECTS, EntityView, Visibility
 from services.api.lookup import get_or_404, resolve_ids
+from shared.contracts.catalog import JobEventData
 from shared.contracts.events import CloudEvent
-from shared.models import Group, GroupMembership, Node, Pool, Server, Switch, User
+from shared.models import Group, GroupMembership, Job, Node, Pool, Server, Switch, User
+from shared.models.jobs import JobPublic
 from shared.models.servers import InventoryErrorCode, ServerPublic
 
 M = TypeVar("M", bound=SQLModel)
@@ -38,6 +40,8 @@ M = TypeVar("M", bound=SQLModel)
 # object (the event names the pools, ``sees_event`` decides), since one may bring an object into
 # view; other changes only for the objects in the member's pools.
 MOVES = frozenset({"assigned", "unassigned"})
+# A new job of a server in the member's pools comes into view with its first event.
+NEW_JOBS = frozenset({"created"})
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class Scope:
 
     def narrow_ids(self, stmt: SelectOfScalar[Any], model: type[SQLModel]) -> SelectOfScalar[Any]:
         """``stmt`` (a select of ``model``'s ids) restricted to the rows a list filter may name
-        for this user: their pools, their groups, the nodes of the servers they see — so that a
+        for this user: their pools, their groups, the servers they see and their nodes and jobs,
+        themselves — so that a
         filter naming a row they may not see answers as if it did not exist."""
         if self.pool_ids is None:
             return stmt
@@ -103,7 +108,30 @@ class Scope:
         if model is Node:
             servers = select(Server.node_id).where(col(Server.resource_pool_id).in_(self.pool_ids))
             return stmt.where(pk.in_(servers))
+        if model is Server:
+            visible = select(Server.id).where(col(Server.resource_pool_id).in_(self.pool_ids))
+            return stmt.where(pk.in_(visible))
+        if model is Job:
+            return self.narrow_jobs(stmt)
+        if model is User:  # a member knows no other user
+            return stmt.where(pk == self.user.id)
         return stmt.where(false())
+
+    def narrow_jobs(self, stmt: SelectOfScalar[Any]) -> SelectOfScalar[Any]:
+        """``stmt`` (a select of jobs) restricted to jobs of servers this user may see."""
+        if self.pool_ids is None:
+            return stmt
+        visible = select(Server.id).where(col(Server.resource_pool_id).in_(self.pool_ids))
+        return stmt.where(col(Job.server_id).in_(visible))
+
+    async def get_job(self, session: AsyncSession, job_id: int) -> Job:
+        """The job, or 404 if it does not exist or its server is outside the scope."""
+        job = await get_or_404(session, Job, job_id)
+        if self.pool_ids is not None:
+            server = await session.get(Server, job.server_id) if job.server_id else None
+            if server is None or not self.sees(server):
+                raise not_found()
+        return job
 
     def sees(self, obj: Pool | Server | Switch) -> bool:
         if isinstance(obj, Pool):
@@ -115,14 +143,14 @@ class Scope:
 
         The rule of the object it is about, applied to the pools the event names: a server or
         switch event names the pool it is in and, when it left one, ``previous_pool`` — so
-        members of the pool it left hear that it went. A pool event names the pool, its parent
-        and its group.
+        members of the pool it left hear that it went; a job event names its server's pool. A
+        pool event names the pool, its parent and its group.
         """
         if self.pool_ids is None:
             return True
         entity = event.subject.partition("/")[0]
         data = event.data
-        if entity in ("server", "switch"):
+        if entity in ("server", "switch", "job"):
             named = (data.get("resource_pool"), data.get("previous_pool"))
         elif entity == "pool":
             if data.get("group") in self.group_ids:
@@ -138,9 +166,21 @@ class Scope:
         public = ServerPublic.of(server)
         return public if self.is_superuser else public.without_bmc_details()
 
+    def job_view(self, job: Job) -> JobPublic:
+        """A job as this user is shown it: the reasons of BMC failures (they name the BMC's
+        address, often the account) are for superusers; others get the code's generic text."""
+        public = JobPublic.of(job)
+        return public if self.is_superuser else public.without_bmc_details()
+
     def event_view(self, event: CloudEvent) -> CloudEvent:
-        """A visible event as this user is shown it (server events as ``server_view``)."""
-        if self.is_superuser or not event.subject.startswith("server/"):
+        """A visible event as this user is shown it (server events as ``server_view``, job
+        events as ``job_view``)."""
+        if self.is_superuser:
+            return event
+        if event.subject.startswith("job/"):
+            shown = JobEventData.model_validate(event.data).without_bmc_details()
+            return event.model_copy(update={"data": shown.model_dump(mode="json")})
+        if not event.subject.startswith("server/"):
             return event
         if event.data.get("inventory_error") is None:
             return event
@@ -206,31 +246,35 @@ async def scope_of(session: AsyncSession, user: User) -> Scope:
 
 
 async def _visible_ids(
-    session: AsyncSession, model: type[Server] | type[Switch], pool_ids: frozenset[int]
+    session: AsyncSession, visible: SelectOfScalar[Any]
 ) -> frozenset[int] | None:
-    """The ids of ``model`` in these pools; None if there are more than fit a reader's filter."""
-    rows = await session.exec(
-        select(model.id)
-        .where(col(model.resource_pool_id).in_(pool_ids))
-        .limit(MAX_FILTER_SUBJECTS + 1)
-    )
+    """The ids ``visible`` selects; None if there are more than fit a reader's filter."""
+    rows = await session.exec(visible.limit(MAX_FILTER_SUBJECTS + 1))
     ids = frozenset(i for i in rows.all() if i is not None)
     return None if len(ids) > MAX_FILTER_SUBJECTS else ids
+
+
+def _in_pools(model: type[Server] | type[Switch], pool_ids: frozenset[int]) -> SelectOfScalar[Any]:
+    return select(model.id).where(col(model.resource_pool_id).in_(pool_ids))
 
 
 async def event_visibility(session: AsyncSession, scope: Scope) -> Visibility:
     """What ``scope``'s user may hear about, for the event readers' filter subjects.
 
     Nodes, scan ranges and webhooks are superusers' business: not in a member's view at all.
-    Pools are few and any change of one may bring it into view: all their events are read and
+    Jobs are heard by id, like servers: those of the servers in the user's pools, and any new
+    one (``sees_event`` keeps those of the user's servers, and the view is read again). Pools
+    are few and any change of one may bring it into view: all their events are read and
     ``sees_event`` keeps the user's.
     """
     if scope.pool_ids is None:
         return None
+    jobs = scope.narrow_jobs(select(Job.id))
     return {
-        "server": EntityView(await _visible_ids(session, Server, scope.pool_ids), MOVES),
-        "switch": EntityView(await _visible_ids(session, Switch, scope.pool_ids), MOVES),
+        "server": EntityView(await _visible_ids(session, _in_pools(Server, scope.pool_ids)), MOVES),
+        "switch": EntityView(await _visible_ids(session, _in_pools(Switch, scope.pool_ids)), MOVES),
         "pool": EntityView(None),
+        "job": EntityView(await _visible_ids(session, jobs), NEW_JOBS),
     }
 
 

@@ -19,6 +19,7 @@ from services.api.errors import APIError, FieldErrors
 from services.api.lookup import is_id, resolve_ids
 from shared.contracts import catalog
 from shared.contracts.events import CloudEvent
+from shared.lifecycle import job as job_lifecycle
 from shared.messaging import outbox
 from shared.models import Pool, Server, Switch
 
@@ -30,7 +31,29 @@ class MembershipConflict(APIError):
 
     @property
     def extra(self) -> dict[str, Any]:
-        return {"conflicts": self.conflicts}
+        jobs = {c["job"] for c in self.conflicts if c.get("job") is not None}
+        # One job in the way is named at the top too, as every job conflict does.
+        return {"conflicts": self.conflicts} | ({"job": jobs.pop()} if len(jobs) == 1 else {})
+
+
+def refuse_locked(members: list[Any]) -> None:
+    """409 naming, per locked server, what holds it (and the job, when a job does)."""
+    _refuse({m.id: m.locked_by for m in members if isinstance(m, Server) and m.id and m.locked_by})
+
+
+def _refuse(locks: dict[int, str]) -> None:
+    if not locks:
+        return
+    conflicts: list[dict[str, Any]] = []
+    for server, by in locks.items():
+        job = job_lifecycle.locking_job(by)
+        conflicts.append({"server": server, "locked_by": by} | ({"job": job} if job else {}))
+    held = ", ".join(f"{server} by {by}" for server, by in locks.items())
+    raise MembershipConflict(
+        f"Servers locked by a running operation cannot leave their pool ({held}); nothing "
+        "was changed.",
+        conflicts,
+    )
 
 
 async def resolve_servers(session: AsyncSession, scope: Scope, ids: list[int]) -> list[Server]:
@@ -128,16 +151,30 @@ async def assign(
 
 
 async def unassign(session: AsyncSession, members: list[Any]) -> None:
-    locked = [m.id for m in members if isinstance(m, Server) and m.locked_by]
-    if locked:
-        raise MembershipConflict(
-            "Some servers are locked by a running operation; nothing was removed.",
-            [{"server": m.id, "locked_by": m.locked_by} for m in members if m.id in locked],
+    """Take ``members`` out of their pools; 409 if a server is locked (a job holds it)."""
+    refuse_locked(members)
+    leaving = [m for m in members if m.resource_pool_id is not None]
+    servers = [m.id for m in leaving if isinstance(m, Server)]
+    if servers:
+        # Conditional, because a job may have locked a server since it was read: the update
+        # waits for that job's transaction and then leaves the server where it is.
+        unlocked = await session.exec(
+            update(Server)
+            .where(col(Server.id).in_(servers), col(Server.locked_by).is_(None))
+            .values(locked_by=None)
         )
-    for member in members:
+        if unlocked.rowcount != len(servers):
+            locks = (
+                await session.exec(
+                    select(Server.id, Server.locked_by).where(
+                        col(Server.id).in_(servers), col(Server.locked_by).is_not(None)
+                    )
+                )
+            ).all()
+            await session.rollback()
+            _refuse({server: by for server, by in locks if server is not None and by})
+    for member in leaving:
         previous = member.resource_pool_id
-        if previous is None:
-            continue
         member.resource_pool_id = None
         member.version += 1
         member.updated_at = datetime.now(UTC)

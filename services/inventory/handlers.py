@@ -4,73 +4,33 @@ stores what changed. A BMC that fails halfway leaves the previous inventory in p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from services.inventory import store
 from shared.bmc import attempts
-from shared.bmc.access import BmcWorkRefused, changed_certificate, tls_policy
+from shared.bmc.access import BmcWorkRefused, ServerAccess, server_access
 from shared.bmc.failures import code_for, failure_class, reason_or_retry
 from shared.contracts.commands import ServerInventoryCommand
 from shared.core.log import get_logger
 from shared.lifecycle import node as node_lifecycle
 from shared.messaging.consumer import CommandContext, CommandRouter
 from shared.messaging.streams import INVENTORY
-from shared.models import AuthProfile, Credential, Node
 from shared.redfish import CertificateMismatch, ComputerSystem, RedfishError
 from shared.redfish.inventory import Inventory, read_inventory
-from shared.redfish.tls import TlsPolicy
 
 log = get_logger(__name__)
 
 router = CommandRouter(INVENTORY)
 
 
-class CannotCollect(Exception):
-    """Nothing to retry: the server's BMC access is not set up, or not trusted now (shown to
-    the operator); ``cause`` is the failure class."""
-
-    def __init__(self, message: str, cause: str = "configuration") -> None:
-        super().__init__(message)
-        self.cause = cause
-
-
-@dataclass(frozen=True)
-class Access:
-    node: Node
-    profile: AuthProfile
-    credential: Credential
-    system_path: str
-
-    def tls(self) -> TlsPolicy:
-        """The TLS policy; raises ``CannotCollect`` while the node's certificate is untrusted,
-        before anything (least of all a credential) is sent to the BMC."""
-        try:
-            return tls_policy(self.profile, self.node)
-        except BmcWorkRefused as exc:
-            raise CannotCollect(str(exc), exc.cause) from None
-
-
-async def _access(ctx: CommandContext, server_id: int) -> Access | None:
+async def _access(ctx: CommandContext, server_id: int) -> ServerAccess | None:
     async with ctx.db.session() as session:
         server = await store.locked_server(session, server_id)
         if server is None:
             await session.commit()
             return None
-        node = await session.get(Node, server.node_id) if server.node_id else None
-        profile = (
-            await session.get(AuthProfile, node.auth_profile_id)
-            if node and node.auth_profile_id
-            else None
-        )
-        credential = (
-            await session.get(Credential, node.credential_id)
-            if node and node.credential_id
-            else None
-        )
-        await session.commit()
-    if node is None or profile is None or credential is None:
-        raise CannotCollect("no working BMC credential for this server; register its node again")
-    return Access(node, profile, credential, server.system_path)
+        try:
+            return await server_access(session, server)
+        finally:
+            await session.commit()
 
 
 async def _fail(
@@ -109,11 +69,14 @@ async def inventory_exhausted(
     )
 
 
-async def _collect(ctx: CommandContext, access: Access) -> Inventory:
-    tls = access.tls()
+async def _collect(ctx: CommandContext, access: ServerAccess) -> Inventory:
     password = ctx.runtime.credentials.decrypt(access.credential.password_encrypted)
     async with ctx.runtime.redfish.session(
-        access.node.url, access.credential.username, password, tls, vendor=access.node.vendor
+        access.base_url,
+        access.credential.username,
+        password,
+        access.tls,
+        vendor=access.node.vendor,
     ) as bmc:
         system = ComputerSystem.parse(await bmc.get(access.system_path))
         return await read_inventory(bmc, system)
@@ -126,7 +89,7 @@ async def _collect(ctx: CommandContext, access: Access) -> Inventory:
 async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) -> None:
     try:
         access = await _access(ctx, cmd.server_id)
-    except CannotCollect as exc:
+    except BmcWorkRefused as exc:
         await _fail(ctx, cmd.server_id, str(exc), exc.cause)
         return
     if access is None:
@@ -134,16 +97,13 @@ async def collect_inventory(cmd: ServerInventoryCommand, ctx: CommandContext) ->
         return  # the server was deleted meanwhile
     try:
         inventory = await _collect(ctx, access)
-    except CannotCollect as exc:
-        await _fail(ctx, cmd.server_id, str(exc), exc.cause)
-        return
     except CertificateMismatch as exc:
-        presented = changed_certificate(access.profile, access.node, exc)
-        reason = f"BMC {access.node.ip}: {exc}"
+        presented = access.changed_certificate(exc)
+        reason = f"BMC {access.bmc}: {exc}"
         await _fail(ctx, cmd.server_id, reason, "certificate", presented=presented)
         return
     except RedfishError as exc:
-        reason = reason_or_retry(exc, ctx, access.node.ip)
+        reason = reason_or_retry(exc, ctx, access.bmc)
         await _fail(ctx, cmd.server_id, reason, failure_class(exc))
         return
     async with ctx.db.session() as session:

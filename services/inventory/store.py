@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.inventory.families import FAMILIES, content_hash
 from shared.bmc.facts import system_facts
 from shared.contracts import catalog
+from shared.lifecycle.server import observe_power
 from shared.messaging import outbox
 from shared.models import InventoryErrorCode, InventoryStatus, Server
 from shared.redfish.inventory import Inventory
@@ -36,6 +37,8 @@ async def record_inventory(
     changed: list[str] = []
     facts = system_facts(inventory.system)
     hashes[SYSTEM] = content_hash(facts)
+    # First, so the inventoried event below shows the power state it announces.
+    observe_power(session, server, facts.pop("power_state"))
     for column, value in facts.items():
         setattr(server, column, value)
     for family in FAMILIES:

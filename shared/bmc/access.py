@@ -1,4 +1,6 @@
-"""How Racksmith reaches a node's BMC: which TLS policy applies, and whether BMC work may run.
+"""How Racksmith reaches a node's BMC: which TLS policy applies, whether BMC work may run, and
+what a server's BMC work needs (address, the credential that registered the node, the TLS
+policy, the system's path).
 
 The trust model. An auth profile may bring its own TLS policy — a pinned fingerprint, a CA
 bundle, or verification against the system trust store — and then that policy alone decides, as
@@ -14,7 +16,12 @@ credential is sent) until a superuser accepts the certificate it presents
 
 from __future__ import annotations
 
-from shared.models import AuthProfile, Node, NodeStatus
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
 from shared.redfish import CertificateMismatch, TlsPolicy
 
 
@@ -75,3 +82,47 @@ def untrusted_reason(node: Node) -> str:
         "presents now. No credential is sent to it until a superuser has checked the BMC and "
         f"accepted the new certificate (POST /api/node/{node.id}/accept_certificate/)."
     )
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    """A server's BMC as its work reaches it, read in one transaction."""
+
+    node: Node
+    profile: AuthProfile
+    credential: Credential
+    system_path: str
+    tls: TlsPolicy
+
+    @property
+    def base_url(self) -> str:
+        return self.node.url
+
+    @property
+    def bmc(self) -> str:
+        """How messages name the BMC (its address)."""
+        return self.node.ip
+
+    def changed_certificate(self, error: CertificateMismatch) -> str | None:
+        """``changed_certificate`` for this server's node."""
+        return changed_certificate(self.profile, self.node, error)
+
+
+async def server_access(session: AsyncSession, server: Server) -> ServerAccess:
+    """What BMC work on ``server`` needs; raises ``BmcWorkRefused`` when it may not run
+    (no working credential, no known certificate, or the certificate changed) — before anything,
+    least of all a credential, is sent to the BMC."""
+    found = (
+        await session.exec(
+            select(Node, AuthProfile, Credential)
+            .join(AuthProfile, col(AuthProfile.id) == col(Node.auth_profile_id))
+            .join(Credential, col(Credential.id) == col(Node.credential_id))
+            .where(col(Node.id) == server.node_id)
+        )
+    ).first()
+    if found is None:
+        raise BmcWorkRefused(
+            "no working BMC credential for this server; register its node again", "configuration"
+        )
+    node, profile, credential = found
+    return ServerAccess(node, profile, credential, server.system_path, tls_policy(profile, node))

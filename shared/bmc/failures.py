@@ -2,31 +2,63 @@
 
 Busy BMCs recover (retry later, honouring ``Retry-After``); unreachable ones get a few attempts;
 anything else — refused credentials, a wrong certificate, a BMC that does not speak Redfish — is
-recorded on the target at once, with a reason a person can act on.
+recorded on the target at once, with a reason a person can act on. ``failure_class`` names the
+failure (a metric label), ``code_for`` gives its stable code — the ``inventory_error_code`` of a
+server, and a job's ``error_code`` (``classify``, which adds ``bmc_refused`` for a change request
+the BMC refused) — members see that code and a generic text, superusers the reason too. Commands
+(registration, inventory) act on it through ``reason_or_retry``, the job engine through its own
+step attempts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from shared.messaging.consumer import CommandContext, RetryLater
 from shared.models import InventoryErrorCode
-from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError, RedfishError
+from shared.models.jobs import BMC_REFUSED
+from shared.redfish import BmcBusy, BmcUnreachable, ProtocolError, RedfishError, RequestRefused
 from shared.redfish import errors as redfish
 
 MAX_BUSY_DELAY_S = 60.0
 
 
+@dataclass(frozen=True)
+class BmcFailure:
+    code: str  # stable, machine-readable (a job's error_code)
+    reason: str  # for people (superusers: it names the BMC, often the account)
+    retry: Literal["busy", "unreachable"] | None  # worth another attempt, and why
+    retry_after: float | None = None  # what the BMC asked for (Retry-After)
+
+
+def classify(exc: RedfishError, bmc: str) -> BmcFailure:
+    cause = failure_class(exc)
+    code = BMC_REFUSED if isinstance(exc, RequestRefused) else code_for(cause).value
+    if isinstance(exc, BmcBusy):
+        return BmcFailure(code, f"BMC {bmc} is busy: {exc}", "busy", exc.retry_after)
+    if isinstance(exc, BmcUnreachable):
+        return BmcFailure(code, f"BMC {bmc} unreachable: {exc}", "unreachable")
+    if isinstance(exc, ProtocolError) and not isinstance(exc, RequestRefused):
+        return BmcFailure(code, f"BMC {bmc} does not behave like Redfish: {exc}", None)
+    return BmcFailure(code, f"BMC {bmc}: {exc}", None)
+
+
+def busy_delay(failure: BmcFailure, attempt: int) -> float:
+    """How long to leave a busy BMC alone: its Retry-After, else exponential back-off."""
+    return min(MAX_BUSY_DELAY_S, failure.retry_after or 2.0 ** min(attempt, 6))
+
+
 def reason_or_retry(exc: RedfishError, ctx: CommandContext, bmc: str) -> str:
     """The error to record on the target; raises instead when the work should be retried."""
-    if isinstance(exc, BmcBusy):
-        delay = min(MAX_BUSY_DELAY_S, exc.retry_after or 2.0 ** min(ctx.delivery, 6))
-        raise RetryLater(f"BMC {bmc} is busy: {exc}", delay) from exc
-    if isinstance(exc, BmcUnreachable):
+    failure = classify(exc, bmc)
+    if failure.retry == "busy":
+        raise RetryLater(failure.reason, busy_delay(failure, ctx.delivery)) from exc
+    if failure.retry == "unreachable":
         if ctx.delivery < ctx.settings.bmc_unreachable_attempts:
             raise exc
         return f"BMC {bmc} unreachable after {ctx.delivery} attempts: {exc}"
-    if isinstance(exc, ProtocolError):
-        return f"BMC {bmc} does not behave like Redfish: {exc}"
-    return f"BMC {bmc}: {exc}"
+    return failure.reason
 
 
 _FAILURE_CLASSES: tuple[tuple[type[RedfishError], str], ...] = (

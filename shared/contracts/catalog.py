@@ -17,9 +17,20 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from shared.contracts.events import TYPE_PREFIX, CloudEvent, make_event
-from shared.models import FirmwareBinary, Node, OSImage, Pool, ScanRange, Server, Switch, Webhook
+from shared.models import (
+    FirmwareBinary,
+    Job,
+    Node,
+    OSImage,
+    Pool,
+    ScanRange,
+    Server,
+    Switch,
+    Webhook,
+)
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.firmware import FirmwarePublic
+from shared.models.jobs import JobPublic
 from shared.models.os_images import OSImagePublic
 from shared.models.servers import ServerPublic
 from shared.models.switches import SwitchPublic
@@ -55,6 +66,16 @@ class ServerUnassignedData(ServerPublic):
 
 class SwitchUnassignedData(SwitchPublic):
     previous_pool: int = Field(description="The pool the switch left.")
+
+
+class ServerPowerChangedData(ServerPublic):
+    previous_power_state: str | None = Field(description="The power state read before.")
+
+
+class JobEventData(JobPublic):
+    resource_pool: int | None = Field(
+        description="The pool of the job's server when this happened (who may see the event)."
+    )
 
 
 class FirmwareUpdatedData(FirmwarePublic):
@@ -135,6 +156,12 @@ EVENT_TYPES: tuple[EventType, ...] = (
         ServerPublic,
         "A collection failed; `inventory_error` says why, the previous inventory is kept.",
     ),
+    EventType(
+        "server",
+        "power_changed",
+        ServerPowerChangedData,
+        "Racksmith read a different `power_state` (a job, an inventory collection).",
+    ),
     EventType("server", "assigned", ServerPublic, "The server was put in a pool."),
     EventType("server", "unassigned", ServerUnassignedData, "The server left its pool."),
     EventType("switch", "assigned", SwitchPublic, "The switch was put in a pool."),
@@ -144,6 +171,26 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "pool", "updated", PoolEventData, "A pool's name, description, group or parent changed."
     ),
     EventType("pool", "deleted", PoolEventData, "A pool was deleted."),
+    EventType("job", "created", JobEventData, "A job was accepted; `state` is `pending`."),
+    EventType("job", "started", JobEventData, "A worker took the job up (`running`)."),
+    EventType(
+        "job",
+        "progress",
+        JobEventData,
+        "The job moved to another `step` or `progress` (at most one event per job every few "
+        "seconds; the last state is never skipped).",
+    ),
+    EventType(
+        "job",
+        "waiting",
+        JobEventData,
+        "The job waits for something outside Racksmith; `waiting_for` says what.",
+    ),
+    EventType("job", "completed", JobEventData, "The job did what it was asked."),
+    EventType(
+        "job", "failed", JobEventData, "The job ended in failure; `error_code` and `error` say why."
+    ),
+    EventType("job", "cancelled", JobEventData, "The job was cancelled at a step boundary."),
     EventType(
         "firmware",
         "added",
@@ -265,6 +312,13 @@ def server_event(server: Server, change: str, **extra: object) -> CloudEvent:
     assert server.id is not None
     public = ServerPublic.of(server)
     return build("server", server.id, change, version=server.version, public=public, extra=extra)
+
+
+def job_event(job: Job, change: str, *, resource_pool: int | None) -> CloudEvent:
+    assert job.id is not None
+    public = JobPublic.of(job)
+    extra: dict[str, object] = {"resource_pool": resource_pool}
+    return build("job", job.id, change, version=job.version, public=public, extra=extra)
 
 
 def webhook_event(webhook: Webhook, change: str) -> CloudEvent:

@@ -71,6 +71,23 @@ class ServerInventoryCommand(Command):
         return f"inventory:{self.server_id}:{self.token}"
 
 
+class JobTickCommand(Command):
+    """Move one job forward by one step (or one look at the BMC).
+
+    The same message drives the job for its whole life: after each step the jobs worker asks
+    JetStream to deliver it again later. ``ticket`` says which message that is; waking a job
+    (cancel, the watchdog) publishes a new ticket and the older message is dropped when it next
+    arrives.
+    """
+
+    subject: ClassVar[str] = command_subject("job", "tick")
+    job_id: int
+    ticket: int
+
+    def msg_id(self) -> str:
+        return f"job:{self.job_id}:tick:{self.ticket}"
+
+
 class ArtifactFetchCommand(Command):
     """Download an artifact from its ``source_url`` into the store, checking its SHA-256.
 

@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     nats_user: str | None = Field(
         None,
         description="NATS user of this process (one per component: `api`, `scanner`, "
-        "`registrar`, `inventory`, `fetcher`, `webhooks`, `migrate`). Unset with the embedded "
-        "server: `racksmith up` uses the generated `platform` user.",
+        "`registrar`, `inventory`, `fetcher`, `jobs`, `webhooks`, `migrate`). Unset with the "
+        "embedded server: `racksmith up` uses the generated `platform` user.",
     )
     nats_password: SecretStr | None = Field(None, description="Password of `RACKSMITH_NATS_USER`.")
     nats_tls_ca: Path | None = Field(
@@ -209,6 +209,50 @@ class Settings(BaseSettings):
     )
     inventory_tick_s: float = Field(
         30.0, gt=0, description="How often the inventory scheduler looks for due servers."
+    )
+    job_poll_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a waiting job reads its BMC (PowerState, boot settings, tasks).",
+    )
+    job_power_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Step deadline of a power transition: the BMC must accept the reset and "
+        "PowerState must read back as expected within this time.",
+    )
+    job_graceful_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Step deadline of a graceful shutdown (the operating system's own "
+        "shutdown); a request's `timeout` overrides it.",
+    )
+    job_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Deadline of a power or boot job, from its creation: past it the job fails "
+        "with `deadline_exceeded`.",
+    )
+    job_tick_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest one step of a job may take (its BMC calls included); also how long "
+        "a job stays claimed by a worker that died mid-step.",
+    )
+    watchdog_interval_s: float = Field(
+        30.0, gt=0, description="How often the watchdog looks for work past its deadline."
+    )
+    scan_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A scan range still `scanning` this long after its run started is failed by "
+        "the watchdog.",
+    )
+    register_deadline_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A node still `registering` this long after the request is failed by the "
+        "watchdog.",
     )
     redfish_per_bmc: int = Field(4, ge=1, le=16, description="Requests in flight per BMC.")
     redfish_total: int = Field(256, ge=1, description="Requests in flight per process.")

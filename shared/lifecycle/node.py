@@ -23,7 +23,7 @@ from shared.models import Node, NodeStatus, Server
 from shared.platform.runtime import Runtime
 
 # What a start overwrites, put back if the broker refuses the command.
-_STARTED_FIELDS = ("status", "error", "auth_profile_id", "version")
+_STARTED_FIELDS = ("status", "error", "auth_profile_id", "version", "registration_started_at")
 
 
 async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profile_id: int) -> bool:
@@ -42,6 +42,7 @@ async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profil
             error=None,
             auth_profile_id=auth_profile_id,
             registration=Node.registration + 1,
+            registration_started_at=utcnow(),
             version=Node.version + 1,
         )
     )
@@ -157,3 +158,12 @@ def fail(session: AsyncSession, node: Node, reason: str) -> None:
     node.version += 1
     session.add(node)
     outbox.stage(session, catalog.node_event(node, "error"))
+
+
+async def fail_current(session: AsyncSession, node_id: int, registration: int, reason: str) -> bool:
+    """End this registration in ``error`` with ``reason``; False if it is over or superseded."""
+    node = await current(session, node_id, registration)
+    if node is None:
+        return False
+    fail(session, node, reason)
+    return True

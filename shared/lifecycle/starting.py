@@ -9,7 +9,7 @@ half-started — and ``BrokerUnavailableError`` reaches the caller (the API answ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,24 +28,29 @@ Revert = Callable[[AsyncSession], Awaitable[None]]
 async def commit_and_queue(
     session: AsyncSession,
     runtime: Runtime,
-    command: Command,
+    command: Command | Sequence[Command],
     *,
     revert: Revert,
-    started: CloudEvent | None = None,
+    started: CloudEvent | Sequence[CloudEvent] = (),
 ) -> None:
-    """Commit the session's started state and queue ``command``; undo on a broker refusal.
+    """Commit the session's started state and queue the command(s); undo on a broker refusal.
 
-    ``started`` is the event staged with the start: if the broker refuses, it is withdrawn from
-    the outbox too (when the relay did not get it out already).
+    Several commands (a bulk start) go out pipelined, in one round trip. ``started`` are the
+    events staged with the start: if the broker refuses, they are withdrawn from the outbox too
+    (when the relay did not get them out already).
     """
+    commands = [command] if isinstance(command, Command) else list(command)
     await session.commit()
     try:
         await runtime.outbox.relay()
-        await runtime.publisher.command(command)
+        if len(commands) == 1:
+            await runtime.publisher.command(commands[0])
+        else:
+            await runtime.publisher.commands(commands)
     except BrokerUnavailableError as exc:
-        log.error("work.not_queued", command=command.msg_id(), error=str(exc))
+        log.error("work.not_queued", commands=[c.msg_id() for c in commands[:20]], error=str(exc))
         await revert(session)
-        if started is not None:
-            await outbox.withdraw(session, started)
+        for event in [started] if isinstance(started, CloudEvent) else started:
+            await outbox.withdraw(session, event)
         await session.commit()
         raise

@@ -7,7 +7,11 @@ The delivery rules of the brief live here, once, for every worker:
   with the reason instead of letting the command loop or vanish;
 - a process that dies mid-handler never acks, so JetStream redelivers after ``ack_wait``;
 - the events a handler (or its ``on_exhausted`` hook) staged are relayed by the router once it
-  returns, before the ack — handlers never relay by hand.
+  returns, before the ack — handlers never relay by hand;
+- a handler that returns `Reschedule` has done its part for now and wants the same message
+  again later (a job that waits for its BMC): the router naks it with that delay. That is not a
+  failure, and is meant for consumers without a delivery limit (``max_deliver`` -1), whose
+  work bounds its own attempts and time.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from shared.core.settings import Settings
 from shared.messaging.outbox import Relayer
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
-from shared.redfish import RedfishPool
+from shared.redfish import RedfishPool, SessionCache
 
 log = get_logger(__name__)
 
@@ -56,6 +60,8 @@ class WorkerRuntime(Protocol):
     def outbox(self) -> Relayer: ...
     @property
     def redfish(self) -> RedfishPool: ...
+    @property
+    def redfish_sessions(self) -> SessionCache: ...
     @property
     def credentials(self) -> CredentialCipher: ...
     @property
@@ -86,7 +92,8 @@ class CommandContext:
 
     @property
     def is_last_delivery(self) -> bool:
-        return self.delivery >= self.max_deliver
+        # -1: redelivered until it succeeds (the work bounds its own attempts).
+        return 0 < self.max_deliver <= self.delivery
 
     async def in_progress(self) -> None:
         """Tell JetStream we are still working, so long BMC work is not redelivered."""
@@ -101,7 +108,19 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-Handler = Callable[[P, CommandContext], Awaitable[None]]
+@dataclass(frozen=True)
+class Reschedule:
+    """A handler's answer "deliver this message to me again in ``delay`` seconds".
+
+    The work is committed and the message is not held meanwhile: JetStream keeps it pending
+    (and redelivers it to any replica) while no worker does anything for it.
+    """
+
+    delay: float
+    reason: str = ""
+
+
+Handler = Callable[[P, CommandContext], Awaitable[Reschedule | None]]
 ExhaustedHook = Callable[[P, CommandContext, BaseException], Awaitable[None]]
 
 
@@ -223,7 +242,7 @@ class CommandRouter:
         )
         try:
             async with _heartbeat(ctx):
-                await route.handler(payload, ctx)
+                again = await route.handler(payload, ctx)
                 await runtime.outbox.relay()
         except Exception as exc:
             if not ctx.is_last_delivery:
@@ -239,6 +258,10 @@ class CommandRouter:
                 except Exception as hook_error:  # still end the command: it has no deliveries left
                     log.error("command.exhausted_hook_failed", error=str(hook_error))
             await message.reject()
+            return
+        if again is not None:
+            await message.nack(delay=max(0.0, again.delay))
+            log.debug("command.rescheduled", delay_s=again.delay, reason=again.reason)
             return
         await message.ack()
         log.debug("command.done")

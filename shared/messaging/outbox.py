@@ -53,6 +53,9 @@ RELAY_BATCH = 500
 
 # Key in ``Session.info`` under which a transaction's staged events wait for its commit.
 _STAGED = "racksmith.outbox.staged"
+# Transactions of this process that wrote outbox rows: a relay asked for when none did since the
+# last one has nothing of ours to publish (the sweep still collects other processes' leftovers).
+_writes = 0
 
 
 def stage(session: AsyncSession, event: CloudEvent) -> None:
@@ -75,6 +78,8 @@ def _write_staged(session: Session) -> None:
     # transaction changing the same entity later then waits for this one to commit before it
     # can number its own events, so outbox order is each entity's commit order.
     session.flush()
+    global _writes
+    _writes += 1
     committed_at = datetime.now(UTC)
     trace_context = tracing.current_context()
     for event in staged:
@@ -175,19 +180,33 @@ class Relayer:
         self._lock = asyncio.Lock()
         self._asked = 0  # tickets handed out
         self._covered = 0  # every ticket up to this one was asked before a finished relay began
+        self._writes_relayed = -1  # the process's outbox writes a finished relay covered
 
-    async def relay(self) -> None:
-        """Return once every event committed before this call has been published."""
+    async def relay(self, *, sweep: bool = False, woken: bool = False) -> None:
+        """Return once every event this process committed before this call has been published
+        (with ``sweep``, or ``woken`` by another process that staged some of ours: every pending
+        event of ours, whoever committed it)."""
         self._asked += 1
         ticket = self._asked
         async with self._lock:
-            if self._covered >= ticket:
+            if self._covered >= ticket and not (sweep or woken):
                 return
-            starting_after = self._asked
+            starting_after, writes = self._asked, _writes
+            # A relay asked for when this process staged nothing since the last one (a job
+            # polling its BMC) costs no transaction: nothing of ours can be pending. A sweep or a
+            # wake (rows another process committed) always looks.
+            if not (sweep or woken) and writes == self._writes_relayed:
+                self._covered = starting_after
+                return
             await relay(self.db, self.publisher, self.entities)
             self._covered = starting_after
+            self._writes_relayed = writes
+        # A woken relay does not wake in turn: whoever staged the rows it found of other
+        # entities woke their owners too (else two live processes would wake each other for as
+        # long as some owner is down). The sweep wakes again, in case a wake was lost.
         if (
-            self.entities is not None
+            not woken
+            and self.entities is not None
             and self.wake_others is not None
             and await others_pending(self.db, self.entities)
         ):
@@ -198,6 +217,6 @@ class Relayer:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self.relay()
+                await self.relay(sweep=True)
             except Exception as exc:  # keep sweeping: broker or database may be briefly away
                 log.warning("outbox.sweep_failed", error=str(exc))

@@ -6,14 +6,17 @@ manifests' NATS users are checked against it (``racksmith nats-permissions`` pri
 Design:
 
 * **Commands** are published by the components that queue work: the API (scans, registrations,
-  refreshes, artifact downloads), the scanner (its chunks), the registrar and the inventory
-  scheduler (collections).
+  refreshes, artifact downloads, jobs' first ticks and cancels' wake-ups), the scanner (its
+  chunks), the registrar and the inventory scheduler (collections), the jobs worker (its
+  watchdog's wake-ups).
 * **Events** of an entity are published by the one component that owns that entity: scan ranges
-  by the scanner, nodes by the registrar, servers by the inventory worker, webhooks by the
-  webhooks worker; pools and switches (changed only through the API) and the firmware catalog
-  and OS images (added, changed and deleted through the API; the fetcher only marks a download
-  ``ready`` or ``invalid``) by the API. Any component may *stage* an event in the outbox with
-  its change (the API stages ``node.registering``, the fetcher ``firmware.ready``); the owner's
+  by the scanner, nodes by the registrar, servers by the inventory worker, jobs by the jobs
+  worker, webhooks by the webhooks worker; pools and switches (changed only through the API)
+  and the firmware catalog and OS images (added, changed and deleted through the API; the
+  fetcher only marks a download ``ready`` or ``invalid``) by the API. Any component may *stage*
+  an event in the outbox with its change (the API stages ``node.registering`` and
+  ``job.created``, the fetcher ``firmware.ready``, the jobs worker ``server.power_changed``
+  and its watchdog's ``scan_range.failed``); the owner's
   relay publishes it (``shared.messaging.outbox``), woken by ``OUTBOX_WAKE``. One owner per
   entity also keeps each entity's events in commit order. So a component holding the scanner's
   credentials cannot forge a pool or a node event, and the internet-facing API cannot publish a
@@ -110,11 +113,13 @@ COMPONENTS: dict[str, Component] = {
                 command_subject("node", "register"),
                 command_subject("server", "inventory"),
                 command_subject("artifact", "fetch"),
+                command_subject("job", "tick"),
             ),
             entities=("pool", "switch", "firmware", "os_image"),
             publishes=(WEBHOOK_TEST_REQUESTS, f"$KV.{LOGIN_THROTTLE_BUCKET}.>"),
-            # register/ waits for the node's outcome events.
-            subscribes=(f"{EVENT_PREFIX}.node.>",),
+            # register/ waits for the node's outcome events, power/, boot/ and cancel/ (?wait=)
+            # for the job's.
+            subscribes=(f"{EVENT_PREFIX}.node.>", f"{EVENT_PREFIX}.job.>"),
         ),
         Component(
             "scanner",
@@ -136,6 +141,16 @@ COMPONENTS: dict[str, Component] = {
         ),
         # Downloads change catalog entries the API owns: it stages their events and wakes it.
         Component("fetcher", consumers=((COMMANDS_STREAM, "fetcher"),)),
+        # Its own ticks (a job is rescheduled by a delayed nak; the watchdog wakes a stalled
+        # one with a new ticket). What a job changes on a server (server.power_changed) and
+        # what the watchdog ends (scan ranges, registrations) are staged here and published by
+        # their owners.
+        Component(
+            "jobs",
+            commands=(command_subject("job", "tick"),),
+            entities=("job",),
+            consumers=((COMMANDS_STREAM, "jobs"),),
+        ),
         Component(
             "webhooks",
             entities=("webhook",),

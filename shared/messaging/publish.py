@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -14,13 +15,25 @@ from pydantic import BaseModel
 from shared.contracts.commands import Command
 from shared.contracts.events import CloudEvent
 from shared.messaging.streams import COMMANDS_STREAM, EVENTS_STREAM
+from shared.observability import tracing
 
 PUBLISH_TIMEOUT_S = 5.0
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
+JSON = "application/json"
 
 
 class BrokerUnavailableError(RuntimeError):
     """The broker did not acknowledge a publish; the caller must not report success."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    subject: str
+    body: bytes
+    stream: str
+    msg_id: str
+    content_type: str
+    headers: Mapping[str, str]
 
 
 class Publisher:
@@ -42,33 +55,75 @@ class Publisher:
         lock): one round trip per batch instead of one per event keeps that short. One
         connection delivers in order, so the stream stores them in order.
         """
+        extra = list(headers) or [{}] * len(events)
+        await self._pipelined(
+            [
+                _Item(
+                    event.nats_subject,
+                    event.model_dump_json().encode(),
+                    EVENTS_STREAM,
+                    event.id,
+                    EVENT_CONTENT_TYPE,
+                    added,
+                )
+                for event, added in zip(events, extra, strict=True)
+            ],
+            "the events",
+        )
+
+    async def commands(self, commands: Sequence[Command]) -> None:
+        """Publish ``commands`` pipelined (a bulk request's work in one round trip), in the
+        caller's trace (the worker's handler continues it)."""
+        context = tracing.current_context()
+        await self._pipelined(
+            [
+                _Item(
+                    c.subject,
+                    c.model_dump_json().encode(),
+                    COMMANDS_STREAM,
+                    c.msg_id(),
+                    JSON,
+                    context,
+                )
+                for c in commands
+            ],
+            "the commands",
+        )
+
+    async def _pipelined(self, items: list[_Item], what: str) -> None:
         if self._js is None:
-            for event in events:
-                await self.event(event)
+            for item in items:
+                await self._publish(
+                    item.body,
+                    item.subject,
+                    item.stream,
+                    item.msg_id,
+                    content_type=item.content_type,
+                    headers=item.headers,
+                )
             return
         acks: list[asyncio.Future[PubAck]] = []
-        extra = list(headers) or [{}] * len(events)
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                for event, added in zip(events, extra, strict=True):
+                for item in items:
                     acks.append(
                         await self._js.publish_async(
-                            event.nats_subject,
-                            event.model_dump_json().encode(),
-                            stream=EVENTS_STREAM,
+                            item.subject,
+                            item.body,
+                            stream=item.stream,
                             headers={
-                                **added,
-                                "Nats-Msg-Id": event.id,
-                                "content-type": EVENT_CONTENT_TYPE,
+                                **item.headers,
+                                "Nats-Msg-Id": item.msg_id,
+                                "content-type": item.content_type,
                             },
                         )
                     )
                 await asyncio.gather(*acks)
         except Exception as exc:  # any failure means "not durably accepted"
-            raise BrokerUnavailableError(f"NATS did not accept the events: {exc!r}") from exc
+            raise BrokerUnavailableError(f"NATS did not accept {what}: {exc!r}") from exc
         finally:
             # An ack that never comes would hold one of the client's pending-publish slots for
-            # good; cancelling gives it back (the relay publishes these events again).
+            # good; cancelling gives it back (the caller publishes these again or undoes them).
             for ack in acks:
                 ack.cancel()
 
@@ -94,13 +149,14 @@ class Publisher:
         stream: str,
         msg_id: str,
         *,
-        content_type: str = "application/json",
+        content_type: str = JSON,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         try:
             await self.broker.publish(
                 body,
                 subject,
-                headers={"Nats-Msg-Id": msg_id, "content-type": content_type},
+                headers={**(headers or {}), "Nats-Msg-Id": msg_id, "content-type": content_type},
                 stream=stream,
                 timeout=PUBLISH_TIMEOUT_S,
             )

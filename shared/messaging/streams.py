@@ -92,6 +92,16 @@ class WorkerConsumer:
     # Commands queued before a worker first started are work to do; events published before a
     # consumer existed are history that nobody subscribed to.
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    # The consumer lag one replica absorbs, which the autoscaler divides by (None: concurrency,
+    # since every pending command needs a slot).
+    lag_per_replica: int | None = None
+    # Its handlers ask for their message again later (``Reschedule``): a delivery after the
+    # first is then the work's own rhythm, not a redelivery; the handlers count real ones.
+    reschedules: bool = False
+
+    @property
+    def scale_lag(self) -> int:
+        return self.lag_per_replica or self.concurrency
 
     def max_deliver(self, settings: Settings) -> int:
         if self.max_deliver_setting is None:
@@ -135,12 +145,26 @@ INVENTORY = WorkerConsumer(
     max_ack_pending=2048,
     max_deliver_setting="bmc_max_deliver",
 )
+# One tick message per active job, redelivered (a nak with a delay) for as long as the job lives:
+# no delivery limit (the engine bounds a job by its deadlines and step attempts), and a pending
+# limit above any number of jobs that can be active at once (one per server; a waiting job's
+# message counts as pending while JetStream holds it back). A waiting job costs a replica one
+# short step per poll interval, so one replica carries far more jobs than it has slots.
+JOBS = WorkerConsumer(
+    "jobs",
+    subjects.JOB_COMMANDS,
+    concurrency=64,
+    max_ack_pending=100_000,
+    max_deliver_setting=None,
+    lag_per_replica=256,
+    reschedules=True,
+)
 # Downloads of firmware binaries and OS images from their source URLs: few at once per replica
 # (each is bandwidth, not waiting), heartbeats keep long ones from being redelivered.
 FETCHER = WorkerConsumer("fetcher", subjects.ARTIFACT_COMMANDS, concurrency=4, max_ack_pending=64)
 # The command consumers; KEDA scales each worker kind on its lag (deploy/k8s/base/keda.yaml).
 WORKER_CONSUMERS: dict[str, WorkerConsumer] = {
-    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, FETCHER)
+    c.kind: c for c in (SCANNER, REGISTRAR, INVENTORY, FETCHER, JOBS)
 }
 # Turns every event into delivery rows for the matching webhooks (services/webhooks). As many
 # events in flight as one batch, so batches are recorded one after another in stream order (the

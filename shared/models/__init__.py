@@ -12,6 +12,7 @@ from shared.models.inventory import (
     Processor,
     Storage,
 )
+from shared.models.jobs import Job, JobState
 from shared.models.os_images import OSImage
 from shared.models.outbox import OutboxEvent
 from shared.models.pools import Pool
@@ -35,6 +36,8 @@ __all__ = [
     "GroupMembership",
     "InventoryErrorCode",
     "InventoryStatus",
+    "Job",
+    "JobState",
     "LoginSession",
     "MemoryModule",
     "Node",

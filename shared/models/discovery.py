@@ -106,6 +106,9 @@ class Node(SQLModel, table=True):
     )
     # Incremented by every register request; a command from an earlier request is ignored.
     registration: int = 0
+    # When the registration in progress was requested: the watchdog fails a node still
+    # `registering` long after it.
+    registration_started_at: datetime | None = None
     registered_at: datetime | None = None
     first_seen: datetime = Field(default_factory=utcnow, index=True)
     last_seen: datetime = Field(default_factory=utcnow, index=True)

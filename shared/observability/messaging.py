@@ -27,6 +27,9 @@ _EVENT_PREFIX = f"{subjects.EVENT_PREFIX}."
 
 for _consumer in WORKER_CONSUMERS.values():
     metrics.command_redeliveries(_consumer.durable)
+# Their deliveries after the first are mostly reschedules (a job's next step); the job engine
+# counts the real redeliveries (``services.jobs.engine``).
+_RESCHEDULING = frozenset(c.durable for c in WORKER_CONSUMERS.values() if c.reschedules)
 
 
 def subject_label(subject: str) -> str:
@@ -61,14 +64,16 @@ def _settings_provider(
 
 
 class CountRedeliveries(BaseMiddleware):
-    """``racksmith_command_redeliveries_total``: a message delivered again to its consumer."""
+    """``racksmith_command_redeliveries_total``: a message delivered again to its consumer
+    (but for consumers whose handlers reschedule their own messages)."""
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
         if isinstance(raw, Msg) and raw.reply.startswith("$JS.ACK."):
             metadata = raw.metadata
-            if (metadata.num_delivered or 1) > 1:
-                metrics.command_redeliveries(metadata.consumer or "unknown").inc()
+            consumer = metadata.consumer or "unknown"
+            if (metadata.num_delivered or 1) > 1 and consumer not in _RESCHEDULING:
+                metrics.command_redeliveries(consumer).inc()
         return await call_next(msg)
 
 

@@ -215,6 +215,42 @@ SCAN_RUN_DURATION = Histogram(
     buckets=WORK_S,
 )
 
+# -- jobs (shared/lifecycle/job.py) -----------------------------------------------------------
+
+# The job kinds (services/jobs/kinds registers one of each; a test keeps them equal) and states.
+JOB_KINDS = ("power", "boot")
+JOB_ACTIVE_STATES = ("pending", "running", "waiting")
+JOB_FINAL_STATES = ("completed", "failed", "cancelled")
+
+
+def job_kind_label(kind: str) -> str:
+    return kind if kind in JOB_KINDS else "other"
+
+
+JOBS_TOTAL = Counter(
+    "racksmith_jobs_total",
+    "Jobs that reached a state, by kind: pending (created), running (taken up by a worker), "
+    "completed, failed, cancelled; each job counts once per state.",
+    ["kind", "state"],
+)
+JOB_DURATION = Histogram(
+    "racksmith_job_duration_seconds",
+    "Duration of a job from its creation to its end, by kind and outcome (its final state).",
+    ["kind", "outcome"],
+    buckets=WORK_S,
+)
+JOB_DEADLINE_FAILURES = Counter(
+    "racksmith_job_deadline_failures_total",
+    "Jobs failed because a deadline passed (the job's, or a waiting step's), by kind.",
+    ["kind"],
+)
+# Not `racksmith_jobs`: prometheus_client names the counter's family that (without _total).
+JOBS_ACTIVE = Gauge(
+    "racksmith_jobs_active",
+    "Active jobs by kind and state: pending, running, waiting (read at scrape time).",
+    ["kind", "state"],
+)
+
 # -- messaging ---------------------------------------------------------------------------------
 
 COMMAND_REDELIVERIES = Counter(
@@ -330,6 +366,11 @@ events_published = Children(EVENTS_PUBLISHED)
 sampling_failures = Children(SAMPLING_FAILURES, [("jetstream",), ("database",)])
 webhook_attempts = Children(WEBHOOK_ATTEMPTS)
 webhook_deliveries = Children(WEBHOOK_DELIVERIES, [("delivered",), ("failed",)])
+jobs_total = Children(
+    JOBS_TOTAL, [(k, s) for k in JOB_KINDS for s in ("pending", "running", *JOB_FINAL_STATES)]
+)
+job_duration = Children(JOB_DURATION, [(k, o) for k in JOB_KINDS for o in JOB_FINAL_STATES])
+job_deadline_failures = Children(JOB_DEADLINE_FAILURES, [(k,) for k in JOB_KINDS])
 artifact_downloads = Children(
     ARTIFACT_DOWNLOADS, [("full",), ("range",), ("not_found",), ("failed",)]
 )

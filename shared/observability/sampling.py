@@ -1,11 +1,11 @@
 """Gauges of shared state, read when the process is scraped, and the ``/metrics`` exposition.
 
-JetStream's consumers (pending, ack-pending, redelivered) and the database's backlogs (outbox,
-disabled webhooks, pending deliveries) are not this process's to count: they are read at scrape
-time, at most every ``MIN_INTERVAL_S`` however many scrapers ask, each reading bounded by
-``TIMEOUT_S``. A reading that fails keeps the gauges' previous values and counts in
-``racksmith_metrics_sampling_failures_total``. Every process reports the same values; dashboards
-aggregate them with ``max``.
+JetStream's consumers (pending, ack-pending, redelivered), the database's backlogs (outbox,
+disabled webhooks, pending deliveries) and its active jobs are not this process's to count:
+they are read at scrape time, at most every ``MIN_INTERVAL_S`` however many scrapers ask, each
+reading bounded by ``TIMEOUT_S``. A reading that fails keeps the gauges' previous values and
+counts in ``racksmith_metrics_sampling_failures_total``. Every process reports the same values;
+dashboards aggregate them with ``max``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from sqlmodel import col, select
 from shared.core.clock import as_utc, utcnow
 from shared.core.log import get_logger
 from shared.messaging.streams import CONSUMERS
-from shared.models import DeliveryStatus, Webhook, WebhookDelivery
+from shared.models import DeliveryStatus, Job, Webhook, WebhookDelivery
+from shared.models.jobs import ACTIVE_STATES
 from shared.models.outbox import OutboxEvent
 from shared.observability import metrics
 
@@ -84,6 +85,19 @@ async def _database(runtime: Runtime) -> None:
                 .where(col(WebhookDelivery.status) == DeliveryStatus.pending)
             )
         ).one()
+        jobs = (
+            await session.exec(
+                select(Job.kind, Job.state, func.count())
+                .where(col(Job.state).in_(ACTIVE_STATES))
+                .group_by(Job.kind, Job.state)
+            )
+        ).all()
+    counts = {(k, s): 0 for k in metrics.JOB_KINDS for s in metrics.JOB_ACTIVE_STATES}
+    for kind, state, count in jobs:
+        key = (metrics.job_kind_label(kind), str(state))
+        counts[key] = counts.get(key, 0) + count
+    for (kind, state), count in counts.items():
+        metrics.JOBS_ACTIVE.labels(kind, state).set(count)
     metrics.OUTBOX_BACKLOG.set(backlog)
     metrics.OUTBOX_OLDEST_AGE.set(_age_s(oldest))
     metrics.WEBHOOKS_DISABLED.set(disabled)

@@ -29,7 +29,7 @@ from shared.messaging import outbox, streams
 from shared.messaging.permissions import OUTBOX_WAKE, inbox_prefix
 from shared.messaging.publish import Publisher
 from shared.observability.messaging import broker_middlewares
-from shared.redfish import ClientLimits, RedfishPool
+from shared.redfish import ClientLimits, RedfishPool, SessionCache
 
 log = get_logger(__name__)
 
@@ -97,6 +97,11 @@ class Runtime:
         )
 
     @cached_property
+    def redfish_sessions(self) -> SessionCache:
+        """Logged-in BMC sessions reused across a job's steps (logged out when idle)."""
+        return SessionCache(self.redfish)
+
+    @cached_property
     def artifacts(self) -> ArtifactStore:
         """Where firmware binaries and OS images are kept (``RACKSMITH_ARTIFACT_STORE``)."""
         return open_store(self.settings)
@@ -116,7 +121,7 @@ class Runtime:
 
     async def _on_wake(self, _: Msg) -> None:
         try:
-            await self.outbox.relay()
+            await self.outbox.relay(woken=True)
         except Exception as exc:  # the sweep retries
             log.warning("outbox.relay_failed", error=str(exc))
 
@@ -138,6 +143,8 @@ class Runtime:
             await self.broker.stop()
         except Exception as exc:  # a broker that is already gone must not block shutdown
             log.warning("broker.stop_failed", error=repr(exc))
+        if "redfish_sessions" in self.__dict__:
+            await self.redfish_sessions.close()
         await self.db.dispose()
 
     async def database_ready(self) -> bool:

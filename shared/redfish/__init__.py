@@ -8,7 +8,8 @@ Usage::
         inventory = await read_inventory(bmc, systems[0])
 """
 
-from shared.redfish.client import ClientLimits, RedfishPool, RedfishSession
+from shared.redfish.cache import SessionCache
+from shared.redfish.client import ClientLimits, RedfishPool, RedfishSession, WriteResult
 from shared.redfish.errors import (
     AuthenticationFailed,
     BmcBusy,
@@ -16,7 +17,9 @@ from shared.redfish.errors import (
     CertificateMismatch,
     ProtocolError,
     RedfishError,
+    RequestRefused,
     ResourceNotFound,
+    ResponseLost,
 )
 from shared.redfish.inventory import Inventory, read_inventory
 from shared.redfish.readers import read_systems
@@ -53,14 +56,18 @@ __all__ = [
     "RedfishError",
     "RedfishPool",
     "RedfishSession",
+    "RequestRefused",
     "Resource",
     "ResourceNotFound",
+    "ResponseLost",
     "ServiceRoot",
+    "SessionCache",
     "Storage",
     "StorageController",
     "TlsPolicy",
     "UpdateService",
     "Volume",
+    "WriteResult",
     "read_inventory",
     "read_systems",
 ]

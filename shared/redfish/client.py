@@ -15,7 +15,9 @@ Why it is shaped like this (see the design brief, "Talking to BMCs"):
 * BMCs are untrusted input: bodies are size-capped, redirects and links that leave the BMC are
   refused, and error messages are built from values we control (never from request bodies or
   headers) so credentials cannot leak into logs.
-* No retries here: the registrar and the inventory worker decide what a failure means.
+* No retries here: the registrar, the inventory worker and the job engine decide what a failure
+  means. A change request (POST, PATCH) whose answer is lost raises `ResponseLost` — the BMC may
+  have acted on it — so the caller can look before it asks again.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from shared.redfish.errors import (
     CertificateMismatch,
     ProtocolError,
     RedfishError,
+    RequestRefused,
     ResourceNotFound,
+    ResponseLost,
     message_id,
 )
 from shared.redfish.resources import ServiceRoot
@@ -116,6 +120,34 @@ class _Reply:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a BMC answered to an accepted POST or PATCH.
+
+    ``task`` is the Task (or task monitor) the BMC started for the request, if it says so: the
+    ``Location`` of a 202, or a Task resource in the body. ``body`` is the JSON object the BMC
+    sent back, if any (an updated resource, an action's response).
+    """
+
+    status: int
+    body: dict[str, Any] | None
+    location: str | None
+    etag: str | None
+    task: str | None
+
+
+# Statuses a change request is refused with (the BMC did not act on it). 401/403 and 404/410
+# keep their own meanings (credentials, a missing resource).
+_REFUSALS = frozenset(range(400, 500)) - {401, 403, 404, 410}
+# Failures that happen before a request leaves: connecting, the TLS handshake, a pin mismatch.
+_NOT_SENT = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerFingerprintMismatch,
+    ssl.SSLError,
+)
 
 
 def _same_origin(a: URL, b: URL) -> bool:
@@ -395,6 +427,18 @@ class RedfishSession:
         """The JSON object at a path or ``@odata.id`` of this BMC."""
         return await self._get_url(self._resolve(path_or_odata_id))
 
+    async def get_with_etag(self, path_or_odata_id: str) -> tuple[dict[str, Any], str | None]:
+        """The JSON object and its ETag (the header, else the body's ``@odata.etag``), for a
+        PATCH with ``If-Match``."""
+        url = self._resolve(path_or_odata_id)
+        reply = await self._authenticated("GET", url)
+        self._check("GET", url, reply)
+        body = self._json_object(url, reply)
+        etag = reply.headers.get("ETag")
+        if not etag and isinstance(body.get("@odata.etag"), str):
+            etag = body["@odata.etag"]
+        return body, etag or None
+
     async def get_many(self, paths: Sequence[str]) -> list[dict[str, Any]]:
         """`get` for each path, concurrently within the per-BMC cap, in the order given.
 
@@ -438,6 +482,71 @@ class RedfishSession:
             next_url = self._resolve(next_link) if isinstance(next_link, str) else None
         return list(found)
 
+    # -- changes -----------------------------------------------------------------------------
+
+    async def post(self, path_or_odata_id: str, body: dict[str, Any]) -> WriteResult:
+        """POST ``body`` (an action's parameters) to a path of this BMC.
+
+        Raises `RequestRefused` when the BMC refuses (4xx), `ResponseLost` when the request may
+        have reached the BMC but its answer did not come back.
+        """
+        return await self._write("POST", path_or_odata_id, body, None)
+
+    async def patch(
+        self, path_or_odata_id: str, body: dict[str, Any], *, etag: str | None = None
+    ) -> WriteResult:
+        """PATCH ``body`` onto a resource, with ``If-Match: etag`` when an ETag is given (many
+        BMCs require it: 428 without, 412 when the resource changed since it was read)."""
+        return await self._write("PATCH", path_or_odata_id, body, etag)
+
+    async def _write(
+        self, method: str, path: str, body: dict[str, Any], etag: str | None
+    ) -> WriteResult:
+        url = self._resolve(path)
+        headers = {"If-Match": etag} if etag else {}
+        reply = await self._authenticated(method, url, json_body=body, headers=headers)
+        self._check(method, url, reply)
+        return self._write_result(reply)
+
+    def _write_result(self, reply: _Reply) -> WriteResult:
+        try:
+            parsed = json.loads(reply.body) if reply.body.strip() else None
+        except ValueError:
+            parsed = None
+        body = parsed if isinstance(parsed, dict) else None
+        location = self._same_origin_path(reply.headers.get("Location"))
+        task = location if reply.status == 202 else None
+        odata_type = body.get("@odata.type") if body else None
+        if task is None and body and isinstance(odata_type, str) and ".Task" in odata_type:
+            task = self._same_origin_path(body.get("@odata.id"))
+        return WriteResult(reply.status, body, location, reply.headers.get("ETag"), task)
+
+    def _same_origin_path(self, ref: object) -> str | None:
+        if not isinstance(ref, str) or not ref.strip():
+            return None
+        try:
+            return self._resolve(ref).raw_path_qs
+        except ProtocolError:
+            log.warning("redfish.location_off_bmc", bmc=self.label)
+            return None
+
+    async def _authenticated(
+        self,
+        method: str,
+        url: URL,
+        *,
+        json_body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> _Reply:
+        """One request; a 401 with a session token logs in again (the session expired on the
+        BMC) and repeats it once — a 401 means the BMC did not act on it."""
+        stale = self._token
+        reply = await self._send(method, url, json_body=json_body, headers=headers)
+        if reply.status == 401 and stale is not None:
+            await self._reauthenticate(stale)
+            reply = await self._send(method, url, json_body=json_body, headers=headers)
+        return reply
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _resolve(self, ref: str) -> URL:
@@ -457,11 +566,7 @@ class RedfishSession:
         return url
 
     async def _get_url(self, url: URL) -> dict[str, Any]:
-        stale = self._token
-        reply = await self._send("GET", url)
-        if reply.status == 401 and stale is not None:
-            await self._reauthenticate(stale)
-            reply = await self._send("GET", url)
+        reply = await self._authenticated("GET", url)
         self._check("GET", url, reply)
         return self._json_object(url, reply)
 
@@ -472,9 +577,10 @@ class RedfishSession:
         *,
         json_body: dict[str, Any] | None = None,
         authenticate: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> _Reply:
         """One request, following same-origin redirects for GET only."""
-        reply = await self._exchange(method, url, json_body, authenticate)
+        reply = await self._exchange(method, url, json_body, authenticate, headers)
         hops = 0
         while method == "GET" and reply.status in _REDIRECTS and "Location" in reply.headers:
             location = reply.headers["Location"]
@@ -502,16 +608,21 @@ class RedfishSession:
                     status=reply.status,
                 )
             url = target
-            reply = await self._exchange(method, url, None, authenticate)
+            reply = await self._exchange(method, url, None, authenticate, None)
         return reply
 
     async def _exchange(
-        self, method: str, url: URL, json_body: dict[str, Any] | None, authenticate: bool
+        self,
+        method: str,
+        url: URL,
+        json_body: dict[str, Any] | None,
+        authenticate: bool,
+        extra_headers: dict[str, str] | None,
     ) -> _Reply:
         http = self._http
         if http is None:
             raise RuntimeError("use RedfishSession as an async context manager")
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(extra_headers or {})
         if authenticate and self._token is not None:
             headers["X-Auth-Token"] = self._token
         elif authenticate and self._basic is not None:
@@ -562,6 +673,13 @@ class RedfishSession:
     def _transport_error(self, method: str, url: URL, exc: BaseException) -> RedfishError:
         where = f"{method} {url.path}"
         shown = _shown(url)
+        if method in ("POST", "PATCH", "PUT", "DELETE") and not isinstance(exc, _NOT_SENT):
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return ResponseLost(
+                f"BMC {self.label} did not answer {where} ({reason}) after the request was "
+                "sent: it may have acted on it",
+                url=shown,
+            )
         if isinstance(exc, aiohttp.ServerFingerprintMismatch):
             return CertificateMismatch(
                 f"BMC {self.label} presented a certificate with SHA-256 {exc.got.hex()}, but "
@@ -637,6 +755,13 @@ class RedfishSession:
         if status in (404, 410):
             raise ResourceNotFound(
                 f"BMC {self.label} has no {url.path} ({status}{said})", url=shown, status=status
+            )
+        if method != "GET" and status in _REFUSALS:
+            raise RequestRefused(
+                f"BMC {self.label} refused {where} with {status}{said}",
+                url=shown,
+                status=status,
+                message_id=detail,
             )
         raise ProtocolError(
             f"BMC {self.label} answered {where} with unexpected status {status}{said}",

@@ -54,6 +54,12 @@ class BmcUnreachable(RedfishError):
     """No usable connection: refused, timed out, reset, or the TLS handshake failed."""
 
 
+class ResponseLost(BmcUnreachable):
+    """A change request (POST, PATCH) went out but its answer did not come back: the connection
+    broke or timed out after sending. The BMC may or may not have acted on it, so a caller must
+    look at the BMC before sending it again."""
+
+
 class CertificateMismatch(RedfishError):
     """The BMC's certificate does not satisfy the TLS policy.
 
@@ -76,6 +82,22 @@ class ProtocolError(RedfishError):
     Non-JSON or malformed body, a body over the size cap, a redirect or link leading off the
     BMC, or an unexpected status.
     """
+
+
+class RequestRefused(ProtocolError):
+    """The BMC answered a change request with a 4xx refusal (400, 405, 409, 412, 428…): it did
+    not act on it. ``message_id`` is the Redfish MessageId it gave, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        message_id: str | None = None,
+    ):
+        super().__init__(message, url=url, status=status)
+        self.message_id = message_id
 
 
 class ResourceNotFound(ProtocolError):

@@ -17,6 +17,7 @@ from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
 from services.api.lookup import get_or_404, resolve_ids
 from services.api.registration import NodeRegistration
+from services.api.waiting import watch_outcomes
 from shared.contracts.commands import ServerInventoryCommand
 from shared.lifecycle import node as node_lifecycle
 from shared.messaging.publish import BrokerUnavailableError
@@ -125,7 +126,9 @@ async def _register(
     assert profile.id is not None
     seconds = state.settings.register_wait_s if wait is None else wait
     ids = [n.id for n in nodes if n.id is not None]
-    async with registration.watch_outcomes(state.runtime.nats if seconds else None, ids) as watch:
+    nats = state.runtime.nats if seconds else None
+    async with watch_outcomes(nats, "node", registration.FINAL_CHANGES) as watch:
+        watch.expect(ids)
         started: list[int] = []
         for node in nodes:
             try:

@@ -12,11 +12,11 @@ from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import SQLModel, col, select
 
-from services.api import membership
+from services.api import jobs, membership
 from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep
-from services.api.errors import APIError, documented
+from services.api.errors import documented
 from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
 from shared.contracts.commands import ServerInventoryCommand
 from shared.models import (
@@ -36,6 +36,7 @@ from shared.models.inventory import (
     ProcessorPublic,
     StoragePublic,
 )
+from shared.models.jobs import BootRequest, BulkJobs, BulkPowerRequest, JobPublic, PowerRequest
 from shared.models.pools import Assignment
 from shared.models.servers import ServerPublic, ServerReplace, ServerUpdate
 
@@ -108,6 +109,20 @@ async def refresh_servers(
     return RefreshAccepted(servers=[scope.server_view(s) for s in servers])
 
 
+@router.post(
+    "/power/",
+    status_code=202,
+    summary="Power action on several servers: one job each, all or none",
+    responses=jobs.JOB_RESPONSES,
+)
+async def power_servers(body: BulkPowerRequest, request: jobs.JobRequestDep) -> BulkJobs:
+    servers = await membership.resolve_servers(request.session, request.scope, body.servers)
+    params = body.model_dump(mode="json", exclude_none=True, exclude={"servers"})
+    return BulkJobs(
+        jobs=request.shown(await request.start(request.new_jobs(servers, "power", params)))
+    )
+
+
 @router.get("/{server_id}/", summary="Retrieve a server")
 async def read_server(server_id: int, session: SessionDep, scope: ScopeDep) -> ServerPublic:
     return scope.server_view(await scope.get(session, Server, server_id))
@@ -130,11 +145,10 @@ async def remove_from_pool(
 
 async def _move(session: SessionDep, scope: ScopeDep, server: Server, pool_id: int | None) -> None:
     """Moving a server between pools is pool management: between pools the user sees (a member
-    sees no unassigned server, so putting those in pools stays a superuser's act); locks are
-    respected."""
+    sees no unassigned server, so putting those in pools stays a superuser's act); a server
+    locked by a job stays where it is (409 naming the job)."""
     target = None if pool_id is None else await scope.pool(session, pool_id, "resource_pool")
-    if server.locked_by:
-        raise APIError(409, f"The server is locked by {server.locked_by}.")
+    membership.refuse_locked([server])
     if server.resource_pool_id is not None:
         await membership.unassign(session, [server])
         await session.flush()
@@ -187,6 +201,38 @@ async def refresh_server(
     server = await scope.get(session, Server, server_id)
     await _queue_inventory(state, [server])
     return scope.server_view(server)
+
+
+async def _start_one(
+    request: jobs.JobRequest, server_id: int, kind: str, body: BaseModel
+) -> JobPublic:
+    server = await request.scope.get(request.session, Server, server_id)
+    params = body.model_dump(mode="json", exclude_none=True)
+    return request.shown(await request.start(request.new_jobs([server], kind, params)))[0]
+
+
+@router.post(
+    "/{server_id}/power/",
+    status_code=202,
+    summary="Power action: on, off, graceful_shutdown, restart, graceful_restart, power_cycle, nmi",
+    responses=jobs.JOB_RESPONSES,
+)
+async def power_server(
+    server_id: int, body: PowerRequest, request: jobs.JobRequestDep
+) -> JobPublic:
+    return await _start_one(request, server_id, "power", body)
+
+
+@router.post(
+    "/{server_id}/boot/",
+    status_code=202,
+    summary="Set the boot override (target, once or continuous, mode)",
+    responses=jobs.JOB_RESPONSES,
+)
+async def set_boot_override(
+    server_id: int, body: BootRequest, request: jobs.JobRequestDep
+) -> JobPublic:
+    return await _start_one(request, server_id, "boot", body)
 
 
 async def _queue_inventory(state: StateDep, servers: list[Server]) -> None:
