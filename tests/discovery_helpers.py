@@ -141,7 +141,7 @@ async def events(runtime: Runtime, subject: str) -> list[dict[str, Any]]:
     next sweep) are events so far too: ``runtime`` relays what it may first.
     """
     assert runtime.nats is not None
-    await runtime.outbox.relay()
+    await runtime.outbox.relay(sweep=True)
     subscription = await runtime.nats.jetstream().subscribe(subject, ordered_consumer=True)
     found: list[dict[str, Any]] = []
     try:
