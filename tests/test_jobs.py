@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    async with power_lab(203, 16, 0.3) as running:
+    async with power_lab(203, 20, 0.3) as running:
         yield running
 
 
@@ -229,6 +229,41 @@ async def test_graceful_shutdown_timeout_then_retry_as_a_new_job(world: World) -
     assert completed.status_code == 409
     chain = (await client.get(f"/api/job/?retry_of={failed['id']}", headers=admin_headers)).json()
     assert [j["id"] for j in chain["results"]] == [body["id"]]
+
+
+async def test_a_graceful_restart_the_os_ignores_is_not_reported_done(world: World) -> None:
+    """GracefulRestart accepted (204) by a BMC whose host ignores ACPI: PowerState stays On and
+    no boot happens, so the job fails at the graceful timeout rather than taking the BMC's word
+    — or, with ``force_after_timeout``, forces the restart, which the lab counts as a boot."""
+    client, admin_headers = world.http
+    server = world.server("hpe", 4)
+    address = world.address(server)
+    bmc = world.lab.bmc(address)
+    bmc.set_fault("ignore_acpi")
+    try:
+        boots = bmc.counters.boots
+        failed = await run_job(
+            client,
+            admin_headers,
+            server.id or 0,
+            "power",
+            {"action": "graceful_restart", "timeout": 1.5},
+        )
+        assert (failed["state"], failed["error_code"]) == ("failed", "graceful_shutdown_timeout")
+        assert "No sign of a restart after ResetType=GracefulRestart" in failed["error"]
+        assert bmc.counters.boots == boots
+        forced = await run_job(
+            client,
+            admin_headers,
+            server.id or 0,
+            "power",
+            {"action": "graceful_restart", "timeout": 1.5, "force_after_timeout": True},
+        )
+        assert forced["state"] == "completed", forced
+        assert any("forcing it" in m["text"] for m in forced["messages"])
+        assert bmc.counters.boots == boots + 1
+    finally:
+        bmc.clear_fault()
 
 
 async def test_bulk_power_is_all_or_nothing(world: World) -> None:

@@ -233,7 +233,7 @@ async def await_power(ctx: StepContext) -> Outcome:
     if state != "On":  # PoweringOff, Off, PoweringOn: the host is going through a restart
         ctx.data["seen_off"] = True
     if state == move.expect:
-        restarted = _restarted(ctx, system) if move.restart else True
+        restarted = _restarted(ctx, move, system) if move.restart else True
         if restarted is None:
             return Fail(
                 "restart_unconfirmed",
@@ -248,10 +248,11 @@ async def await_power(ctx: StepContext) -> Outcome:
     return Poll(ctx.settings.job_poll_interval_s)
 
 
-def _restarted(ctx: StepContext, system: JsonObject) -> bool | None:
+def _restarted(ctx: StepContext, move: Move, system: JsonObject) -> bool | None:
     """Whether a restart happened: PowerState read other than On since the reset, or
-    BootProgress shows a new boot (True); not yet (False); or, once the window for a sign has
-    passed without one: True if the BMC accepted the reset (some restart too fast to be seen),
+    BootProgress shows a new boot (True); not yet (False) — always, for a graceful restart,
+    until a sign is seen; or, once the window for a sign of a forced one has passed without
+    one: True if the BMC accepted the reset (some restart too fast to be seen),
     False if its answer was lost and the BMC reports boots (none happened: the reset is sent
     again at the step's deadline), None if its answer was lost and the BMC cannot tell."""
     before = ctx.data.get("marker")
@@ -263,10 +264,15 @@ def _restarted(ctx: StepContext, system: JsonObject) -> bool | None:
         window = min(window, (ctx.job.step_deadline_at - started).total_seconds() / 2)
     if (utcnow() - started).total_seconds() < window:
         return False
-    if not ctx.data.get("uncertain"):
-        ctx.note("No sign of the restart was seen (PowerState stayed On); taking the BMC's word.")
-        return True
-    return False if before is not None else None
+    if ctx.data.get("uncertain"):
+        return False if before is not None else None
+    if move.graceful:
+        # The operating system decides whether a graceful restart happens (one that ignores
+        # ACPI leaves the host running): the BMC's acceptance proves nothing, so only a sign
+        # counts, until the step's deadline.
+        return False
+    ctx.note("No sign of the restart was seen (PowerState stayed On); taking the BMC's word.")
+    return True
 
 
 def _expired(ctx: StepContext, move: Move, state: str | None) -> Outcome:
@@ -293,6 +299,13 @@ def _expired(ctx: StepContext, move: Move, state: str | None) -> Outcome:
         )
         return _to_reset(ctx)
     code = "graceful_shutdown_timeout" if move.graceful else "power_state_timeout"
+    if move.restart and state == move.expect:
+        shown = "no new boot in BootProgress" if ctx.data.get("marker") else "no BootProgress"
+        return Fail(
+            code,
+            f"No sign of a restart after ResetType={move.reset}: PowerState stayed {state} "
+            f"and the BMC shows {shown} (the operating system may ignore the request).",
+        )
     return Fail(
         code,
         f"PowerState still reads {state} after ResetType={move.reset} (expected {move.expect}).",
