@@ -153,33 +153,37 @@ async def assign(
 async def unassign(session: AsyncSession, members: list[Any]) -> None:
     """Take ``members`` out of their pools; 409 if a server is locked (a job holds it)."""
     refuse_locked(members)
-    leaving = [m for m in members if m.resource_pool_id is not None]
-    servers = [m.id for m in leaving if isinstance(m, Server)]
-    if servers:
-        # Conditional, because a job may have locked a server since it was read: the update
-        # waits for that job's transaction and then leaves the server where it is.
-        unlocked = await session.exec(
-            update(Server)
-            .where(col(Server.id).in_(servers), col(Server.locked_by).is_(None))
-            .values(locked_by=None)
-        )
-        if unlocked.rowcount != len(servers):
-            locks = (
-                await session.exec(
-                    select(Server.id, Server.locked_by).where(
-                        col(Server.id).in_(servers), col(Server.locked_by).is_not(None)
-                    )
-                )
-            ).all()
-            await session.rollback()
-            _refuse({server: by for server, by in locks if server is not None and by})
-    for member in leaving:
+    await _lock_and_reread(session, members)
+    # Read again under the row locks: a job may have locked a server since it was read (it
+    # stays where it is), and a job or an inventory may have moved its version on.
+    locks = {m.id: m.locked_by for m in members if isinstance(m, Server) and m.id and m.locked_by}
+    if locks:
+        await session.rollback()
+        _refuse(locks)
+    for member in members:
+        if member.resource_pool_id is None:
+            continue
         previous = member.resource_pool_id
         member.resource_pool_id = None
-        member.version += 1
+        member.version += 1  # safe: the row is locked until this transaction ends
         member.updated_at = datetime.now(UTC)
         session.add(member)
         outbox.stage(session, _member_event(member, "unassigned", previous_pool=previous))
+
+
+async def _lock_and_reread(session: AsyncSession, members: list[Any]) -> None:
+    """Write the members' rows first (row lock on PostgreSQL, the write lock on SQLite), then
+    load them again, so what this transaction changes starts from what others committed."""
+    for model in (Server, Switch):
+        ids = [m.id for m in members if isinstance(m, model)]
+        if not ids:
+            continue
+        await session.exec(
+            update(model).where(col(model.id).in_(ids)).values(version=model.version)
+        )
+        await session.exec(
+            select(model).where(col(model.id).in_(ids)).execution_options(populate_existing=True)
+        )
 
 
 def _member_event(member: Server | Switch, change: str, **extra: object) -> CloudEvent:

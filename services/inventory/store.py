@@ -25,7 +25,7 @@ async def locked_server(session: AsyncSession, server_id: int) -> Server | None:
     await session.exec(
         update(Server).where(col(Server.id) == server_id).values(version=Server.version)
     )
-    return await session.get(Server, server_id)
+    return await session.get(Server, server_id, populate_existing=True)
 
 
 async def record_inventory(

@@ -245,7 +245,15 @@ async def _touch(session: AsyncSession, job_id: int) -> Job | None:
 
 
 async def _server(session: AsyncSession, job: Job) -> Server | None:
-    return await session.get(Server, job.server_id) if job.server_id is not None else None
+    """The job's server, locked (written first, as ``_touch`` does the job) and read afresh: the
+    power state, lock and version this transaction writes start from what the API (a pool
+    move) or an inventory committed, never from a copy read before they did."""
+    if job.server_id is None:
+        return None
+    await session.exec(
+        update(Server).where(col(Server.id) == job.server_id).values(version=Server.version)
+    )
+    return await session.get(Server, job.server_id, populate_existing=True)
 
 
 async def claim(

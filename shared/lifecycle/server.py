@@ -12,7 +12,11 @@ from shared.models import Server
 
 
 def observe_power(session: AsyncSession, server: Server, power_state: str | None) -> bool:
-    """Record the power state just read from the BMC; ``server.power_changed`` if it differs."""
+    """Record the power state just read from the BMC; ``server.power_changed`` if it differs.
+
+    The caller holds the server's row lock and read the row after taking it (the job engine's
+    and the inventory's loaders do): the version is moved on in Python, so a copy read before
+    another writer committed would hand out that writer's version again."""
     if power_state == server.power_state:
         return False
     previous = server.power_state
