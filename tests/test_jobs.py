@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -266,6 +267,40 @@ async def test_a_graceful_restart_the_os_ignores_is_not_reported_done(world: Wor
         bmc.clear_fault()
 
 
+async def test_the_job_deadline_leaves_room_for_the_requested_timeout(world: World) -> None:
+    """A graceful action given more time than the default job deadline leaves: ``deadline_at``
+    covers that time and the steps around it, on the first attempt and on its retry."""
+    client, admin_headers = world.http
+    server = world.server("openbmc", 4)
+    address = world.address(server)
+    world.lab.bmc(address).set_fault("ignore_acpi")  # the shutdown waits until cancelled
+    hours = 3 * 3600
+    body = {"action": "graceful_shutdown", "timeout": hours}
+    try:
+        job = await start_job(client, admin_headers, server.id or 0, "power", body)
+        cancelled = await client.post(
+            f"/api/job/{job['id']}/cancel/", params={"wait": 30}, headers=admin_headers
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        retried = await client.post(f"/api/job/{job['id']}/retry/", headers=admin_headers)
+        assert retried.status_code == 202, retried.text
+        for shown in (job, retried.json()):
+            created = datetime.fromisoformat(shown["created_at"])
+            deadline = datetime.fromisoformat(shown["deadline_at"])
+            assert (deadline - created).total_seconds() > hours
+        again = await client.post(
+            f"/api/job/{retried.json()['id']}/cancel/", params={"wait": 30}, headers=admin_headers
+        )
+        assert again.status_code == 200, again.text
+    finally:
+        world.lab.bmc(address).clear_fault()
+    # Without a timeout, the job deadline is the configured one.
+    plain = await run_job(client, admin_headers, server.id or 0, "power", {"action": "on"})
+    created = datetime.fromisoformat(plain["created_at"])
+    deadline = datetime.fromisoformat(plain["deadline_at"])
+    assert (deadline - created).total_seconds() < hours
+
+
 async def test_bulk_power_is_all_or_nothing(world: World) -> None:
     client, admin_headers = world.http
     servers = [world.server(f, 1) for f in ("dell", "supermicro", "hpe")]
@@ -310,6 +345,9 @@ async def test_bulk_power_is_all_or_nothing(world: World) -> None:
         ("power", {}, "action"),
         ("power", {"action": "off", "timeout": 30}, "timeout"),
         ("power", {"action": "on", "force_after_timeout": True}, "force_after_timeout"),
+        ("power", {"action": "graceful_shutdown", "timeout": 0}, "timeout"),
+        ("power", {"action": "graceful_restart", "timeout": 86_401}, "timeout"),
+        ("power", {"action": "graceful_restart", "timeout": "soon"}, "timeout"),
         ("boot", {"target": "uefi_http"}, "http_boot_uri"),
         ("boot", {"target": "pxe", "http_boot_uri": "http://x/y"}, "http_boot_uri"),
         ("boot", {"target": "floppy"}, "target"),

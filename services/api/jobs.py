@@ -23,7 +23,7 @@ from services.api.state import ApiState
 from services.api.waiting import OutcomeWatch, watch_outcomes
 from shared.lifecycle import job as job_lifecycle
 from shared.models import Job, Server, User
-from shared.models.jobs import FINAL_STATES, JobPublic
+from shared.models.jobs import FINAL_STATES, JobPublic, job_deadline_s
 
 FINAL_CHANGES = tuple(state.value for state in FINAL_STATES)
 
@@ -95,7 +95,7 @@ class JobRequest:
     def new_jobs(
         self, servers: Sequence[Server], kind: str, params: dict[str, Any]
     ) -> list[job_lifecycle.NewJob]:
-        deadline = self.state.settings.job_deadline_s
+        deadline = job_deadline_s(kind, params, self.state.settings)
         return [
             job_lifecycle.NewJob(
                 server=server,

@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Column, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.core.clock import utcnow
+from shared.core.settings import Settings
 from shared.models.base import NEVER_REUSE_IDS
 from shared.models.servers import InventoryErrorCode
 
@@ -221,6 +222,23 @@ class PowerRequest(BaseModel):
         if value not in (None, False) and action is not None and action not in GRACEFUL_ACTIONS:
             raise ValueError("Only graceful_shutdown and graceful_restart take this field.")
         return value
+
+
+def job_deadline_s(kind: str, params: dict[str, Any], settings: Settings) -> float:
+    """Seconds from a job's creation to its deadline: ``job_deadline_s``, or longer when the
+    request gives the operating system more time than that leaves — a graceful action's wait
+    (its ``timeout``, else the graceful default) plus every other step its plan may take, each
+    bounded by the power timeout: the graceful reset's POST, and up to two resets after it (the
+    power-on of a fallback, or the forced resets of ``force_after_timeout``), a POST and a wait
+    each."""
+    if kind != "power":
+        return settings.job_deadline_s
+    request = PowerRequest.model_validate(params)
+    if request.action not in GRACEFUL_ACTIONS:
+        return settings.job_deadline_s
+    graceful = request.timeout or settings.job_graceful_timeout_s
+    steps = graceful + 5 * settings.job_power_timeout_s + settings.job_tick_timeout_s
+    return max(settings.job_deadline_s, steps)
 
 
 class BulkPowerRequest(PowerRequest):
