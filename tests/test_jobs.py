@@ -6,10 +6,11 @@ lost — the effect is looked for before anything is sent again."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -299,6 +300,30 @@ async def test_the_job_deadline_leaves_room_for_the_requested_timeout(world: Wor
     created = datetime.fromisoformat(plain["created_at"])
     deadline = datetime.fromisoformat(plain["deadline_at"])
     assert (deadline - created).total_seconds() < hours
+
+
+async def test_dell_refusing_on_right_after_off_is_retried(world: World) -> None:
+    """iDRAC answers 409 to On while, and for a moment after, powering off: the job tries the
+    On again until the BMC takes it, and completes with one On applied."""
+    client, admin_headers = world.http
+    server = world.server("dell", 4)
+    address = world.address(server)
+    bmc = world.lab.bmc(address)
+    off = await run_job(client, admin_headers, server.id or 0, "power", {"action": "off"})
+    assert off["state"] == "completed", off
+    # Long enough that the On job's first POST lands within it on a loaded machine, well
+    # within the reset step's deadline.
+    bmc.behaviour = replace(bmc.behaviour, power_on_holdoff=2.0)
+    bmc.host(system_path(world.lab, address)).off_since = time.monotonic()
+    bmc.counters.clear()
+    on = await run_job(client, admin_headers, server.id or 0, "power", {"action": "on"})
+    assert on["state"] == "completed", on
+    retries = [m for m in on["messages"] if m["code"] == "bmc_busy"]
+    assert retries and all("409" in m["text"] for m in retries), on["messages"]
+    counters = world.lab.counters(address)
+    assert counters["reset_types"]["On"] == len(retries) + 1
+    assert counters["resets_applied"] == {"On": 1}
+    assert system(world.lab, address)["PowerState"] == "On"
 
 
 async def test_bulk_power_is_all_or_nothing(world: World) -> None:
