@@ -591,13 +591,16 @@ class NotActive(Exception):
     """The job already ended."""
 
 
-async def request_cancel(session: AsyncSession, job_id: int, by: str) -> bool:
-    """Cancel the job: at once if no worker has taken it up yet (True), else at its next step
-    boundary (False; the caller wakes it so that comes soon). The caller commits."""
+async def request_cancel(session: AsyncSession, job_id: int, by: int | None) -> bool:
+    """Cancel the job at the request of user ``by`` (id): at once if no worker has taken it up
+    yet (True), else at its next step boundary (False; the caller wakes it so that comes soon).
+    The caller commits."""
     job = await _touch(session, job_id)
     if job is None or job.state not in ACTIVE_STATES:
         raise NotActive()
-    _append(job, [message(f"Cancel requested by {by}.")])
+    # Every member of the server's pools reads the messages: the user's id (as `created_by`
+    # shows it), never a username, which only superusers may look up.
+    _append(job, [message(f"Cancel requested by user {by}.")])
     if job.state == JobState.pending and job.lease_token is None:
         _finish(session, job, await _server(session, job), JobState.cancelled)
         return True

@@ -80,7 +80,7 @@ async def cancel_job(job_id: int, request: jobs.JobRequestDep) -> JobPublic:
     async with request.watch() as watch:
         watch.expect([job_id])
         try:
-            ended = await job_lifecycle.request_cancel(session, job_id, request.user.username)
+            ended = await job_lifecycle.request_cancel(session, job_id, request.user.id)
         except job_lifecycle.NotActive:
             raise APIError(409, f"Job {job_id} already ended ({job.state}).") from None
         await session.commit()
