@@ -5,6 +5,7 @@ typed to itself (finding 7)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,8 @@ import pytest
 
 from services.api.app import create_app
 from services.processes import serve_api
+from shared.core.security import Fingerprinter
+from shared.messaging.streams import LOGIN_THROTTLE_BUCKET
 from shared.platform.natsserver import free_port
 from shared.platform.runtime import Runtime
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_settings
@@ -201,6 +204,34 @@ async def test_failed_logins_never_log_what_was_typed(
     assert (await _login(client, f"{typed}-as-name", "x")).status_code == 401
     captured = capsys.readouterr()
     logs = captured.out + captured.err + caplog.text
-    assert logs.count("auth.login_failed") >= 2
-    assert ADMIN_USERNAME in logs  # a known account is named
+    failed = [line for line in logs.splitlines() if "auth.login_failed" in line]
+    assert len(failed) >= 2
+    assert any("user_id=" in line for line in failed)  # a known account is named by its id
+    assert not any(ADMIN_USERNAME in line for line in failed), failed
     assert typed not in logs
+    # Not even as a plain hash, which hashing guesses undoes: a fingerprint keyed by the secret.
+    for text in (typed, f"{typed}-as-name"):
+        assert hashlib.sha256(text.encode()).hexdigest()[:16] not in logs
+
+
+def test_fingerprints_are_keyed_by_the_server_secret() -> None:
+    one, other = Fingerprinter("secret one"), Fingerprinter("secret two")
+    assert one("alice") == one("alice") != one("bob")
+    assert one("alice") != other("alice")
+    assert one("alice") not in hashlib.sha256(b"alice").hexdigest()
+
+
+async def test_throttle_keys_hold_no_plain_hash_of_the_username(
+    api: AppFactory, runtime: Runtime, unique: str
+) -> None:
+    """The shared bucket (every API replica reads it) keys a username's window by its keyed
+    fingerprint, not by a hash anyone can compute from a guess."""
+    typed = f"typed-{unique}"
+    async with api() as client:
+        assert (await _login(client, typed, "wrong", _address())).status_code == 401
+    assert runtime.nats is not None
+    bucket = await runtime.nats.jetstream().key_value(LOGIN_THROTTLE_BUCKET)
+    keys = await bucket.keys()
+    plain = hashlib.sha256(typed.encode()).hexdigest()[:40]
+    assert not any(plain in key for key in keys)
+    assert sum(key.startswith("username.") for key in keys) >= 1

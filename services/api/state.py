@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from services.api.auth import Sessions
 from services.api.throttle import LoginThrottle
 from shared.core.crypto import CredentialCipher
-from shared.core.security import TokenCodec, load_or_create_secret
+from shared.core.security import Fingerprinter, TokenCodec, load_or_create_secret
 from shared.core.settings import Settings
 from shared.platform.runtime import Runtime
 
 
-def token_codec(settings: Settings) -> TokenCodec:
-    secret = load_or_create_secret(
+def server_secret(settings: Settings) -> str:
+    return load_or_create_secret(
         settings,
         "secret_key",
         settings.secret_key.get_secret_value() if settings.secret_key else None,
     )
+
+
+def token_codec(settings: Settings, secret: str) -> TokenCodec:
     previous = settings.secret_key_previous
     keys = previous.get_secret_value().split(",") if previous else []
     return TokenCodec(secret, settings, [key.strip() for key in keys if key.strip()])
@@ -31,16 +34,20 @@ class ApiState:
     sessions: Sessions
     login_throttle: LoginThrottle
     credentials: CredentialCipher
+    fingerprint: Fingerprinter
 
     @classmethod
     def build(cls, runtime: Runtime) -> ApiState:
         settings = runtime.settings
-        tokens = token_codec(settings)
+        secret = server_secret(settings)
+        tokens = token_codec(settings, secret)
+        fingerprint = Fingerprinter(secret)
         return cls(
             settings=settings,
             runtime=runtime,
             tokens=tokens,
             sessions=Sessions(tokens),
-            login_throttle=LoginThrottle(settings, runtime),
+            login_throttle=LoginThrottle(settings, runtime, fingerprint),
             credentials=runtime.credentials,
+            fingerprint=fingerprint,
         )

@@ -17,7 +17,6 @@ limits then hold per process, not across replicas.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import time
@@ -34,6 +33,7 @@ from starlette.datastructures import Headers
 from services.api.errors import APIError
 from shared.core.iprange import IPNetwork, parse_networks
 from shared.core.log import get_logger
+from shared.core.security import Fingerprinter
 from shared.core.settings import Settings
 from shared.messaging.streams import LOGIN_THROTTLE_BUCKET
 from shared.platform.runtime import Runtime
@@ -151,13 +151,12 @@ def client_address(peer: str | None, headers: Headers, trusted: Sequence[IPNetwo
     return hops[0] if hops else peer
 
 
-def _key(limit: Limit, value: str) -> str:
-    # Keys are hashes: usernames and forwarded values are arbitrary text, and a KV key is not.
-    return f"{limit.name}.{hashlib.sha256(value.encode()).hexdigest()[:40]}"
-
-
 class LoginThrottle:
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, fingerprint: Fingerprinter) -> None:
+        # Keys are keyed fingerprints: usernames and forwarded values are arbitrary text (a KV
+        # key is not), and the shared bucket must not hold what was typed, nor a plain hash
+        # of it that guesses undo.
+        self.fingerprint = fingerprint
         self.per_address = Limit.parse("address", settings.token_rate_limit)
         self.per_username = Limit.parse("username", settings.token_username_rate_limit)
         self.trusted = parse_networks(settings.trusted_proxies.split(","))
@@ -186,7 +185,7 @@ class LoginThrottle:
         return self._kv
 
     async def _count(self, limit: Limit, value: str, *, record: bool) -> None:
-        key = _key(limit, value)
+        key = f"{limit.name}.{self.fingerprint(value, 40)}"
         try:
             wait = await self._window(await self._store(), limit, key, record=record)
         except (nats.errors.Error, BucketNotFoundError, TimeoutError, ValueError) as exc:

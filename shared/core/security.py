@@ -1,7 +1,10 @@
-"""Password hashing (argon2) and API tokens (JWT with simplejwt-compatible claims)."""
+"""Password hashing (argon2), API tokens (JWT with simplejwt-compatible claims), and keyed
+fingerprints of text that must not be kept in clear."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,6 +64,21 @@ def load_or_create_secret(
     value = generate()
     statedir.write_file(path, value)
     return value
+
+
+class Fingerprinter:
+    """Keyed fingerprints (HMAC-SHA256) of text that must not be logged or stored in clear — the
+    username typed at a failed login, often a password typed into the wrong field. Stable for
+    one server secret, so repeated attempts correlate (and replicas sharing the secret agree);
+    useless without the secret, where a plain hash of a short text is undone by hashing
+    guesses."""
+
+    def __init__(self, secret: str) -> None:
+        # A key of its own, derived from the server secret, rather than the signing key itself.
+        self._key = hmac.new(secret.encode(), b"racksmith.fingerprint", hashlib.sha256).digest()
+
+    def __call__(self, text: str, length: int = 32) -> str:
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:length]
 
 
 class InvalidTokenError(Exception):
