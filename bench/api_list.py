@@ -1,4 +1,4 @@
-"""Benchmark: API list endpoints against the bare SQL for the same page (brief §7, "API").
+"""Benchmark: API list endpoints against the bare SQL for the same page.
 
 For every dataset (users, servers) the script builds a real platform in a temp dir — an embedded
 nats-server, a migrated database seeded with N rows by bulk inserts, and ``racksmith api`` in a
@@ -877,7 +877,7 @@ def report(results: list[MixResult], floors: list[tuple[str, list[float]]]) -> b
         print(f"      SELECT … FROM {sql.table}{where} ORDER BY {sql.order}{limit}")  # noqa: S608
     print()
     print(
-        f"Targets (brief §7): p99 < {TARGET_P99_MS:.0f} ms at page_size {TARGET_PAGE_SIZE}; "
+        f"Targets: p99 < {TARGET_P99_MS:.0f} ms at page_size {TARGET_PAGE_SIZE}; "
         f"API overhead <= {TARGET_RATIO:.0f}x the bare SQL (judged on p50; p99 ratio shown). "
         "Other page sizes: ratio in parentheses, for information."
     )

@@ -1,4 +1,4 @@
-"""Benchmark: registration + inventory (brief §7) — end to end against a BMC lab, and ``sushy``.
+"""Benchmark: registration + inventory — end to end against a BMC lab, and ``sushy``.
 
 In one run, on one BMC lab (``--bmcs`` BMCs, default 500, in ``--network``, default
 ``127.0.96.0/22``, clear of ``bench/scan.py``'s ranges; the lab's ``realistic`` latency —

@@ -1,4 +1,4 @@
-"""Benchmark: power-cycle a fleet of lab servers with one bulk request (brief §7, "long jobs").
+"""Benchmark: power-cycle a fleet of lab servers with one bulk request (a long-jobs target).
 
 One BMC lab (``--servers`` BMCs, default 200, four vendor flavours round-robin, the lab's
 ``realistic`` latency — lognormal, median 200 ms, p99 2 s — and power transitions of

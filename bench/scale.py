@@ -1,4 +1,4 @@
-"""Benchmark: horizontal scaling (issue 9) — 1, 2 and 4 worker processes, the production shape.
+"""Benchmark: horizontal scaling — 1, 2 and 4 worker processes, the production shape.
 
 Every process is a separate OS process on this machine: one nats-server, PostgreSQL,
 ``racksmith api`` and N ``racksmith worker scanner`` / ``racksmith worker inventory`` processes.

@@ -1,4 +1,4 @@
-"""Benchmark: discovery (brief §7) — Racksmith's full scan against ``nmap`` on the same targets.
+"""Benchmark: discovery — Racksmith's full scan against ``nmap`` on the same targets.
 
 The targets are a loopback network (default ``127.0.40.0/22``, its 1,022 usable hosts) laid out
 like a data-centre range: a few BMCs (``--bmc-fraction``, spread evenly through the range, each a
@@ -217,7 +217,7 @@ def nmap_variants(timeout_s: float, timing: str, targets: int) -> list[NmapVaria
     """The two baselines; see the module docstring and the doc text for why both."""
     ms = f"{round(timeout_s * 1000)}ms"
     return [
-        # What an operator types (the issue's `nmap -p PORT --open -n`), with the wait for an
+        # What an operator types (`nmap -p PORT --open -n`), with the wait for an
         # answer capped at Racksmith's connect timeout: nmap adapts below it.
         NmapVariant("nmap", (f"-{timing}", "--max-rtt-timeout", ms)),
         # Racksmith's probe policy run by nmap's engine: one SYN per address, a fixed wait of
@@ -589,7 +589,7 @@ def report(
             verdicts.append(f"{ratio:.2f}x {name} ({'met' if ratio <= TARGET_RATIO else 'MISSED'})")
         print()
         print(
-            f"Target (brief §7): Racksmith within {TARGET_RATIO:g}x of nmap's time while also "
+            f"Target: Racksmith within {TARGET_RATIO:g}x of nmap's time while also "
             f"completing the Redfish probe. Best Racksmith median: {'; '.join(verdicts)}. "
             f"Speed-up 1->N workers in the table ({len(os.sched_getaffinity(0))} cpu(s) here)."
         )

@@ -4,7 +4,7 @@ Syntax (all numbers in milliseconds unless suffixed with ``s``):
 
 * ``0`` or ``none`` - no added latency.
 * ``realistic`` - lognormal, median 200 ms, p99 2 s, capped at 5 s (what iDRAC 9 / iLO 5
-  measure in the field, see the design brief section 6).
+  measure in the field).
 * ``150`` or ``150ms`` or ``0.15s`` - fixed delay.
 * ``MEDIAN,P99`` e.g. ``200,2000`` - lognormal with that median and 99th percentile,
   capped at twice the p99 so a single request cannot stall a test forever.

@@ -1,4 +1,4 @@
-"""Who sees what, decided in one place (brief §5).
+"""Who sees what, decided in one place.
 
 Superusers see and do everything. Any other user sees the pools of the groups they belong to,
 those pools' sub-pools (all the way down), and the servers and switches in them — nothing else.

@@ -1,6 +1,6 @@
 """Consuming commands: one durable pull consumer per worker kind, dispatched to typed handlers.
 
-The delivery rules of the brief live here, once, for every worker:
+The delivery rules live here, once, for every worker:
 - a handler's effects are committed and its events published before the message is acked;
 - a handler that raises is retried with back-off (``nak`` with a delay) until the consumer's
   ``max_deliver``; on the last delivery its ``on_exhausted`` hook marks the target ``error``

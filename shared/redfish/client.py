@@ -1,6 +1,6 @@
 """The Redfish client: one pool per process, one `RedfishSession` per BMC conversation.
 
-Why it is shaped like this (see the design brief, "Talking to BMCs"):
+Why it is shaped like this:
 
 * BMCs have few sessions (iDRAC: ~8, 503 when used up; leaked ones live 30 minutes), so a
   session logs in once, reuses the token for every request and always logs out.

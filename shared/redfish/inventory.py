@@ -6,7 +6,7 @@ What the inventory worker calls after registration::
         for system in await read_systems(bmc):
             inventory = await read_inventory(bmc, system)
 
-How it walks the tree (see the design brief, "Talking to BMCs"):
+How it walks the tree:
 
 * Only links are followed, never guessed Ids: the system's ``Processors``, ``Memory``,
   ``EthernetInterfaces`` and ``Storage`` (falling back to ``SimpleStorage`` when the system has
