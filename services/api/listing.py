@@ -4,15 +4,15 @@ An endpoint declares, in a few lines, which columns ``search`` looks in, which e
 exist and which names ``ordering`` accepts; the query is built and run in SQL — counting, filtering,
 sorting and slicing never load more rows than the page.
 
-Contract: the guide's, and Django REST Framework's where the guide is silent, since its clients
-parse that: envelope ``{count, next, previous, results}``; without ``page``/``page_size`` every
-match is returned; ``page_size`` above 1000 is capped at 1000 and one that is not a positive integer
-is ignored (PageNumberPagination); ``page=last`` is the last page, a page that does not exist is 404
-``Invalid page.``; ``search`` is a case-insensitive substring match (every whitespace-separated term
-must match some search field); ``ordering`` takes ``-`` for descending and ``__`` for related
-fields, and ignores names it does not know (OrderingFilter); every scalar field of the listed shape
-is an exact filter, ids also as ``<field>__in=1,2``, and a relation filter naming nothing the caller
-can see is a 400 like django-filter's. Unknown query parameters are ignored, as DRF does.
+Contract: the guide's; Django REST Framework's where it is silent, since its clients parse
+that: envelope ``{count, next, previous, results}``; without ``page``/``page_size`` every match is
+returned; ``page_size`` above 1000 is capped at 1000 and one that is not a positive integer is
+ignored (PageNumberPagination); ``page=last`` is the last page, a page that does not exist is 404
+``Invalid page.``; ``search`` is a case-insensitive substring match (every whitespace-separated
+term must match some search field); ``ordering`` takes ``-`` for descending and ``__`` for related
+fields, and ignores names it does not know (OrderingFilter); every scalar field of the listed
+shape is an exact filter, ids also as ``<field>__in=1,2``, and a relation filter naming nothing the
+caller can see is a 400 like django-filter's. Unknown query parameters are ignored, as DRF does.
 """
 
 from __future__ import annotations
