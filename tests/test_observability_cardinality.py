@@ -1,6 +1,8 @@
 """Label cardinality is bounded: a scan of 250 lab BMCs, and registering and inventorying dozens
 of them, adds no series per address — the series after a small run and after the large one are
-the same — and no label value anywhere is an address, an id or a path with ids."""
+the same — and no label value anywhere is an address, an id or a path with ids. The same holds
+for 1,000 BMCs that fail, each with a vendor string of its own: they cost a connection refused
+each, so the size does not make the test slow."""
 
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from prometheus_client import REGISTRY, generate_latest
 
 from bmclab import Lab, LabConfig
 from shared.core.settings import Settings
+from shared.observability import metrics
+from shared.platform.natsserver import free_port
 from shared.platform.runtime import Runtime
+from shared.redfish import BmcUnreachable, ClientLimits, RedfishPool, TlsPolicy
 from tests.discovery_helpers import create_profile, discover, scanner
 from tests.lab_net import LAB_NET
 from tests.observability_helpers import parse
-
-pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
 NETWORK = f"{LAB_NET}.173"
 LAB_PASSWORD = "Lab-Cardinality-Pa55"
@@ -86,6 +89,9 @@ async def _register_and_inventory(
             await asyncio.sleep(0.3)
 
 
+@pytest.mark.broker
+@pytest.mark.lab
+@pytest.mark.slow
 async def test_a_large_fleet_adds_no_series(
     client: httpx.AsyncClient, admin_headers: dict[str, str], fleet: Lab, workers: Runtime
 ) -> None:
@@ -125,12 +131,15 @@ async def test_a_large_fleet_adds_no_series(
     ]
     assert sum(s.value for s in probes if s.labels["outcome"] == "bmc") >= FLEET
 
-    lab_addresses = set(addresses)
-    for name, labels in after_large:
+    _assert_no_address_nor_id(after_large, set(addresses), NETWORK)
+
+
+def _assert_no_address_nor_id(found: Series, addresses: set[str], network: str) -> None:
+    for name, labels in found:
         if any(THROWAWAY.search(value) for _, value in labels):
             continue
         for key, value in labels:
-            assert value not in lab_addresses and NETWORK not in value, (name, key, value)
+            assert value not in addresses and network not in value, (name, key, value)
             try:
                 ipaddress.ip_address(value)
             except ValueError:
@@ -141,3 +150,48 @@ async def test_a_large_fleet_adds_no_series(
             # subjects carry no ids).
             if re.search(r"\d", value):
                 assert re.fullmatch(NUMERIC_LABELS.get(key, "$^"), value), (name, key, value)
+
+
+# Loopback addresses no other test uses (tests/lab_net.py gives each run its own second octet),
+# with nothing listening: every connection is refused at once.
+UNREACHABLE_OCTETS = range(174, 178)
+UNREACHABLE_FLEET = 1000
+VENDOR_STRINGS = ("Dell Inc.", "HPE", "Supermicro", "OpenBMC", None)
+
+
+def _unreachable(index: int) -> str:
+    return f"{LAB_NET}.{UNREACHABLE_OCTETS[index // 250]}.{index % 250 + 1}"
+
+
+async def _fail_against(pool: RedfishPool, port: int, indexes: range) -> None:
+    async def one(index: int) -> None:
+        # Half the fleet with a vendor string of its own, as firmware builds report them.
+        vendor = VENDOR_STRINGS[index % 5] if index % 2 else f"Acme Server {index} BMC"
+        session = pool.session(
+            f"https://{_unreachable(index)}:{port}", "root", "pw", TlsPolicy(), vendor=vendor
+        )
+        with pytest.raises(BmcUnreachable):
+            async with session:
+                pass
+
+    await asyncio.gather(*(one(i) for i in indexes))
+
+
+async def test_a_thousand_failing_bmcs_add_no_series() -> None:
+    pool = RedfishPool(ClientLimits(connect_timeout=5.0, read_timeout=5.0))
+    port = free_port()
+    await _fail_against(pool, port, range(10))
+    after_small = series()
+    await _fail_against(pool, port, range(10, UNREACHABLE_FLEET))
+    after_large = series()
+    assert after_large - after_small == frozenset(), sorted(after_large - after_small)[:20]
+    unreachable = [
+        s
+        for s in parse(generate_latest(REGISTRY).decode())
+        if s.name == "racksmith_bmc_unreachable_total"
+    ]
+    assert sum(s.value for s in unreachable) >= UNREACHABLE_FLEET
+    assert {s.labels["vendor"] for s in unreachable} <= set(metrics.VENDORS)
+    addresses = {_unreachable(i) for i in range(UNREACHABLE_FLEET)}
+    for octet in UNREACHABLE_OCTETS:
+        _assert_no_address_nor_id(after_large, addresses, f"{LAB_NET}.{octet}.")
