@@ -1,6 +1,7 @@
-"""The access matrix (brief §5): for every endpoint and method, a superuser, a member of the
-owning group, a member of another group and an anonymous client get the right status — and no
-list, count, search or sub-resource leaks another group's objects."""
+"""The access matrix: for every endpoint and method, a superuser, a member of the owning group, a
+member of another group and an anonymous client get the right status — and no list, count,
+search or sub-resource leaks another group's objects. Jobs follow their servers: no jobs worker
+runs here, so a job stays pending (and its server locked) once started."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ async def world(
             "node": server.node_id,
         }
         ids[f"{side}_headers"] = member.headers
+    # Servers of the owner's sub-pool to start jobs on: one per role and endpoint, since a
+    # started job holds its server (a second start would be a 409 whoever asked).
+    starts = ("power", "boot", "bulk")
+    spare = await make_servers(runtime, f"ajob{tag}", len(starts) * len(ROLES) + 1, ids["a"]["sub"])
+    for i, (what, role) in enumerate((w, r) for w in starts for r in ROLES):
+        ids["a"][f"{what}_{role}"] = spare[i].id
+    ids["a"]["job_server"] = spare[-1].id
+    started = await client.post(
+        f"/api/server/{spare[-1].id}/power/", json={"action": "on"}, headers=admin_headers
+    )
+    assert started.status_code == 202, started.text
+    ids["a"]["job"] = started.json()["id"]
     return ids
 
 
@@ -102,6 +115,21 @@ CASES: list[Case] = [
     ("GET", "/api/node_discovery/scan_range/", None, (200, 403, 403, 401)),
     ("POST", "/api/node_discovery/run_scan/", {"scan_ranges": [987654]}, (400, 403, 403, 401)),
     ("GET", "/api/node_discovery/auth_profile/", None, (200, 403, 403, 401)),
+    # Jobs: a member sees, starts, cancels and retries the jobs of the servers it sees.
+    ("GET", "/api/job/", None, (200, 200, 200, 401)),
+    ("GET", "/api/job/{job}/", None, (200, 200, 404, 401)),
+    ("POST", "/api/server/{power_mine}/power/", {"action": "on"}, (202, 202, 404, 401)),
+    ("POST", "/api/server/{boot_mine}/boot/", {"target": "pxe"}, (202, 202, 404, 401)),
+    (
+        "POST",
+        "/api/server/power/",
+        {"servers": ["{bulk_mine}"], "action": "off"},
+        (202, 202, 400, 401),
+    ),
+    # The superuser goes first: it cancels the pending job at once, and retries it; after it
+    # the owner gets past access to the job's state (409), another group not even that far.
+    ("POST", "/api/job/{job}/cancel/", None, (200, 409, 404, 401)),
+    ("POST", "/api/job/{job}/retry/", None, (202, 409, 404, 401)),
 ]
 
 
@@ -179,7 +207,8 @@ async def test_access_matrix(
     body: dict[str, Any] | None,
     expected: tuple[int, int, int, int],
 ) -> None:
-    ids = world["a"]
+    # "{power_mine}" and the like: this role's own server for the endpoint.
+    ids = world["a"] | {f"{w}_mine": world["a"][f"{w}_{role}"] for w in ("power", "boot", "bulk")}
     response = await client.request(
         method,
         _fill(path, ids),
