@@ -271,6 +271,22 @@ async def test_a_graceful_restart_the_os_ignores_is_not_reported_done(world: Wor
         assert forced["state"] == "completed", forced
         assert any("forcing it" in m["text"] for m in forced["messages"])
         assert bmc.counters.boots == boots + 1
+        # A BMC without BootProgress cannot show a warm restart: neither "ignored" nor forced
+        # (the graceful one may have happened), but said to be unconfirmed.
+        resource = bmc.store.get(system_path(world.lab, address))
+        assert resource is not None
+        resource.body.pop("BootProgress")
+        resource.changed()
+        unseen = await run_job(
+            client,
+            admin_headers,
+            server.id or 0,
+            "power",
+            {"action": "graceful_restart", "timeout": 1.5, "force_after_timeout": True},
+        )
+        assert (unseen["state"], unseen["error_code"]) == ("failed", "restart_unconfirmed")
+        assert bmc.counters.boots == boots + 1
+        assert world.lab.counters(address)["resets_applied"].get("ForceRestart", 0) == 1
     finally:
         bmc.clear_fault()
 

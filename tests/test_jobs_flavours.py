@@ -42,7 +42,9 @@ AFTER = {"off": "Off", "graceful_shutdown": "Off"}  # every other action leaves 
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    async with power_lab(202, 4, 0.3, mockups=tuple(mockup_dirs())) as running:
+    # Transitions slow enough for a poll to see: on a mockup without BootProgress, PowerState
+    # leaving On is the only sign a graceful restart happened.
+    async with power_lab(202, 4, 1.0, mockups=tuple(mockup_dirs())) as running:
         yield running
 
 

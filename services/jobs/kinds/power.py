@@ -279,6 +279,17 @@ def _expired(ctx: StepContext, move: Move, state: str | None) -> Outcome:
     params = _params(ctx)
     moves = _moves(ctx)
     index = ctx.data["index"]
+    unseen = move.restart and state == move.expect and not ctx.data.get("seen_off")
+    if unseen and move.graceful and ctx.data.get("marker") is None:
+        # Without BootProgress a warm restart (the power stays on) looks like none at all:
+        # neither failing it as ignored nor forcing a second restart would be honest.
+        return Fail(
+            "restart_unconfirmed",
+            f"The BMC accepted ResetType={move.reset} but shows no sign of a restart: PowerState "
+            f"stayed {state} and it reports no BootProgress, so a restart that keeps the power "
+            "on cannot be told from none. Check the server, and restart it again if it did not "
+            "happen.",
+        )
     if move.graceful and params.force_after_timeout:
         ctx.note("The operating system did not shut down in time; forcing it.")
         try:
@@ -299,12 +310,11 @@ def _expired(ctx: StepContext, move: Move, state: str | None) -> Outcome:
         )
         return _to_reset(ctx)
     code = "graceful_shutdown_timeout" if move.graceful else "power_state_timeout"
-    if move.restart and state == move.expect:
-        shown = "no new boot in BootProgress" if ctx.data.get("marker") else "no BootProgress"
+    if unseen:
         return Fail(
             code,
             f"No sign of a restart after ResetType={move.reset}: PowerState stayed {state} "
-            f"and the BMC shows {shown} (the operating system may ignore the request).",
+            "and BootProgress shows no new boot (the operating system may ignore the request).",
         )
     return Fail(
         code,
