@@ -10,7 +10,7 @@ from sqlmodel import col, delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.inventory.families import FAMILIES, content_hash
-from shared.bmc.facts import system_facts
+from shared.bmc.facts import firmware_facts, system_facts
 from shared.contracts import catalog
 from shared.lifecycle.server import observe_power
 from shared.messaging import outbox
@@ -35,7 +35,7 @@ async def record_inventory(
     assert server.id is not None
     hashes: dict[str, str] = {}
     changed: list[str] = []
-    facts = system_facts(inventory.system)
+    facts = system_facts(inventory.system) | firmware_facts(inventory.system, inventory.firmware)
     hashes[SYSTEM] = content_hash(facts)
     # First, so the inventoried event below shows the power state it announces.
     observe_power(session, server, facts.pop("power_state"))
