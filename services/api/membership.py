@@ -19,6 +19,7 @@ from services.api.errors import APIError, FieldErrors
 from services.api.lookup import is_id, resolve_ids
 from shared.contracts import catalog
 from shared.contracts.events import CloudEvent
+from shared.lifecycle import compliance
 from shared.lifecycle import job as job_lifecycle
 from shared.messaging import outbox
 from shared.models import Pool, Server, Switch
@@ -148,6 +149,9 @@ async def assign(
     for member in members:
         await session.refresh(member)
         outbox.stage(session, _member_event(member, "assigned"))
+    if model is Server:
+        # Pool-scoped baselines now apply to the servers, or no longer do.
+        await compliance.recompute(session, server_ids=ids)
 
 
 async def unassign(session: AsyncSession, members: list[Any]) -> None:
@@ -180,9 +184,11 @@ async def unassign(session: AsyncSession, members: list[Any]) -> None:
         member.updated_at = datetime.now(UTC)
         session.add(member)
         outbox.stage(session, _member_event(member, "unassigned", previous_pool=previous))
+    if servers:
+        await compliance.recompute(session, server_ids=[i for i in servers if i is not None])
 
 
-def _member_event(member: Server | Switch, change: str, **extra: object) -> CloudEvent:
+def _member_event(member: Server | Switch, change: str, **extra: int | None) -> CloudEvent:
     if isinstance(member, Server):
         return catalog.server_event(member, change, **extra)
     return catalog.switch_event(member, change, **extra)

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.inventory.families import FAMILIES, content_hash
 from shared.bmc.facts import firmware_facts, system_facts
 from shared.contracts import catalog
+from shared.lifecycle import compliance
 from shared.lifecycle.server import observe_power
 from shared.messaging import outbox
 from shared.models import InventoryErrorCode, InventoryStatus, Server
@@ -66,6 +67,9 @@ async def record_inventory(
         await session.flush()
         outbox.stage(session, catalog.server_event(server, "inventoried", changed=changed))
     session.add(server)
+    if {"firmwares", SYSTEM} & set(changed):
+        # The running firmware, or the model and manufacturer that scope baselines, changed.
+        await compliance.recompute(session, server_ids=[server.id])
     return changed
 
 
