@@ -90,6 +90,8 @@ class Flavour:
     # `Previous-`); None: not listed.
     previous_id: Callable[[int, str, str], str] | None = None
     simple_update: bool = True
+    # Supermicro: an upload only stages the image; UpdateService.StartUpdate flashes it.
+    start_update: bool = False
     push_uri: str = V1 + "/UpdateService/update"
     redfish_version: str = "1.15.0"
     oem: OemHook | None = None
@@ -604,14 +606,19 @@ class _Builder:
             "MaxImageSizeBytes": 400 * 1024 * 1024,
             "Status": _ok(),
         }
+        actions: JsonObject = {}
         if f.simple_update:
-            body["Actions"] = {
-                "#UpdateService.SimpleUpdate": {
-                    "target": V1 + "/UpdateService/Actions/UpdateService.SimpleUpdate",
-                    "TransferProtocol@Redfish.AllowableValues": ["HTTP", "HTTPS"],
-                }
+            actions["#UpdateService.SimpleUpdate"] = {
+                "target": V1 + "/UpdateService/Actions/UpdateService.SimpleUpdate",
+                "TransferProtocol@Redfish.AllowableValues": ["HTTP", "HTTPS"],
             }
-        self.put(V1 + "/UpdateService", "#UpdateService.v1_11_0.UpdateService", body)
+        if f.start_update:
+            actions["#UpdateService.StartUpdate"] = {
+                "target": V1 + "/UpdateService/Actions/UpdateService.StartUpdate"
+            }
+        if actions:
+            body["Actions"] = actions
+        self.put(V1 + "/UpdateService", "#UpdateService.v1_11_0.UpdateService", body, kind="update")
 
     def services(self) -> None:
         self.put(
