@@ -280,10 +280,6 @@ async def recompute(
     changes."""
     await session.flush()
     baselines = await load_baselines(session, baseline_ids)
-    stmt = select(Server).order_by(col(Server.id))
-    if server_ids is not None:
-        stmt = stmt.where(col(Server.id).in_(list(server_ids)))
-    servers = (await session.exec(stmt)).all()
     wanted = [b.id for b in baselines]
     stored_stmt = select(FirmwareCompliance)
     if baseline_ids is not None:
@@ -291,6 +287,12 @@ async def recompute(
     if server_ids is not None:
         stored_stmt = stored_stmt.where(col(FirmwareCompliance.server_id).in_(list(server_ids)))
     stored = {(r.server_id, r.baseline_id): r for r in (await session.exec(stored_stmt)).all()}
+    if not baselines and not stored:
+        return 0  # the common case for an inventory collection: nothing to keep
+    stmt = select(Server).order_by(col(Server.id))
+    if server_ids is not None:
+        stmt = stmt.where(col(Server.id).in_(list(server_ids)))
+    servers = (await session.exec(stmt)).all()
     assessed = await assess_servers(session, baselines, servers)
     by_id = {s.id: s for s in servers}
     seen: set[tuple[int, int]] = set()
