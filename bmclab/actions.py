@@ -1,17 +1,14 @@
-"""Redfish actions with side effects: power, firmware update tasks and virtual media."""
+"""Redfish actions with side effects: power, firmware updates (`bmclab.updates`), BMC resets and
+virtual media."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import re
 from typing import Any
 
+from bmclab import updates
 from bmclab.bmc import Bmc
 from bmclab.outcome import Outcome
 from bmclab.tree import ActionRef, JsonObject
-
-TASKS = "/redfish/v1/TaskService/Tasks"
 
 
 def _allowed(bmc: Bmc, spec: JsonObject, parameter: str) -> list[str] | None:
@@ -41,8 +38,12 @@ def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
         image = payload.get("ImageURI")
         if not isinstance(image, str) or not image:
             return Outcome(400, message="ImageURI is required")
-        targets = payload.get("Targets")
-        return start_update(bmc, image, targets if isinstance(targets, list) else [])
+        return updates.simple_update(bmc, image)
+    if verb == "StartUpdate":
+        return updates.start_update(bmc)
+    if ref.name == "#Manager.Reset":
+        bmc.spawn(updates.reset_bmc(bmc))
+        return Outcome(204)
     if verb in ("InsertMedia", "InsertVirtualMedia"):
         image = payload.get("Image")
         if not isinstance(image, str) or not image:
@@ -95,81 +96,3 @@ def _set_media(bmc: Bmc, path: str, image: str | None) -> None:
     if "ImageName" in resource.body or image:
         resource.body["ImageName"] = image.rsplit("/", 1)[-1] if image else None
     resource.changed()
-
-
-def _inventory_members(bmc: Bmc) -> list[str]:
-    for name in ("FirmwareInventory", "SoftwareInventory"):
-        coll = bmc.store.get(f"/redfish/v1/UpdateService/{name}")
-        if coll is not None:
-            return [
-                m["@odata.id"]
-                for m in coll.body.get("Members", [])
-                if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)
-            ]
-    return []
-
-
-def _new_version(image: str, old: str) -> str:
-    """Version taken from the image file name (e.g. bios-2.19.1.bin), else old + '.1'."""
-    match = re.search(r"(\d+(?:\.\d+)+)", image.rsplit("/", 1)[-1])
-    return match.group(1) if match else f"{old}.1"
-
-
-def start_update(bmc: Bmc, image: str, targets: list[Any]) -> Outcome:
-    members = _inventory_members(bmc)
-    wanted = [t.get("@odata.id") if isinstance(t, dict) else t for t in targets]
-    chosen = next((m for m in members if m in wanted), None)
-    if chosen is None:
-        chosen = next((m for m in members if bmc.store.get(m) is not None), None)
-    task_id = bmc.next_task_id()
-    path = f"{TASKS}/{task_id}"
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    body: JsonObject = {
-        "@odata.id": path,
-        "@odata.type": "#Task.v1_4_3.Task",
-        "Id": task_id,
-        "Name": "Firmware Update",
-        "TaskState": "New",
-        "TaskStatus": "OK",
-        "PercentComplete": 0,
-        "StartTime": now,
-        "Messages": [],
-        "Payload": {
-            "TargetUri": "/redfish/v1/UpdateService",
-            "HttpOperation": "POST",
-            "JsonBody": f'{{"ImageURI": "{image}"}}',
-        },
-    }
-    bmc.store.add_member(TASKS, path, body)
-    bmc.spawn(_run_task(bmc, path, chosen, image))
-    return Outcome(202, body, {"Location": path})
-
-
-async def _run_task(bmc: Bmc, path: str, target: str | None, image: str) -> None:
-    task = bmc.store.get(path)
-    assert task is not None
-    steps = 4
-    for step in range(1, steps + 1):
-        await asyncio.sleep(bmc.behaviour.task_duration / steps)
-        task.body["TaskState"] = "Running"
-        task.body["PercentComplete"] = step * 100 // steps if step < steps else 99
-        task.changed()
-    component = bmc.store.get(target) if target else None
-    if component is not None:
-        old = str(component.body.get("Version", "0"))
-        component.body["Version"] = _new_version(image, old)
-        component.changed()
-    task.body.update(
-        {
-            "TaskState": "Completed",
-            "PercentComplete": 100,
-            "EndTime": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "Messages": [
-                {
-                    "MessageId": "Update.1.1.UpdateSuccessful",
-                    "Message": f"Update of {target} succeeded.",
-                }
-            ],
-        }
-    )
-    task.changed()

@@ -19,6 +19,7 @@ from bmclab.host import Host
 from bmclab.latency import Latency
 from bmclab.rules import MOCKUP_RULES, HostRules
 from bmclab.tree import ResourceStore
+from bmclab.updates import UpdateState
 
 if TYPE_CHECKING:
     from bmclab.server import Listener
@@ -37,6 +38,8 @@ class Behaviour:
     power_delay: float = 2.0
     power_on_holdoff: float = 3.0
     task_duration: float = 3.0
+    # How long a BMC that restarts (after flashing itself, or Manager.Reset) refuses connections.
+    bmc_reset_time: float = 5.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
     latency: Latency = field(default_factory=Latency)
@@ -68,6 +71,7 @@ class Bmc:
         fault: Fault | None = None,
         seed: int = 0,
         rules: HostRules = MOCKUP_RULES,
+        update_style: str = "generic",
     ) -> None:
         self.index = index
         self.address = address
@@ -79,6 +83,7 @@ class Bmc:
         self.task_id_format = task_id_format
         self.rules = rules
         self.counters = Counters()
+        self.updates = UpdateState(update_style)
         self.hosts: dict[str, Host] = {}
         self.rng = random.Random(f"latency:{seed}:{index}")
         self.sessions: dict[str, Session] = {}

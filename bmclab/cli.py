@@ -9,9 +9,23 @@ import signal
 from pathlib import Path
 
 from bmclab.fleet import Lab, LabConfig
+from bmclab.updates import build_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    tools = parser.add_subparsers(dest="lab_command", metavar="{firmware-image}")
+    image = tools.add_parser(
+        "firmware-image",
+        help="write a firmware image the lab's BMCs accept",
+        description="A firmware image for the lab's UpdateService: it names the manufacturer, "
+        "the component (BIOS, BMC, or an inventory entry's name) and the version the BMC "
+        "reports once the update takes effect.",
+    )
+    image.add_argument("--manufacturer", required=True, help='e.g. "Dell Inc.", HPE, Supermicro')
+    image.add_argument("--component", required=True, help="BIOS, BMC, or an entry's name")
+    image.add_argument("--version", required=True, help="the version it installs")
+    image.add_argument("--size", type=int, default=65536, help="bytes (default 65536)")
+    image.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     parser.add_argument("--count", type=int, default=5, help="number of synthetic BMCs")
     parser.add_argument(
         "--network",
@@ -98,10 +112,21 @@ async def run(args: argparse.Namespace) -> None:
         await lab.stop()
 
 
+def write_firmware_image(args: argparse.Namespace) -> None:
+    data = build_image(args.manufacturer, args.component, args.version, args.size)
+    args.output.write_bytes(data)
+    print(
+        f"{args.output}: {len(data)} bytes, {args.component} {args.version} for {args.manufacturer}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bmclab", description="Simulated Redfish BMC fleet")
     add_arguments(parser)
     args = parser.parse_args()
+    if args.lab_command == "firmware-image":
+        write_firmware_image(args)
+        return
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(serve(args))
 

@@ -45,6 +45,14 @@ class FaultKind(StrEnum):
     DROP_BEFORE_APPLY = "drop_before_apply"
     DROP_AFTER_APPLY = "drop_after_apply"
     HANG_AFTER_APPLY = "hang_after_apply"
+    # Firmware updates (bmclab.updates): the task stops at 50 %, ends in Exception, completes
+    # and changes nothing, or cannot fetch its ImageURI; and an update refused for want of a
+    # licence (Supermicro's 403).
+    UPDATE_STALL = "update_stall"
+    UPDATE_FAIL = "update_fail"
+    UPDATE_NOOP = "update_noop"
+    UPDATE_UNREACHABLE = "update_unreachable"
+    NOLICENCE = "nolicence"
 
 
 # Faults handled before TLS, on the raw socket.

@@ -47,6 +47,7 @@ class LabConfig:
     power_delay: float = 2.0
     power_on_holdoff: float = 3.0
     task_duration: float = 3.0
+    bmc_reset_time: float = 5.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
     mockups: Sequence[Path] = field(default_factory=tuple)
@@ -75,6 +76,7 @@ class LabConfig:
             power_delay=self.power_delay,
             power_on_holdoff=self.power_on_holdoff,
             task_duration=self.task_duration,
+            bmc_reset_time=self.bmc_reset_time,
             drip_interval=self.drip_interval,
             flap_period=self.flap_period,
             latency=Latency.parse(self.latency),
@@ -224,6 +226,7 @@ class Lab:
             system_ids, sessions_path = tree.system_ids, "/redfish/v1/SessionService/Sessions"
             task_format = flavour.ids.task
             rules = flavour.rules
+            update_style = flavour.name
         else:
             info = load_mockup(Path(cfg.mockups[index - cfg.count]), store)
             kind, name = "mockup", f"mockup:{info.name}"
@@ -231,6 +234,7 @@ class Lab:
             system_ids, sessions_path = info.system_ids, info.sessions_path
             task_format = "{n}"
             rules = MOCKUP_RULES
+            update_style = "generic"
         bmc = Bmc(
             index=index,
             address=address,
@@ -243,6 +247,7 @@ class Lab:
             fault=fault,
             seed=cfg.seed,
             rules=rules,
+            update_style=update_style,
         )
         entry = ManifestEntry(
             index=index,

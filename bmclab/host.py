@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bmclab import updates
 from bmclab.faults import FaultKind
 from bmclab.outcome import Outcome
 from bmclab.tree import Resource, links
@@ -129,6 +130,7 @@ class Host:
                 self.bmc.counters.overrides_consumed += 1
         self.off_since = None
         self.bmc.counters.boots += 1
+        updates.host_booted(self.bmc, self.path)
         self._power("On", entered)
 
 

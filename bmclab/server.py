@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bmclab.actions import perform, start_update
+from bmclab import updates
+from bmclab.actions import perform
 from bmclab.bmc import Bmc, Session
 from bmclab.faults import SOCKET_FAULTS, Fault, FaultKind
 from bmclab.outcome import Outcome
@@ -29,6 +30,7 @@ from bmclab.tree import JsonObject, Resource, normalise
 # TLS record: alert, TLS 1.2, length 2, fatal, handshake_failure.
 _TLS_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
 _OVERSIZED_BYTES = 1 << 30
+_IMAGE_LIMIT = 64 * 1024 * 1024
 _CHUNK = 1 << 16
 _JSON = "application/json; charset=utf-8"
 _PUBLIC = frozenset({"/redfish", "/redfish/v1", "/redfish/v1/odata"})
@@ -335,9 +337,10 @@ class BmcHttp:
             bmc.counters.post(path, "UpdateService.HttpPush", None)
             fault = bmc.request_fault("POST", "UpdateService.HttpPush", None)
             self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
-            image, targets = await _receive_image(request)
-            outcome = start_update(bmc, image, targets)
-            await self._after_apply(request, fault)
+            image, data, targets = await _receive_image(request)
+            outcome = updates.push(bmc, image, data, targets)
+            if outcome.status < 300:
+                await self._after_apply(request, fault)
             return Reply.outcome(outcome)
         bmc.counters.post(path, None, None)
         if path in bmc.store:
@@ -460,13 +463,15 @@ def _push_uris(bmc: Bmc) -> set[str]:
     }
 
 
-async def _receive_image(request: web.BaseRequest) -> tuple[str, list[Any]]:
-    """Read (and discard) an uploaded image; return its file name and update targets."""
-    image, targets = "upload.bin", list[Any]()
+async def _receive_image(request: web.BaseRequest) -> tuple[str, bytes, list[Any]]:
+    """Read an uploaded image: its file name, bytes and update targets. The lab's images are
+    small (``racksmith lab firmware-image``); larger uploads are read and cut at a limit."""
+    image, data, targets = "upload.bin", bytearray(), list[Any]()
     if not request.content_type.startswith("multipart/"):
-        while await request.content.readany():
-            pass
-        return image, targets
+        while chunk := await request.content.readany():
+            if len(data) < _IMAGE_LIMIT:
+                data += chunk
+        return image, bytes(data), targets
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -478,9 +483,10 @@ async def _receive_image(request: web.BaseRequest) -> tuple[str, list[Any]]:
                     targets = params["Targets"]
         else:
             image = part.filename or image
-            while await part.read_chunk(_CHUNK):
-                pass
-    return image, targets
+            while chunk := await part.read_chunk(_CHUNK):
+                if len(data) < _IMAGE_LIMIT:
+                    data += chunk
+    return image, bytes(data), targets
 
 
 class _Dispatch(asyncio.Protocol):

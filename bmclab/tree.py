@@ -105,6 +105,9 @@ class ResourceStore:
     def get(self, path: str) -> Resource | None:
         return self._resources.get(normalise(path))
 
+    def remove(self, path: str) -> None:
+        self._resources.pop(normalise(path), None)
+
     def body(self, path: str) -> JsonObject:
         resource = self.get(path)
         if resource is None:

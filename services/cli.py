@@ -255,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(server_config(args.format), end="")
         return 0
+    if args.command == "lab" and args.lab_command == "firmware-image":
+        bmclab_cli.write_firmware_image(args)
+        return 0
     if args.command == "lab":
         # SIGTERM cancels the lab's task, Ctrl-C interrupts: both are a normal stop.
         with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

@@ -74,7 +74,7 @@ def _banner_value(banner: str, label: str) -> str:
 def put_data_in_place(live: LiveApi) -> dict[str, int]:
     """The guide's steps with plain HTTP: a profile with credentials, a scanned range, every
     node registered, a pool holding servers and a switch; plus a user, a webhook, a firmware
-    binary, an OS image and a power job. Returns
+    binary with a baseline, an OS image and a power job. Returns
     one id per path parameter name (``pool_id``, ``server_id``, …)."""
     with httpx.Client(base_url=live.url, headers=live.headers, timeout=60) as http:
 
@@ -112,6 +112,10 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
             ("BIOS_live.bin", b"live firmware"),
             {"name": "live BIOS", "firmware_type": "BIOS", "version": "1.0.0"},
         )
+        baseline = made(
+            "/api/firmware_baseline/",
+            {"name": "live baseline", "firmware": [firmware], "resource_pool": pool},
+        )
         os_image = uploaded(
             http,
             "/api/os/",
@@ -130,6 +134,7 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         "user_id": user,
         "webhook_id": webhook,
         "firmware_id": firmware,
+        "baseline_id": baseline,
         "os_image_id": os_image,
         "job_id": job,
     }

@@ -14,9 +14,11 @@ from sqlmodel import col, update
 
 from bmclab import Lab, LabConfig
 from services.inventory.schedule import queue_due
+from shared.bmc.facts import firmware_facts
 from shared.core.settings import Settings
 from shared.models import Server
 from shared.platform.runtime import Runtime
+from shared.redfish import ComputerSystem, FirmwareComponent
 from tests.discovery_helpers import create_profile, discover, events, mockup_dirs, scanner
 from tests.lab_net import LAB_NET
 from tests.redfish_trees import expected_inventory
@@ -151,6 +153,21 @@ async def test_inventory_matches_every_tree(
             assert [(f["odata_id"], f["version"]) for f in firmware] == expected["firmware"], (
                 entry.flavour
             )
+            # Identity is stored with each entry, and the server's versions are the running
+            # ones (shared.redfish.firmware_identity; the rules are tested over every tree in
+            # tests/redfish/test_firmware_identity.py).
+            parsed = [FirmwareComponent.parse(store.body(f["odata_id"])) for f in firmware]
+            assert [
+                (f["software_id"], f["slot"], f["related_items"], f["device_class"], f["targets"])
+                for f in firmware
+            ] == [
+                (p.software_id, p.slot, list(p.related_items), p.device_class, list(p.targets))
+                for p in parsed
+            ], entry.flavour
+            system = ComputerSystem.parse(store.body(system_path))
+            facts = firmware_facts(system, parsed)
+            assert server["bmc_version"] == facts["bmc_version"], entry.flavour
+            assert server["bios_version"] == facts.get("bios_version", system.bios_version)
 
 
 async def test_recollection_replaces_without_duplicates_and_reports_only_changes(

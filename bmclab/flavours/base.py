@@ -7,6 +7,7 @@ lab configuration always yields byte-identical trees.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,7 +84,14 @@ class Flavour:
     mac_upper: bool = False
     # Appended to free-text values, as AMI firmware leaves fixed-width padding in them.
     pad: str = ""
+    # Redfish `SoftwareId` of inventory entry n (1-based) by name; None: not reported.
+    software_id: Callable[[int, str], str] | None = None
+    # Id of the rollback image entry a BMC lists beside the BIOS and its own firmware (Dell's
+    # `Previous-`); None: not listed.
+    previous_id: Callable[[int, str, str], str] | None = None
     simple_update: bool = True
+    # Supermicro: an upload only stages the image; UpdateService.StartUpdate flashes it.
+    start_update: bool = False
     push_uri: str = V1 + "/UpdateService/update"
     redfish_version: str = "1.15.0"
     oem: OemHook | None = None
@@ -144,6 +152,7 @@ class _Builder:
         self.cpu_family = cpu_family
         self.session_timeout = session_timeout
         self.username = "root"
+        self.bios_version = ""
         self.out: dict[str, JsonObject] = {}
         self.sys = f"{V1}/Systems/{flavour.system_id}"
         self.mgr = f"{V1}/Managers/{flavour.manager_id}"
@@ -281,6 +290,7 @@ class _Builder:
         }
         if f.manufacturer is not None:
             body["Manufacturer"] = self.text(f.manufacturer)
+        self.bios_version = str(body["BiosVersion"])
         self.put(self.sys, "#ComputerSystem.v1_16_0.ComputerSystem", body, kind="system")
 
     def processors(self, count: int, model: str, cores: int, arch: str) -> None:
@@ -560,24 +570,32 @@ class _Builder:
         rng.shuffle(pool)
         names += pool[: max(0, count - 2)]
         names += [f"Disk {n} firmware" for n in range(count - len(names))]
-        ids, versions = [], []
+        ids, versions, numbers = [], [], []
         for n, name in enumerate(names):
-            version = f.bios_version(rng) if n == 0 else f.version(rng)
+            drawn = f.bios_version(rng) if n == 0 else f.version(rng)
+            # The BIOS entry states the version the system runs (drawn anyway: same trees).
+            version = self.bios_version if n == 0 else drawn
             versions.append(version)
             ids.append(f.firmware_id(n + 1, name, version))
+            numbers.append(n + 1)
+        if f.previous_id is not None:
+            for n in range(min(2, len(names))):
+                names.append(names[n])
+                versions.append(_older(versions[n]))
+                ids.append(f.previous_id(n + 1, names[n], versions[-1]))
+                numbers.append(n + 1)
         paths = self.coll(base, "Firmware Inventory Collection", "SoftwareInventory", ids)
         for n, path in enumerate(paths):
-            self.put(
-                path,
-                "#SoftwareInventory.v1_4_0.SoftwareInventory",
-                {
-                    "Id": ids[n],
-                    "Name": names[n],
-                    "Version": versions[n],
-                    "Updateable": True,
-                    "Status": _ok(),
-                },
-            )
+            entry: JsonObject = {
+                "Id": ids[n],
+                "Name": names[n],
+                "Version": versions[n],
+                "Updateable": True,
+                "Status": _ok(),
+            }
+            if f.software_id is not None:
+                entry["SoftwareId"] = f.software_id(numbers[n], names[n])
+            self.put(path, "#SoftwareInventory.v1_4_0.SoftwareInventory", entry)
         body: JsonObject = {
             "Id": "UpdateService",
             "Name": "Update Service",
@@ -588,14 +606,19 @@ class _Builder:
             "MaxImageSizeBytes": 400 * 1024 * 1024,
             "Status": _ok(),
         }
+        actions: JsonObject = {}
         if f.simple_update:
-            body["Actions"] = {
-                "#UpdateService.SimpleUpdate": {
-                    "target": V1 + "/UpdateService/Actions/UpdateService.SimpleUpdate",
-                    "TransferProtocol@Redfish.AllowableValues": ["HTTP", "HTTPS"],
-                }
+            actions["#UpdateService.SimpleUpdate"] = {
+                "target": V1 + "/UpdateService/Actions/UpdateService.SimpleUpdate",
+                "TransferProtocol@Redfish.AllowableValues": ["HTTP", "HTTPS"],
             }
-        self.put(V1 + "/UpdateService", "#UpdateService.v1_11_0.UpdateService", body)
+        if f.start_update:
+            actions["#UpdateService.StartUpdate"] = {
+                "target": V1 + "/UpdateService/Actions/UpdateService.StartUpdate"
+            }
+        if actions:
+            body["Actions"] = actions
+        self.put(V1 + "/UpdateService", "#UpdateService.v1_11_0.UpdateService", body, kind="update")
 
     def services(self) -> None:
         self.put(
@@ -684,6 +707,16 @@ def build_tree(
     builder.username = username
     builder.build()
     return BuiltTree(builder.out, flavour.manufacturer, model, serial, (flavour.system_id,))
+
+
+def _older(version: str) -> str:
+    """A version below ``version`` in its own scheme: its last non-zero number minus one."""
+    parts = re.split(r"(\d+)", version)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].isdigit() and int(parts[i]) > 0:
+            parts[i] = str(int(parts[i]) - 1).zfill(len(parts[i]))
+            return "".join(parts)
+    return version + "-old"
 
 
 def dotted(rng: random.Random, *parts: int) -> str:

@@ -64,8 +64,11 @@ FLAVOUR = Flavour(
         "iDRAC Service Module Installer",
         "Dell OS Driver Pack",
     ),
-    # Dell encodes component id and version in the member Id.
+    # Dell encodes component id and version in the member Id, and reports SoftwareId 0 for
+    # many NICs.
     firmware_id=lambda n, name, version: f"Installed-{100 + n * 7}-{version}",
+    software_id=lambda n, name: "0" if "Ethernet" in name else str(100 + n * 7),
+    previous_id=lambda n, name, version: f"Previous-{100 + n * 7}-{version}",
     version=lambda rng: dotted(rng, 30, 20, 10),
     ids=Ids(
         cpu="CPU.Socket.{n}",

@@ -16,6 +16,9 @@ def _oem(kind: str, ctx: Context) -> JsonObject | None:
                 "ServerFQDN": "",
             }
         }
+    if kind == "update":
+        # iLO reports an update's progress here, not in a task.
+        return {"Hpe": {"State": "Idle", "FlashProgressPercent": 0}}
     if kind == "manager":
         return {
             "Hpe": {

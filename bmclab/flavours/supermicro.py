@@ -42,5 +42,6 @@ FLAVOUR = Flavour(
     mac_upper=True,
     pad="  ",
     push_uri="/redfish/v1/UpdateService/upload",
+    start_update=True,
     redfish_version="1.8.0",
 )

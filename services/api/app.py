@@ -12,6 +12,7 @@ from services.api import bodylimit, errors, observability, schema
 from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
+    baselines,
     events,
     firmware,
     groups,
@@ -90,6 +91,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         pools,
         switches,
         firmware,
+        baselines,
         os_images,
         webhooks,
         events,

@@ -36,6 +36,7 @@ from shared.artifacts.usage import Use, uses_of
 from shared.core.log import get_logger
 from shared.core.targets import ARTIFACT_SOURCES, TargetError, TargetPolicy, check_url
 from shared.lifecycle import artifact as lifecycle
+from shared.lifecycle import compliance
 from shared.models import Artifact, ArtifactKind, ArtifactStatus, FirmwareBinary, OSImage
 
 log = get_logger(__name__)
@@ -180,6 +181,9 @@ def build_router(prefix: str, tag: str, spec: CatalogSpec) -> APIRouter:
             for name in changed:
                 setattr(entry, name, changes[name])
             lifecycle.updated(session, entry, changed)
+            if isinstance(entry, FirmwareBinary):
+                # Its version or matching rules decide the baselines' compliance.
+                await compliance.binary_changed(session, entry)
             await session.commit()
             await announce(state.runtime)
         return spec.to_public(entry)

@@ -437,11 +437,35 @@ def apply_ordering(stmt: SelectOfScalar[Any], query: ListQuery) -> SelectOfScala
 
 
 def _page_url(query: ListQuery, page: int, page_size: int) -> str:
-    url = query.request.url.include_query_params(page=page, page_size=page_size)
-    public = query.request.app.state.settings.public_url
+    return page_url(query.request, page, page_size)
+
+
+def page_url(request: Request, page: int, page_size: int) -> str:
+    url = request.url.include_query_params(page=page, page_size=page_size)
+    public = request.app.state.settings.public_url
     if public:
         return f"{public.rstrip('/')}{url.path}?{url.query}"
     return str(url)
+
+
+def page_of(
+    request: Request, items: Sequence[T], page_raw: str | None, page_size_raw: str | None
+) -> Page[T]:
+    """A computed list (not a query) with the same pagination contract as `paginate`."""
+    page_param, page_size = _page(page_raw), page_size_of(page_size_raw)
+    if page_param is None and page_size is None:
+        return Page(count=len(items), next=None, previous=None, results=list(items))
+    size = page_size or DEFAULT_PAGE_SIZE
+    last = max(1, math.ceil(len(items) / size))
+    page = last if page_param == LAST_PAGE else int(page_param or 1)
+    if page > last:
+        raise APIError(404, "Invalid page.")
+    return Page(
+        count=len(items),
+        next=page_url(request, page + 1, size) if page * size < len(items) else None,
+        previous=page_url(request, page - 1, size) if page > 1 else None,
+        results=list(items[(page - 1) * size : page * size]),
+    )
 
 
 async def paginate(

@@ -19,6 +19,7 @@ from services.api.errors import APIError, FieldErrors
 from services.api.lookup import is_id, resolve_ids
 from shared.contracts import catalog
 from shared.contracts.events import CloudEvent
+from shared.lifecycle import compliance
 from shared.lifecycle import job as job_lifecycle
 from shared.messaging import outbox
 from shared.models import Pool, Server, Switch
@@ -148,6 +149,9 @@ async def assign(
     for member in members:
         await session.refresh(member)
         outbox.stage(session, _member_event(member, "assigned"))
+    if model is Server:
+        # Pool-scoped baselines now apply to the servers, or no longer do.
+        await compliance.recompute(session, server_ids=ids)
 
 
 async def unassign(session: AsyncSession, members: list[Any]) -> None:
@@ -160,6 +164,7 @@ async def unassign(session: AsyncSession, members: list[Any]) -> None:
     if locks:
         await session.rollback()
         _refuse(locks)
+    servers = [m.id for m in members if isinstance(m, Server) and m.resource_pool_id is not None]
     for member in members:
         if member.resource_pool_id is None:
             continue
@@ -169,6 +174,8 @@ async def unassign(session: AsyncSession, members: list[Any]) -> None:
         member.updated_at = datetime.now(UTC)
         session.add(member)
         outbox.stage(session, _member_event(member, "unassigned", previous_pool=previous))
+    if servers:
+        await compliance.recompute(session, server_ids=[i for i in servers if i is not None])
 
 
 async def _lock_and_reread(session: AsyncSession, members: list[Any]) -> None:
@@ -186,7 +193,7 @@ async def _lock_and_reread(session: AsyncSession, members: list[Any]) -> None:
         )
 
 
-def _member_event(member: Server | Switch, change: str, **extra: object) -> CloudEvent:
+def _member_event(member: Server | Switch, change: str, **extra: int | None) -> CloudEvent:
     if isinstance(member, Server):
         return catalog.server_event(member, change, **extra)
     return catalog.switch_event(member, change, **extra)

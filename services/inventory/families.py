@@ -80,7 +80,11 @@ def _storage(inventory: Inventory) -> list[Row]:
 
 
 def _firmware(inventory: Inventory) -> list[Row]:
-    return [fields_of(f) | {"component_id": f.id} for f in inventory.firmware]
+    return [
+        fields_of(f)
+        | {"component_id": f.id, "related_items": list(f.related_items), "targets": list(f.targets)}
+        for f in inventory.firmware
+    ]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from sqlmodel import col, delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.inventory.families import FAMILIES, content_hash
-from shared.bmc.facts import system_facts
+from shared.bmc.facts import firmware_facts, system_facts
 from shared.contracts import catalog
+from shared.lifecycle import compliance
 from shared.lifecycle.server import observe_power
 from shared.messaging import outbox
 from shared.models import InventoryErrorCode, InventoryStatus, Server
@@ -35,7 +36,7 @@ async def record_inventory(
     assert server.id is not None
     hashes: dict[str, str] = {}
     changed: list[str] = []
-    facts = system_facts(inventory.system)
+    facts = system_facts(inventory.system) | firmware_facts(inventory.system, inventory.firmware)
     hashes[SYSTEM] = content_hash(facts)
     # First, so the inventoried event below shows the power state it announces.
     observe_power(session, server, facts.pop("power_state"))
@@ -66,6 +67,9 @@ async def record_inventory(
         await session.flush()
         outbox.stage(session, catalog.server_event(server, "inventoried", changed=changed))
     session.add(server)
+    if {"firmwares", SYSTEM} & set(changed):
+        # The running firmware, or the model and manufacturer that scope baselines, changed.
+        await compliance.recompute(session, server_ids=[server.id])
     return changed
 
 

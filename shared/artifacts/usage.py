@@ -16,7 +16,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.clock import utcnow
-from shared.models import Artifact, ArtifactGrant
+from shared.models import (
+    Artifact,
+    ArtifactGrant,
+    FirmwareBaseline,
+    FirmwareBaselineBinary,
+    FirmwareBinary,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,22 @@ async def active_grants(session: AsyncSession, artifact: Artifact) -> Sequence[U
     ]
 
 
-CHECKS: tuple[Check, ...] = (active_grants,)
+async def baselines(session: AsyncSession, artifact: Artifact) -> Sequence[Use]:
+    """Baselines naming the binary: compliance and updates refer to it."""
+    rows = await session.exec(
+        select(FirmwareBaseline)
+        .join(
+            FirmwareBaselineBinary,
+            col(FirmwareBaselineBinary.baseline_id) == col(FirmwareBaseline.id),
+        )
+        .join(FirmwareBinary, col(FirmwareBinary.id) == col(FirmwareBaselineBinary.firmware_id))
+        .where(col(FirmwareBinary.artifact_id) == artifact.id)
+        .order_by(col(FirmwareBaseline.id))
+    )
+    return [Use("baselines", b.id or 0, f"baseline {b.id} ({b.name})") for b in rows]
+
+
+CHECKS: tuple[Check, ...] = (active_grants, baselines)
 
 
 async def uses_of(session: AsyncSession, artifact: Artifact) -> list[Use]:

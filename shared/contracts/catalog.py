@@ -28,6 +28,7 @@ from shared.models import (
     Switch,
     Webhook,
 )
+from shared.models.baselines import ServerStatus
 from shared.models.discovery import NodePublic, ScanRangePublic
 from shared.models.firmware import FirmwarePublic
 from shared.models.jobs import JobPublic
@@ -70,6 +71,16 @@ class SwitchUnassignedData(SwitchPublic):
 
 class ServerPowerChangedData(ServerPublic):
     previous_power_state: str | None = Field(description="The power state read before.")
+
+
+class ServerComplianceChangedData(ServerPublic):
+    baseline: int = Field(description="The firmware baseline.")
+    firmware_compliance: ServerStatus = Field(
+        description="The server's status against the baseline now."
+    )
+    previous_firmware_compliance: ServerStatus | None = Field(
+        description="Its status before (null: first computed, e.g. a new baseline)."
+    )
 
 
 class JobEventData(JobPublic):
@@ -161,6 +172,14 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "power_changed",
         ServerPowerChangedData,
         "Racksmith read a different `power_state` (a job, an inventory collection).",
+    ),
+    EventType(
+        "server",
+        "firmware_compliance_changed",
+        ServerComplianceChangedData,
+        "The server's status against a firmware baseline changed (`compliant`, "
+        "`non_compliant`, `unknown`): its firmware inventory or the baseline changed. The "
+        "report per component is `GET /api/server/{id}/firmware_compliance/`.",
     ),
     EventType("server", "assigned", ServerPublic, "The server was put in a pool."),
     EventType("server", "unassigned", ServerUnassignedData, "The server left its pool."),
@@ -262,7 +281,7 @@ def build(
     entity_id: int,
     change: str,
     *,
-    version: int,
+    version: int | str,
     public: BaseModel,
     extra: dict[str, object],
 ) -> CloudEvent:
@@ -308,10 +327,15 @@ def switch_event(switch: Switch, change: str, **extra: object) -> CloudEvent:
     return build("switch", switch.id, change, version=switch.version, public=public, extra=extra)
 
 
-def server_event(server: Server, change: str, **extra: object) -> CloudEvent:
+def server_event(
+    server: Server, change: str, *, version: int | str | None = None, **extra: object
+) -> CloudEvent:
+    """``version``: when the change is numbered apart from the server's own changes (its
+    status against one baseline: ``<baseline>.<revision>``)."""
     assert server.id is not None
     public = ServerPublic.of(server)
-    return build("server", server.id, change, version=server.version, public=public, extra=extra)
+    numbered = server.version if version is None else version
+    return build("server", server.id, change, version=numbered, public=public, extra=extra)
 
 
 def job_event(job: Job, change: str, *, resource_pool: int | None) -> CloudEvent:

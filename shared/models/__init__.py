@@ -3,6 +3,7 @@
 from shared.models.accounts import Group, GroupMembership, LoginSession, User
 from shared.models.artifacts import Artifact, ArtifactGrant, ArtifactKind, ArtifactStatus
 from shared.models.base import metadata
+from shared.models.baselines import FirmwareBaseline, FirmwareBaselineBinary, FirmwareCompliance
 from shared.models.discovery import Node, NodeStatus, ScanChunk, ScanRange, ScanStatus
 from shared.models.firmware import FirmwareBinary
 from shared.models.inventory import (
@@ -30,7 +31,10 @@ __all__ = [
     "Credential",
     "DeliveryStatus",
     "EthernetInterface",
+    "FirmwareBaseline",
+    "FirmwareBaselineBinary",
     "FirmwareBinary",
+    "FirmwareCompliance",
     "FirmwareComponent",
     "Group",
     "GroupMembership",

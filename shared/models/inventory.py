@@ -4,9 +4,10 @@ Each family is replaced as a set when its content changes, so a re-collection ne
 rows; ``odata_id`` keeps the link back to the resource on the BMC.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
+from pydantic import Field as PField
 from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
@@ -84,6 +85,13 @@ class FirmwareComponent(_ServerPart, table=True):
     updateable: bool | None = None
     manufacturer: str | None = Field(default=None, max_length=200)
     release_date: str | None = Field(default=None, max_length=64)
+    # What matching a catalog binary needs (shared.redfish.firmware_identity); only the
+    # `active` slot is the running version.
+    software_id: str | None = Field(default=None, max_length=200)
+    related_items: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    device_class: str | None = Field(default=None, max_length=64)
+    targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    slot: str = Field(default="active", max_length=16)
 
 
 # --- API shapes -------------------------------------------------------------------------------
@@ -142,3 +150,14 @@ class FirmwareComponentPublic(_PartPublic):
     updateable: bool | None
     manufacturer: str | None
     release_date: str | None
+    software_id: str | None = PField(
+        description="Redfish `SoftwareId`; null when the BMC reports none or `0` (Dell NICs)."
+    )
+    related_items: list[str] = PField(description="`RelatedItem` links: what the entry runs on.")
+    device_class: str | None = PField(description="HPE `Oem.Hpe.DeviceClass`.")
+    targets: list[str] = PField(description="HPE `Oem.Hpe.Targets` GUIDs.")
+    slot: Literal["active", "backup", "staging", "previous"] = PField(
+        description="`active` is the running firmware; `backup` (backup, golden, redundant "
+        "images), `staging` (accepted, not yet applied) and `previous` (what a rollback "
+        "restores) never count as the running version."
+    )

@@ -79,6 +79,8 @@ class Server(SQLModel, table=True):
     serial_number: str | None = Field(default=None, max_length=200, index=True)
     sku: str | None = Field(default=None, max_length=200, index=True)
     bios_version: str | None = Field(default=None, max_length=200, index=True)
+    # The running BMC firmware, from the active BMC entry of the firmware inventory.
+    bmc_version: str | None = Field(default=None, max_length=200, index=True)
     power_state: str | None = Field(default=None, max_length=32, index=True)
     health: str | None = Field(default=None, max_length=32, index=True)
     bmc_url: str | None = Field(default=None, max_length=300, index=True)
@@ -121,6 +123,7 @@ class ServerPublic(BaseModel):
     serial_number: str | None
     sku: str | None
     bios_version: str | None
+    bmc_version: str | None
     power_state: str | None
     health: str | None
     bmc_url: str | None

@@ -56,6 +56,7 @@ from shared.redfish.errors import (
 )
 from shared.redfish.resources import ServiceRoot
 from shared.redfish.tls import SslArgument, TlsPolicy, certificate_fingerprint
+from shared.redfish.updates import task_reference
 
 log = get_logger(__name__)
 
@@ -515,10 +516,8 @@ class RedfishSession:
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
         location = self._same_origin_path(reply.headers.get("Location"))
-        task = location if reply.status == 202 else None
-        odata_type = body.get("@odata.type") if body else None
-        if task is None and body and isinstance(odata_type, str) and ".Task" in odata_type:
-            task = self._same_origin_path(body.get("@odata.id"))
+        # Wherever the vendor puts it: Location, the body as a Task, a message's MessageArgs.
+        task = self._same_origin_path(task_reference(reply.status, location, body))
         return WriteResult(reply.status, body, location, reply.headers.get("ETag"), task)
 
     def _same_origin_path(self, ref: object) -> str | None:

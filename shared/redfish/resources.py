@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
-from shared.redfish import normalise
+from shared.redfish import firmware_identity, normalise
 
 JsonObject = Mapping[str, Any]
 
@@ -500,7 +500,10 @@ class UpdateService(Resource):
 class FirmwareComponent(Resource):
     """A ``FirmwareInventory`` (or OpenBMC/Intel ``SoftwareInventory``) member.
 
-    ``version`` is free text as the BMC writes it ("3.11 Feb 25 2025", "0x15").
+    ``version`` is free text as the BMC writes it ("3.11 Feb 25 2025", "0x15"). What matching
+    needs is kept with it: ``software_id``, ``related_items``, HPE's ``device_class`` and
+    ``targets``, and the ``slot`` (`shared.redfish.firmware_identity`): only ``active`` entries
+    are the running version.
     """
 
     version: str | None
@@ -509,6 +512,11 @@ class FirmwareComponent(Resource):
     release_date: str | None
     health: str | None
     state: str | None
+    software_id: str | None = None
+    related_items: tuple[str, ...] = ()
+    device_class: str | None = None
+    targets: tuple[str, ...] = ()
+    slot: str = firmware_identity.Slot.active
 
     @classmethod
     def parse(cls, body: JsonObject) -> Self:
@@ -519,4 +527,17 @@ class FirmwareComponent(Resource):
             updateable=normalise.boolean(value(body, "Updateable")),
             manufacturer=text(body, "Manufacturer"),
             release_date=text(body, "ReleaseDate"),
+            software_id=firmware_identity.software_id_of(body),
+            related_items=tuple(links(body, "RelatedItem")),
+            device_class=firmware_identity.device_class_of(body),
+            targets=firmware_identity.targets_of(body),
+            slot=firmware_identity.slot_of(body),
         )
+
+    @property
+    def is_bmc(self) -> bool:
+        return firmware_identity.is_bmc(self.id, self.name, self.device_class, self.related_items)
+
+    @property
+    def is_bios(self) -> bool:
+        return firmware_identity.is_bios(self.id, self.name, self.device_class, self.related_items)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -158,62 +157,6 @@ async def _eventually_power(http: aiohttp.ClientSession, url: str, state: str) -
                 return True
         await asyncio.sleep(0.02)
     return False
-
-
-async def _wait_task(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
-    for _ in range(200):
-        async with http.get(url) as resp:
-            assert resp.status == 200
-            task: dict[str, object] = await resp.json()
-        if task["TaskState"] == "Completed":
-            return task
-        await asyncio.sleep(0.02)
-    raise AssertionError("task never completed")
-
-
-async def test_simple_update_task_changes_version(lab: Lab, http: aiohttp.ClientSession) -> None:
-    entry = lab.manifest[0]  # dell
-    inventory = lab.bmc(0).store.body("/redfish/v1/UpdateService/FirmwareInventory")
-    component = inventory["Members"][0]["@odata.id"]
-    target = "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate"
-    payload = {"ImageURI": "http://192.0.2.1/bios-9.8.7.exe", "Targets": [component]}
-    async with http.post(entry.url + target, json=payload) as resp:
-        assert resp.status == 202
-        location = resp.headers["Location"]
-    assert location.startswith("/redfish/v1/TaskService/Tasks/JID_")
-    seen_running = False
-    for _ in range(200):
-        async with http.get(entry.url + location) as resp:
-            task = await resp.json()
-        seen_running |= task["TaskState"] == "Running"
-        if task["TaskState"] == "Completed":
-            break
-        await asyncio.sleep(0.01)
-    assert task["TaskState"] == "Completed" and seen_running
-    async with http.get(entry.url + component) as resp:
-        assert (await resp.json())["Version"] == "9.8.7"
-    async with http.post(entry.url + target, json={}) as resp:
-        assert resp.status == 400
-
-
-async def test_multipart_push_update(lab: Lab, http: aiohttp.ClientSession) -> None:
-    entry = next(e for e in lab.manifest if e.flavour == "openbmc")
-    store = lab.bmc(entry.index).store
-    update = store.body("/redfish/v1/UpdateService")
-    component = store.body("/redfish/v1/UpdateService/SoftwareInventory")["Members"][1]
-    form = aiohttp.FormData()
-    form.add_field(
-        "UpdateParameters",
-        json.dumps({"Targets": [component["@odata.id"]]}),
-        content_type="application/json",
-    )
-    form.add_field("UpdateFile", b"\0" * 100_000, filename="bmc-2.16.1.tar")
-    async with http.post(entry.url + update["MultipartHttpPushUri"], data=form) as resp:
-        assert resp.status == 202
-        location = resp.headers["Location"]
-    await _wait_task(http, entry.url + location)
-    async with http.get(entry.url + component["@odata.id"]) as resp:
-        assert (await resp.json())["Version"] == "2.16.1"
 
 
 async def test_virtual_media_insert_and_eject(lab: Lab, http: aiohttp.ClientSession) -> None:

@@ -68,6 +68,7 @@ LIST_SPEC = ListSpec(
         "manufacturer": col(Server.manufacturer),
         "sku": col(Server.sku),
         "bios_version": col(Server.bios_version),
+        "bmc_version": col(Server.bmc_version),
         "power_state": col(Server.power_state),
         "health": col(Server.health),
         "last_inventory_at": col(Server.last_inventory_at),
