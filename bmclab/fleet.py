@@ -47,6 +47,7 @@ class LabConfig:
     power_delay: float = 2.0
     power_on_holdoff: float = 3.0
     task_duration: float = 3.0
+    install_time: float = 5.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
     mockups: Sequence[Path] = field(default_factory=tuple)
@@ -75,6 +76,7 @@ class LabConfig:
             power_delay=self.power_delay,
             power_on_holdoff=self.power_on_holdoff,
             task_duration=self.task_duration,
+            install_time=self.install_time,
             drip_interval=self.drip_interval,
             flap_period=self.flap_period,
             latency=Latency.parse(self.latency),
