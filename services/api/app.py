@@ -12,6 +12,7 @@ from services.api import bodylimit, errors, observability, schema
 from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
+    deployments,
     events,
     firmware,
     groups,
@@ -87,6 +88,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         nodes,
         servers,
         jobs,
+        deployments,
         pools,
         switches,
         firmware,

@@ -21,8 +21,10 @@ from services.api.deps import CurrentUser, SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
 from services.api.state import ApiState
 from services.api.waiting import OutcomeWatch, watch_outcomes
+from shared.lifecycle import deployment
 from shared.lifecycle import job as job_lifecycle
 from shared.models import Job, Server, User
+from shared.models.deployments import DEPLOYMENT
 from shared.models.jobs import FINAL_STATES, JobPublic
 
 FINAL_CHANGES = tuple(state.value for state in FINAL_STATES)
@@ -95,7 +97,11 @@ class JobRequest:
     def new_jobs(
         self, servers: Sequence[Server], kind: str, params: dict[str, Any]
     ) -> list[job_lifecycle.NewJob]:
-        deadline = self.state.settings.job_deadline_s
+        settings = self.state.settings
+        deadline = settings.deploy_deadline_s if kind == DEPLOYMENT else settings.job_deadline_s
+        if kind == DEPLOYMENT:
+            for server in servers:
+                deployment.started(self.session, server)
         return [
             job_lifecycle.NewJob(
                 server=server,

@@ -141,7 +141,7 @@ class JobMessage(BaseModel):
 
 class JobPublic(BaseModel):
     id: int
-    kind: str = PField(description="`power`, `boot`.")
+    kind: str = PField(description="`power`, `boot`, `deployment`.")
     state: JobState
     step: str | None = PField(description="Kind-specific, e.g. `reset`, `await_power`.")
     progress: int | None = PField(description="0-100, or null when unknown.")
