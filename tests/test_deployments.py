@@ -257,3 +257,26 @@ async def test_bad_requests_create_nothing(fleet: Fleet) -> None:
         assert field in response.text
     unknown = await fleet.client.post("/api/deployment/call_home/not-a-token/", data={"a": "b"})
     assert unknown.status_code == 404
+
+
+async def test_openapi_lists_the_deployment_paths(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    schema = (await client.get("/api/schema/?format=json")).json()
+    create = schema["paths"]["/api/deployment/"]["post"]
+    assert create["operationId"] == "create_deployment"
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/DeploymentRequest")
+    accepted = create["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted["$ref"].endswith("/BulkJobs")
+    assert {"400", "409", "413"} <= set(create["responses"])
+    home = schema["paths"]["/api/deployment/call_home/{token}/"]["post"]
+    assert "application/x-www-form-urlencoded" in home["requestBody"]["content"]
+    ok = home["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["$ref"].endswith("/CallHomeAccepted") and "404" in home["responses"]
+    server = schema["components"]["schemas"]["ServerPublic"]["properties"]
+    assert {"os", "deployment_status"} <= set(server)
+    # The guide's image listing.
+    listed = await client.get("/api/os/", params={"arch": "x86_64"}, headers=admin_headers)
+    assert listed.status_code == 200
+    assert all(image["arch"] == "x86_64" for image in listed.json()["results"])

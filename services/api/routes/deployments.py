@@ -74,6 +74,24 @@ async def create_deployment(body: DeploymentRequest, request: jobs.JobRequestDep
     "/call_home/{token}/",
     summary="The installer's call-home (cloud-init phone_home); no API token, once",
     responses=documented(404, "Unknown token, or it was used already"),
+    # The form is read as it comes (installers send what they send); documented for clients.
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "instance_id": {"type": "string"},
+                            "hostname": {"type": "string"},
+                            "fqdn": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
 @body_limit(CALL_HOME_MAX_BYTES)
 async def call_home(
