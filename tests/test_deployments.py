@@ -245,6 +245,24 @@ async def test_cancel_cleans_up(fleet: Fleet) -> None:
     assert (await fleet.server(server))["deployment_status"] == "deployed"
 
 
+async def test_uefi_http_boot_where_the_bmc_offers_it(fleet: Fleet) -> None:
+    address, server = fleet.take("hpe")
+    (job,) = await fleet.deploy([server], method="uefi_http")
+    done = await fleet.finished(job)
+    assert done["state"] == "completed", done["messages"]
+    counters = fleet.lab.counters(address)
+    # The image came over UEFI HTTP; only the seed went in as a medium.
+    assert counters["media_inserts"] == 1 and counters["calls_home"] == 1
+    assert counters["media_bytes"] >= fleet.world.image_size
+    assert any("UefiHttp" in m["text"] for m in done["messages"])
+    # OpenBMC offers no UefiHttp: refused before anything is changed.
+    other, plain = fleet.take("openbmc")
+    (refused,) = await fleet.deploy([plain], method="uefi_http")
+    ended = await fleet.finished(refused)
+    assert (ended["state"], ended["error_code"]) == ("failed", "unsupported_boot_target")
+    assert fleet.lab.counters(other)["media_inserts"] == 0
+
+
 async def test_bad_requests_create_nothing(fleet: Fleet) -> None:
     _, server = fleet.take("dell")
     for body, field in (
