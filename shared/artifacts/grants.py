@@ -139,14 +139,14 @@ async def servable(session: AsyncSession, token: str, filename: str) -> Servable
     )
 
 
-async def count_served(session: AsyncSession, grant_id: int, sent: int) -> None:
-    """Add one request and ``sent`` bytes to a grant's counters (one UPDATE, no read)."""
+async def count_served(session: AsyncSession, grant_id: int, sent: int, requests: int = 1) -> None:
+    """Add ``requests`` and ``sent`` bytes to a grant's counters (one UPDATE, no read)."""
     await session.exec(
         update(ArtifactGrant)
         .where(col(ArtifactGrant.id) == grant_id)
         .values(
             bytes_served=ArtifactGrant.bytes_served + sent,
-            requests=ArtifactGrant.requests + 1,
+            requests=ArtifactGrant.requests + requests,
             last_served_at=utcnow(),
         )
     )
