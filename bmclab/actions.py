@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bmclab import updates
+from bmclab import media, updates
 from bmclab.bmc import Bmc
 from bmclab.outcome import Outcome
 from bmclab.tree import ActionRef, JsonObject
@@ -30,7 +30,7 @@ def _action_spec(bmc: Bmc, ref: ActionRef) -> JsonObject:
     return spec if isinstance(spec, dict) else {}
 
 
-def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
+async def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
     verb = ref.name.rsplit(".", 1)[-1]
     if ref.name == "#ComputerSystem.Reset" and "PowerState" in bmc.store.body(ref.resource):
         return _reset(bmc, ref, payload)
@@ -45,14 +45,9 @@ def perform(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
         bmc.spawn(updates.reset_bmc(bmc))
         return Outcome(204)
     if verb in ("InsertMedia", "InsertVirtualMedia"):
-        image = payload.get("Image")
-        if not isinstance(image, str) or not image:
-            return Outcome(400, message="Image is required")
-        _set_media(bmc, ref.resource, image)
-        return Outcome(204)
+        return await media.insert(bmc, ref.resource, payload)
     if verb in ("EjectMedia", "EjectVirtualMedia"):
-        _set_media(bmc, ref.resource, None)
-        return Outcome(204)
+        return media.eject(bmc, ref.resource)
     # Like Mockup-Server: any other advertised action is accepted and does nothing.
     return Outcome(204)
 
@@ -85,14 +80,3 @@ def _reset(bmc: Bmc, ref: ActionRef, payload: JsonObject) -> Outcome:
     if outcome.status < 300:
         bmc.counters.resets_applied[reset_type] += 1
     return outcome
-
-
-def _set_media(bmc: Bmc, path: str, image: str | None) -> None:
-    resource = bmc.store.get(path)
-    assert resource is not None
-    resource.body["Image"] = image
-    resource.body["Inserted"] = image is not None
-    resource.body["ConnectedVia"] = "URI" if image else "NotConnected"
-    if "ImageName" in resource.body or image:
-        resource.body["ImageName"] = image.rsplit("/", 1)[-1] if image else None
-    resource.changed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import random
 import secrets
 import ssl
@@ -12,6 +13,8 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from bmclab.counters import Counters
 from bmclab.faults import REQUEST_FAULTS, Fault, FaultKind
@@ -40,6 +43,10 @@ class Behaviour:
     task_duration: float = 3.0
     # How long a BMC that restarts (after flashing itself, or Manager.Reset) refuses connections.
     bmc_reset_time: float = 5.0
+    # Seconds the fake installer takes between fetching its image and calling home.
+    install_time: float = 5.0
+    # Bytes per Range request when a BMC reads a mounted image.
+    media_chunk: int = 1 << 20
     drip_interval: float = 0.5
     flap_period: float = 5.0
     latency: Latency = field(default_factory=Latency)
@@ -106,6 +113,9 @@ class Bmc:
         self._fault_until = 0.0
         self._flap_task: asyncio.Task[None] | None = None
         self.flap_down = False
+        self.ghost_mounts_left = 0
+        # Reads mounted images (bmclab.media); opened on first use.
+        self.media_client: aiohttp.ClientSession | None = None
         if fault is not None:
             self.set_fault(fault)
 
@@ -137,8 +147,11 @@ class Bmc:
         self._stop_flap()
         self._fault = fault
         self._fault_until = 0.0
+        self.ghost_mounts_left = 0
         if fault is None:
             return
+        if fault.kind is FaultKind.GHOST_MOUNT:
+            self.ghost_mounts_left = int(fault.arg) if fault.arg else 1
         if fault.kind is FaultKind.BUSY and fault.arg:
             self._fault_until = time.monotonic() + fault.arg
         if fault.kind is FaultKind.FLAP and self.listener is not None:
@@ -218,6 +231,9 @@ class Bmc:
         for task in list(self.background):
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.media_client is not None:
+            with contextlib.suppress(Exception):
+                await self.media_client.close()
 
     def _stop_flap_silently(self) -> None:
         if self._flap_task is not None:

@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3.0,
         help="seconds after reaching Off during which Dell BMCs answer 409 to On",
     )
+    parser.add_argument(
+        "--install-time",
+        type=float,
+        default=5.0,
+        help="seconds the fake OS installer runs before it calls home or powers off",
+    )
     parser.add_argument("--manifest", type=Path, help="write the JSON manifest here")
     parser.add_argument("--state-dir", type=Path, help="keep the CA and certificates here")
 
@@ -89,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> LabConfig:
         session_timeout=args.session_timeout,
         power_delay=args.power_delay,
         power_on_holdoff=args.power_on_holdoff,
+        install_time=args.install_time,
         mockups=tuple(args.mockup),
         state_dir=args.state_dir,
     )

@@ -24,6 +24,14 @@ class Counters:
     boots: int = 0  # host boots completed (power reached On through POST)
     overrides_consumed: int = 0  # one-time boot overrides used up by a boot
     dropped: int = 0  # responses a drop_*/hang_* fault withheld
+    media_inserts: int = 0  # InsertMedia calls that got past the vendor's checks
+    ghost_mounts: int = 0  # of those, answered 204 with nothing mounted (ghost_mount)
+    media_bytes: int = 0  # bytes of images read from their servers
+    installer_boots: int = 0  # boots into an installer image
+    installer_stuck: int = 0  # installers that will not finish (unreadable image, hang)
+    seeds_read: int = 0  # cloud-init seeds the installer found
+    calls_home: int = 0  # phone_home POSTs answered 2xx
+    deployed_os: str | None = None  # the image file name the last finished install came from
 
     def post(self, path: str, action: str | None, reset_type: str | None) -> None:
         self.posts[path] += 1
@@ -33,10 +41,11 @@ class Counters:
             self.reset_types[reset_type] += 1
 
     def clear(self) -> None:
-        for value in vars(self).values():
+        for name, value in list(vars(self).items()):
             if isinstance(value, Counter):
                 value.clear()
-        self.boots = self.overrides_consumed = self.dropped = 0
+            else:
+                setattr(self, name, None if name == "deployed_os" else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {

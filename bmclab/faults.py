@@ -8,7 +8,8 @@ Fleet spec: comma-separated items, each one of
 
 ``KIND`` may carry an argument after a colon: ``busy:30`` (503 for 30 s, then healthy),
 ``flap:5`` (5 s up, 5 s down, repeating), ``drip:0.2`` (seconds per byte), ``slow:2``
-(seconds added to every request). The request faults take a selector instead of a number:
+(seconds added to every request), ``ghost_mount:2`` (the first 2 inserts mount nothing; 1 without
+an argument). The request faults take a selector instead of a number:
 ``drop_after_apply:ComputerSystem.Reset`` (see `RequestSelector`).
 Explicit assignments win over fractions; a BMC has at most one fault.
 """
@@ -41,6 +42,11 @@ class FaultKind(StrEnum):
     IGNORE_ACPI = "ignore_acpi"
     # Boot override PATCHes must carry Target, Enabled and Mode together (else 400).
     BOOT_ALL_FIELDS = "boot_all_fields"
+    # Virtual media and the installer: InsertMedia answers 204 and mounts nothing (the first N
+    # times); the BMC cannot reach any image URL; the installer boots and never finishes.
+    GHOST_MOUNT = "ghost_mount"
+    IMAGE_UNREACHABLE = "image_unreachable"
+    INSTALLER_HANG = "installer_hang"
     # One-shot faults on the next POST/PATCH the selector matches.
     DROP_BEFORE_APPLY = "drop_before_apply"
     DROP_AFTER_APPLY = "drop_after_apply"

@@ -48,6 +48,7 @@ class LabConfig:
     power_on_holdoff: float = 3.0
     task_duration: float = 3.0
     bmc_reset_time: float = 5.0
+    install_time: float = 5.0
     drip_interval: float = 0.5
     flap_period: float = 5.0
     mockups: Sequence[Path] = field(default_factory=tuple)
@@ -77,6 +78,7 @@ class LabConfig:
             power_on_holdoff=self.power_on_holdoff,
             task_duration=self.task_duration,
             bmc_reset_time=self.bmc_reset_time,
+            install_time=self.install_time,
             drip_interval=self.drip_interval,
             flap_period=self.flap_period,
             latency=Latency.parse(self.latency),

@@ -6,6 +6,9 @@ A reset becomes a plan of phases (``off``, ``graceful_off``, ``on``) run over ti
 boot while the host powers on. The boot uses up a ``Once`` override, as BIOS does, in the
 same instant the power reaches ``On``. With a delay of 0 every step happens before the
 reset's response is sent, so fast tests read back a settled state.
+
+A boot that uses up a one-time override to an installer image (a mounted CD, a UEFI HTTP boot
+URI) runs the fake installer (`bmclab.installer`) until the host loses power.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bmclab import updates
+from bmclab import installer, updates
 from bmclab.faults import FaultKind
 from bmclab.outcome import Outcome
 from bmclab.tree import Resource, links
@@ -43,7 +46,9 @@ class Host:
         self.bmc = bmc
         self.path = path
         self.off_since: float | None = None
+        self.installed: installer.Installed | None = None
         self._task: asyncio.Task[None] | None = None
+        self._installer: asyncio.Task[None] | None = None
 
     @property
     def resource(self) -> Resource:
@@ -67,6 +72,11 @@ class Host:
         if plan:
             self._run([step for phase in plan for step in self._steps(phase)])
         return Outcome(204)
+
+    def power_off(self) -> None:
+        """Power off from inside the host (an installer that is done, an OS shutting down)."""
+        if self.resource.body.get("PowerState") in _POWER_ON:
+            self._run(self._steps("off"))
 
     def _refuses_power_on(self, state: object) -> bool:
         if not self.bmc.rules.on_after_off_conflict:
@@ -101,6 +111,9 @@ class Host:
             self._task = self.bmc.spawn(_later(steps))
 
     def _power(self, state: str, progress: str | None = None) -> None:
+        if state not in _POWER_ON and self._installer is not None:
+            self._installer.cancel()  # the installer dies with the power
+            self._installer = None
         resource = self.resource
         resource.body["PowerState"] = state
         if progress is not None:
@@ -121,9 +134,13 @@ class Host:
         boot = self.resource.body.get("Boot")
         entered = "OSRunning"
         enabled = boot.get("BootSourceOverrideEnabled") if isinstance(boot, dict) else None
+        image: str | None = None
         if isinstance(boot, dict) and enabled in ("Once", "Continuous"):
             if boot.get("BootSourceOverrideTarget") == "BiosSetup":
                 entered = "SetupEntered"
+            image = installer.boot_source(self, boot)
+            if image is not None:
+                entered = "OSBootStarted"
             if enabled == "Once":
                 boot["BootSourceOverrideEnabled"] = "Disabled"
                 boot["BootSourceOverrideTarget"] = "None"
@@ -131,7 +148,11 @@ class Host:
         self.off_since = None
         self.bmc.counters.boots += 1
         updates.host_booted(self.bmc, self.path)
+        if image is None and self.installed is not None and self.installed.hostname:
+            self.resource.body["HostName"] = self.installed.hostname
         self._power("On", entered)
+        if image is not None:
+            self._installer = self.bmc.spawn(installer.run(self, image))
 
 
 def _plan(reset_type: str, powered: bool) -> list[str]:

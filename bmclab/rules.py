@@ -1,10 +1,12 @@
-"""Power and boot-override rules that differ between BMC vendors.
+"""Power, boot-override and virtual-media rules that differ between BMC vendors.
 
 A synthetic flavour carries one `HostRules`; a recorded mockup gets `MOCKUP_RULES`, where the
 reset types and boot targets are whatever the recording advertises. The values below follow
 what the real firmware advertises: iDRAC 9 (inline, all eight reset types), iLO 5 3.x as
 recorded (inline, no PowerCycle), AMI MegaRAC as recorded (ActionInfo, four types) and bmcweb
-(ActionInfo, no PushPowerButton).
+(ActionInfo, no PushPowerButton). Virtual media: iDRAC refuses ``Inserted`` and
+``WriteProtected`` in ``InsertMedia``; AMI MegaRAC mounts one image at a time and refuses image
+URLs with a query string; iLO mounts CDs only in its second slot (the first is for USB sticks).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ class HostRules:
     mode_reverts: bool = False
     # iDRAC refuses to power on while powering off and for a moment after reaching Off.
     on_after_off_conflict: bool = False
+    # InsertMedia parameters the BMC refuses with 400 (ActionParameterNotSupported).
+    media_refused_parameters: tuple[str, ...] = ()
+    # An image URL with a "?" is refused (the firmware cannot parse a query).
+    media_refuses_query: bool = False
+    # Only one VirtualMedia slot may hold an image at a time (409 on a second insert).
+    media_one_slot: bool = False
 
 
 _TYPES_IDRAC9 = (
@@ -82,6 +90,7 @@ DELL = HostRules(
     ),
     boot_enabled=("Once", "Continuous", "Disabled"),
     on_after_off_conflict=True,
+    media_refused_parameters=("Inserted", "WriteProtected"),
 )
 HPE = HostRules(
     reset_types=_TYPES_ILO5,
@@ -110,6 +119,8 @@ SUPERMICRO = HostRules(
     boot_modes=("Legacy", "UEFI"),
     if_match="required",
     mode_reverts=True,
+    media_refuses_query=True,
+    media_one_slot=True,
 )
 OPENBMC = HostRules(
     reset_types=_TYPES_BMCWEB,

@@ -329,7 +329,7 @@ class BmcHttp:
             self._drop_if(request, fault, FaultKind.DROP_BEFORE_APPLY)
             if payload is None:
                 return Reply.error(400, "Body must be a JSON object", "MalformedJSON")
-            outcome = perform(bmc, ref, payload)
+            outcome = await perform(bmc, ref, payload)
             if outcome.status < 300:
                 await self._after_apply(request, fault)
             return Reply.outcome(outcome)

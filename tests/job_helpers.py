@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +17,10 @@ from bmclab.manifest import ManifestEntry
 from shared.core.settings import Settings
 from shared.models import AuthProfile, Credential, Node, NodeStatus, Server
 from shared.platform.runtime import Runtime
+from tests.conftest import worker_env
 from tests.discovery_helpers import scanner
 from tests.lab_net import LAB_NET
+from tests.processes import spawn_worker
 from tests.redfish.redfish_helpers import peer_fingerprint
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -180,3 +184,52 @@ def advertised_reset_types(lab: Lab, address: str) -> tuple[str, ...] | None:
         if parameter.get("Name") == "ResetType":
             return tuple(parameter["AllowableValues"])
     return None
+
+
+class Worker:
+    """``racksmith worker jobs`` as a child process, killed and replaced at will, with the lab
+    and the database it works on."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        logs: Path,
+        lab: Lab,
+        runtime: Runtime,
+        nats: dict[str, str],
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.extra_env = extra_env or {}
+        self.nats = nats
+        self.logs = logs
+        self.lab = lab
+        self.runtime = runtime
+        self.started = 0
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.started += 1
+        env = (
+            worker_env(self.settings)
+            | self.nats
+            | {
+                "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
+                "RACKSMITH_JOB_TICK_TIMEOUT_S": "3",
+                "RACKSMITH_JOB_POWER_TIMEOUT_S": "8",
+                "RACKSMITH_JOB_GRACEFUL_TIMEOUT_S": "8",
+                "RACKSMITH_REDFISH_READ_TIMEOUT_S": "30",
+            }
+            | self.extra_env
+        )
+        self.process = await spawn_worker("jobs", env, self.logs / f"worker-{self.started}.log")
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await self.process.wait()

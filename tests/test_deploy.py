@@ -449,12 +449,13 @@ SECRETS_NEEDED = {
     "artifacts": {"RACKSMITH_DATABASE_URL"},
 }
 # Optional keys a component may mount: the previous signing key while it is rotated, the S3
-# store's keys unless the platform's identity is used.
+# store's keys unless the platform's identity is used (the jobs worker stores deployments' seeds).
 S3_KEYS = {"RACKSMITH_ARTIFACT_S3_ACCESS_KEY_ID", "RACKSMITH_ARTIFACT_S3_SECRET_ACCESS_KEY"}
 SECRETS_OPTIONAL = {
     "api": {"RACKSMITH_SECRET_KEY_PREVIOUS", *S3_KEYS},
     "fetcher": S3_KEYS,
     "artifacts": S3_KEYS,
+    "jobs": S3_KEYS,
 }
 
 

@@ -5,7 +5,6 @@ received exactly one POST per planned reset (the lab counts them), so no effect 
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,52 +18,10 @@ from shared.core.settings import Settings
 from shared.models import Job
 from shared.platform.natsserver import EmbeddedNatsServer
 from shared.platform.runtime import Runtime
-from tests.conftest import own_nats_user, worker_env
-from tests.job_helpers import power_lab, register_lab, start_job, system, wait_for_job
-from tests.processes import spawn_worker
+from tests.conftest import own_nats_user
+from tests.job_helpers import Worker, power_lab, register_lab, start_job, system, wait_for_job
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
-
-
-class Worker:
-    """``racksmith worker jobs`` as a child process, killed and replaced at will, with the lab
-    and the database it works on."""
-
-    def __init__(
-        self, settings: Settings, logs: Path, lab: Lab, runtime: Runtime, nats: dict[str, str]
-    ) -> None:
-        self.settings = settings
-        self.nats = nats
-        self.logs = logs
-        self.lab = lab
-        self.runtime = runtime
-        self.started = 0
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.started += 1
-        env = (
-            worker_env(self.settings)
-            | self.nats
-            | {
-                "RACKSMITH_JOB_POLL_INTERVAL_S": "0.3",
-                "RACKSMITH_JOB_TICK_TIMEOUT_S": "3",
-                "RACKSMITH_JOB_POWER_TIMEOUT_S": "8",
-                "RACKSMITH_JOB_GRACEFUL_TIMEOUT_S": "8",
-                "RACKSMITH_REDFISH_READ_TIMEOUT_S": "30",
-            }
-        )
-        self.process = await spawn_worker("jobs", env, self.logs / f"worker-{self.started}.log")
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
 
 
 @pytest.fixture

@@ -80,6 +80,8 @@ class Flavour:
     storage_name: str = "Storage Controller"
     inventory: str = "FirmwareInventory"
     vm_under: Literal["Managers", "Systems"] | None = "Managers"
+    # Id of the slot that takes CDs and DVDs (None: the first); the others take USB sticks.
+    vm_cd: str | None = None
     mac_oui: str = "b0:26:28"
     mac_upper: bool = False
     # Appended to free-text values, as AMI firmware leaves fixed-width padding in them.
@@ -539,7 +541,7 @@ class _Builder:
             owner + "/VirtualMedia", "Virtual Media Services", "VirtualMedia", list(f.ids.vm)
         )
         for vm_id, path in zip(f.ids.vm, paths, strict=True):
-            cd = vm_id.upper().startswith("CD") or vm_id == f.ids.vm[0]
+            cd = vm_id == (f.vm_cd or f.ids.vm[0])
             self.put(
                 path,
                 "#VirtualMedia.v1_3_0.VirtualMedia",

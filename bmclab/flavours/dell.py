@@ -1,4 +1,5 @@
-"""Dell iDRAC 9-like: dotted FQDD Ids, JID_ task Ids, Oem.Dell blocks."""
+"""Dell iDRAC 9-like: dotted FQDD Ids, JID_ task Ids, Oem.Dell blocks, VirtualMedia under the
+System (as iDRAC 6.x firmware has it; older firmware had it under the Manager)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ FLAVOUR = Flavour(
         task="JID_{n:012d}",
         vm=("CD", "RemovableDisk"),
     ),
+    vm_under="Systems",
     storage_name="PERC H755 Front",
     mac_oui="b0:7b:25",
     push_uri="/redfish/v1/UpdateService/MultipartUpload",

@@ -69,6 +69,8 @@ FLAVOUR = Flavour(
     firmware_id=lambda n, name, version: str(n),
     version=lambda rng: f"{dotted(rng, 6, 20, 30)} Feb 2{rng.randrange(10)} 2025",
     ids=Ids(storage="DE00A000", controller="0", drive="{i}", vm=("1", "2")),
+    # iLO: slot 1 is the virtual USB key / floppy, slot 2 the virtual CD/DVD.
+    vm_cd="2",
     storage_name="HPE MR416i-p Gen10+",
     mac_oui="94:40:c9",
     push_uri="/cgi-bin/uploadFile",

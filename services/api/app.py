@@ -13,6 +13,7 @@ from services.api.errors import ErrorDetail
 from services.api.routes import (
     auth_profiles,
     baselines,
+    deployments,
     events,
     firmware,
     groups,
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime, *, owns_runtime: bool = False) -> FastAPI:
         nodes,
         servers,
         jobs,
+        deployments,
         pools,
         switches,
         firmware,

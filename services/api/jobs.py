@@ -21,8 +21,10 @@ from services.api.deps import CurrentUser, SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
 from services.api.state import ApiState
 from services.api.waiting import OutcomeWatch, watch_outcomes
+from shared.lifecycle import deployment
 from shared.lifecycle import job as job_lifecycle
 from shared.models import Job, Server, User
+from shared.models.deployments import DEPLOYMENT
 from shared.models.jobs import FINAL_STATES, JobPublic, job_deadline_s
 
 FINAL_CHANGES = tuple(state.value for state in FINAL_STATES)
@@ -96,6 +98,9 @@ class JobRequest:
         self, servers: Sequence[Server], kind: str, params: dict[str, Any]
     ) -> list[job_lifecycle.NewJob]:
         deadline = job_deadline_s(kind, params, self.state.settings)
+        if kind == DEPLOYMENT:
+            for server in servers:
+                deployment.started(self.session, server)
         return [
             job_lifecycle.NewJob(
                 server=server,

@@ -105,6 +105,8 @@ class StepContext:
         `lifecycle.LeaseLost` (the job moved on without us).
         """
         assert self.job.id is not None
+        if lifecycle.ending_of(self.job) is not None:
+            call = call | {"cleanup_step": self.job.step}
         async with self.runtime.db.session() as session:
             await lifecycle.record_intent(session, self.job.id, self.token, call)
             await session.commit()
@@ -130,6 +132,13 @@ class JobKind:
     name: str
     first_step: str
     steps: Mapping[str, Step]
+    # The step a cancelled or expired job goes to before it ends (None: it ends at once).
+    cleanup_step: str | None = None
+
+    def cleanup(self, settings: Settings) -> lifecycle.Cleanup | None:
+        if self.cleanup_step is None:
+            return None
+        return lifecycle.Cleanup(self.cleanup_step, settings.job_cleanup_timeout_s)
 
 
 async def run_tick(
@@ -137,6 +146,11 @@ async def run_tick(
 ) -> Reschedule | None:
     settings = ctx.settings
     first_steps = {name: kind.first_step for name, kind in kinds.items()}
+    cleanups = {
+        name: cleanup
+        for name, kind in kinds.items()
+        if (cleanup := kind.cleanup(settings)) is not None
+    }
     async with ctx.db.session() as session:
         claim = await lifecycle.claim(
             session,
@@ -144,6 +158,7 @@ async def run_tick(
             cmd.ticket,
             first_steps=first_steps,
             lease_s=settings.job_tick_timeout_s,
+            cleanups=cleanups,
         )
         access: ServerAccess | BmcWorkRefused = BmcWorkRefused(
             "the job has no server", "configuration"
@@ -162,12 +177,14 @@ async def run_tick(
     if not isinstance(claim, lifecycle.Claimed):
         return None
     job = claim.job
-    report = await _run_step(job, claim.token, access, ctx, kinds.get(job.kind))
+    kind = kinds.get(job.kind)
+    report = await _run_step(job, claim.token, access, ctx, kind)
     if report is None:
         return None
     async with ctx.db.session() as session:
         assert job.id is not None
-        delay = await lifecycle.advance(session, job.id, claim.token, report)
+        cleanup = kind.cleanup(settings) if kind is not None else None
+        delay = await lifecycle.advance(session, job.id, claim.token, report, cleanup)
         await session.commit()
     log.debug("job.stepped", job=job.id, step=job.step, outcome=type(report.outcome).__name__)
     return None if delay is None else Reschedule(delay, f"job {job.id} {job.step}")

@@ -6,6 +6,9 @@ file name (BMCs and installers look at the extension), with no ``?`` or ``=`` (s
 URLs with a query). No API token is needed: the URL is the permission, valid until it expires or
 is revoked (``revoke`` / ``revoke_purpose`` when the job ends). The artifact server counts the
 requests and bytes served under each grant.
+
+Grants made for the same purpose share a directory: ``/a/<token>/<filename>`` serves any file
+granted for the purpose of ``token``'s grant — how a deployment's seed sits beside its image.
 """
 
 from __future__ import annotations
@@ -101,6 +104,23 @@ async def servable(session: AsyncSession, token: str, filename: str) -> Servable
     if row is None:
         return None
     grant_row, artifact = row
+    if artifact.filename != filename and grant_row.revoked_at is None:
+        sibling = (
+            await session.exec(
+                select(ArtifactGrant, Artifact)
+                .join(Artifact, col(Artifact.id) == col(ArtifactGrant.artifact_id))
+                .where(
+                    col(ArtifactGrant.purpose) == grant_row.purpose,
+                    col(Artifact.filename) == filename,
+                    col(ArtifactGrant.revoked_at).is_(None),
+                )
+                .order_by(col(ArtifactGrant.id).desc())
+                .limit(1)
+            )
+        ).first()
+        if sibling is None:
+            return None
+        grant_row, artifact = sibling
     if grant_row.revoked_at is not None or grant_row.expires_at <= utcnow():
         return None
     if artifact.filename != filename or artifact.status != ArtifactStatus.ready:
@@ -119,14 +139,14 @@ async def servable(session: AsyncSession, token: str, filename: str) -> Servable
     )
 
 
-async def count_served(session: AsyncSession, grant_id: int, sent: int) -> None:
-    """Add one request and ``sent`` bytes to a grant's counters (one UPDATE, no read)."""
+async def count_served(session: AsyncSession, grant_id: int, sent: int, requests: int = 1) -> None:
+    """Add ``requests`` and ``sent`` bytes to a grant's counters (one UPDATE, no read)."""
     await session.exec(
         update(ArtifactGrant)
         .where(col(ArtifactGrant.id) == grant_id)
         .values(
             bytes_served=ArtifactGrant.bytes_served + sent,
-            requests=ArtifactGrant.requests + 1,
+            requests=ArtifactGrant.requests + requests,
             last_served_at=utcnow(),
         )
     )

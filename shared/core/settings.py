@@ -239,6 +239,30 @@ class Settings(BaseSettings):
         description="Longest one step of a job may take (its BMC calls included); also how long "
         "a job stays claimed by a worker that died mid-step.",
     )
+    deploy_install_timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long an OS installer gets, from the power-cycle, to call home or "
+        "power the server off; past it the deployment fails with `installer_timeout`.",
+    )
+    deploy_deadline_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="Deadline of a deployment job, from its creation (past it: cleanup, then "
+        "`deadline_exceeded`).",
+    )
+    job_cleanup_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long the cleanup of a cancelled, failed or expired job (a deployment: "
+        "power off, eject, boot override cleared) may take, past the job's deadline.",
+    )
+    call_home_url: str | None = Field(
+        None,
+        description="Base URL of the API as installers reach it, for their call-home "
+        "(`<url>/api/deployment/call_home/<token>/`). Unset: `RACKSMITH_PUBLIC_URL`, else the "
+        "API's own host and port.",
+    )
     watchdog_interval_s: float = Field(
         30.0, gt=0, description="How often the watchdog looks for work past its deadline."
     )
@@ -351,6 +375,11 @@ class Settings(BaseSettings):
         return self.artifact_dir or self.state_dir / "artifacts"
 
     @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_call_home_url(self) -> str:
+        base = self.call_home_url or self.public_url or f"http://{self.host}:{self.port}"
+        return base.rstrip("/")
+
     @property
     def effective_artifact_url(self) -> str:
         if self.artifact_url:

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -34,10 +34,12 @@ from shared.contracts import catalog
 from shared.contracts.commands import JobTickCommand
 from shared.contracts.events import CloudEvent
 from shared.core.clock import as_utc, utcnow
+from shared.lifecycle import deployment
 from shared.lifecycle.server import observe_power
 from shared.lifecycle.starting import commit_and_queue
 from shared.messaging import outbox
 from shared.models import Job, JobState, Server
+from shared.models.deployments import DEPLOYMENT
 from shared.models.jobs import ACTIVE_STATES
 from shared.observability import metrics
 from shared.platform.runtime import Runtime
@@ -263,11 +265,13 @@ async def claim(
     *,
     first_steps: Mapping[str, str],
     lease_s: float,
+    cleanups: Mapping[str, Cleanup] | None = None,
 ) -> ClaimResult:
     """Take the job for one step. Commits nothing: the caller commits before doing the step.
 
     A pending job becomes ``running`` at its kind's first step; a cancel that arrived while no
-    step ran, or a deadline that passed, ends the job here without touching its BMC.
+    step ran, or a deadline that passed, ends the job here without touching its BMC — or, for a
+    kind with a cleanup step (``cleanups``), moves it to that step, which ends it once it ran.
     """
     now = utcnow()
     token = secrets.token_hex(8)
@@ -293,13 +297,23 @@ async def claim(
     if server is None:
         _finish(session, job, None, JobState.failed, "server_removed", "The server was removed.")
         return Ended()
-    if job.cancel_requested:
-        _finish(session, job, server, JobState.cancelled)
+    cleanup = (cleanups or {}).get(job.kind)
+    ending = ending_of(job)
+    deadline = job.deadline_at
+    expired = deadline is not None and deadline <= now
+    if ending is not None and expired:
+        _end_as(session, job, server, ending, "The cleanup did not finish in its time.")
         return Ended()
-    if job.deadline_at is not None and job.deadline_at <= now:
-        reason = f"The job did not finish by its deadline ({job.deadline_at.isoformat()})."
-        _finish(session, job, server, JobState.failed, DEADLINE_EXCEEDED, reason)
-        return Ended()
+    if ending is None and (job.cancel_requested or expired):
+        state, code, reason = JobState.cancelled, None, cast(str | None, None)
+        if not job.cancel_requested and deadline is not None:
+            state, code = JobState.failed, DEADLINE_EXCEEDED
+            reason = f"The job did not finish by its deadline ({deadline.isoformat()})."
+        if cleanup is None or job.state == JobState.pending:
+            _finish(session, job, server, state, code, reason)
+            return Ended()
+        begin_cleanup(job, cleanup, Ending(state, code, reason), now)
+        _stage(session, job, catalog.job_event(_bump(job), "progress", resource_pool=_pool(server)))
     if job.state == JobState.pending:
         job.state = JobState.running
         job.started_at = now
@@ -322,11 +336,12 @@ async def record_intent(
     session: AsyncSession, job_id: int, token: str, intent: dict[str, Any]
 ) -> None:
     """Write what a step is about to ask the BMC, before asking (the caller commits)."""
+    # A cleanup step runs because of the cancel: its calls are made all the same.
+    cleaning = intent.get("cleanup_step")
+    wanted = or_(col(Job.cancel_requested).is_(False), col(Job.step) == cleaning)
     written = await session.exec(
         update(Job)
-        .where(
-            *_active(job_id), col(Job.lease_token) == token, col(Job.cancel_requested).is_(False)
-        )
+        .where(*_active(job_id), col(Job.lease_token) == token, wanted)
         .values(intent=intent | {"at": utcnow().isoformat()}, intent_result=None)
     )
     if written.rowcount == 0:
@@ -398,10 +413,18 @@ class StepReport:
 
 
 async def advance(
-    session: AsyncSession, job_id: int, token: str, report: StepReport
+    session: AsyncSession,
+    job_id: int,
+    token: str,
+    report: StepReport,
+    cleanup: Cleanup | None = None,
 ) -> float | None:
     """Commit a step's outcome; returns the seconds until the next tick, or None when the job
-    ended (or moved on without this delivery). The caller commits."""
+    ended (or moved on without this delivery). The caller commits.
+
+    With ``cleanup`` (the kind's), a cancel at the step boundary moves the job to the cleanup
+    step instead of ending it; once the job is cleaning up, ``Done`` or ``Fail`` end it as the
+    cleanup was started for (cancelled, or failed with the first failure's code)."""
     now = utcnow()
     job = await _touch(session, job_id)
     if job is None or job.lease_token != token or job.state not in ACTIVE_STATES:
@@ -430,6 +453,11 @@ async def advance(
             f"Step {job.step} did not finish by its deadline "
             f"({job.step_deadline_at.isoformat() if job.step_deadline_at else ''}).",
         )
+    ending = ending_of(job)
+    if ending is not None and isinstance(outcome, (Done, Fail)):
+        text = outcome.text if isinstance(outcome, Done) else f"Cleanup: {outcome.reason}"
+        _end_as(session, job, server, ending, text)
+        return None
     if isinstance(outcome, Done):
         _append(job, [message(outcome.text)])
         _finish(session, job, server, JobState.completed)
@@ -437,12 +465,20 @@ async def advance(
     if isinstance(outcome, Fail):
         _finish(session, job, server, JobState.failed, outcome.code, outcome.reason)
         return None
-    if job.cancel_requested:
+    if job.cancel_requested and ending is None and cleanup is not None:
+        begin_cleanup(job, cleanup, Ending(JobState.cancelled, None, None), now)
+        outcome = Poll(0.0)
+    elif job.cancel_requested and ending is None:
         # The step boundary: what the step started is recorded, nothing new starts.
         _finish(session, job, server, JobState.cancelled)
         return None
     if isinstance(outcome, Next):
         _enter_step(job, outcome, now)
+        if cleanup is not None and outcome.step == cleanup.step and ending is not None:
+            # A failure the kind cleans up after: the cleanup gets its time past the deadline.
+            until = now + timedelta(seconds=cleanup.timeout_s)
+            if job.deadline_at is None or as_utc(job.deadline_at) < until:
+                job.deadline_at = until
     delay = _bounded(job, outcome.after, now)
     job.lease_token = None
     job.lease_until = None
@@ -451,6 +487,64 @@ async def advance(
     session.add(job)
     _announce(session, job, server, before, now)
     return delay
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """A kind's cleanup: the step that undoes what a job may have left on its server (mounted
+    media, a boot override) when it is cancelled or fails, and how long that may take."""
+
+    step: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job that is cleaning up will end once the cleanup ran."""
+
+    state: JobState
+    code: str | None
+    reason: str | None
+
+
+ENDING = "ending"
+
+
+def ending_of(job: Job) -> Ending | None:
+    """How the job ends once its cleanup ran; None while it is not cleaning up."""
+    raw = job.data.get(ENDING)
+    if not isinstance(raw, dict):
+        return None
+    return Ending(JobState(raw["state"]), raw.get("code"), raw.get("reason"))
+
+
+def begin_cleanup(job: Job, cleanup: Cleanup, ending: Ending, now: datetime) -> None:
+    """Move the job to its cleanup step, to end as ``ending`` says once it ran; the job gets
+    the cleanup's time on top of its deadline, as the cleanup is what the deadline asked for.
+    A kind's step calls this for its own failures that need cleaning up."""
+    job.data = job.data | {
+        ENDING: {"state": ending.state.value, "code": ending.code, "reason": ending.reason}
+    }
+    if ending.reason is not None:
+        _append(job, [message(f"{ending.reason} Cleaning up.", code=ending.code)])
+    else:
+        _append(job, [message("Cleaning up before the job ends.")])
+    _enter_step(job, Next(cleanup.step, deadline_s=cleanup.timeout_s), now)
+    job.deadline_at = now + timedelta(seconds=cleanup.timeout_s)
+
+
+def fail_with_cleanup(data: dict[str, Any], cleanup: Cleanup, code: str, reason: str) -> Next:
+    """A kind's step outcome for a failure that must be cleaned up after: the job goes to the
+    cleanup step and then fails with ``code`` and ``reason``."""
+    data[ENDING] = {"state": JobState.failed.value, "code": code, "reason": reason}
+    return Next(cleanup.step, deadline_s=cleanup.timeout_s)
+
+
+def _end_as(
+    session: AsyncSession, job: Job, server: Server | None, ending: Ending, text: str
+) -> None:
+    _append(job, [message(text)])
+    _finish(session, job, server, ending.state, ending.code, ending.reason)
 
 
 def _step_expired(job: Job, now: datetime) -> bool:
@@ -546,6 +640,8 @@ def _finish(
     job.step_deadline_at = None
     if reason is not None:
         _append(job, [message(reason, code=code)])
+    if server is not None and job.kind == DEPLOYMENT:
+        deployment.ended(session, server, job, state)
     if server is not None and server.locked_by == lock_name(job.id):
         server.locked_by = None
         server.updated_at = now

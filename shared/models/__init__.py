@@ -4,6 +4,7 @@ from shared.models.accounts import Group, GroupMembership, LoginSession, User
 from shared.models.artifacts import Artifact, ArtifactGrant, ArtifactKind, ArtifactStatus
 from shared.models.base import metadata
 from shared.models.baselines import FirmwareBaseline, FirmwareBaselineBinary, FirmwareCompliance
+from shared.models.deployments import CallHome
 from shared.models.discovery import Node, NodeStatus, ScanChunk, ScanRange, ScanStatus
 from shared.models.firmware import FirmwareBinary
 from shared.models.inventory import (
@@ -28,6 +29,7 @@ __all__ = [
     "ArtifactKind",
     "ArtifactStatus",
     "AuthProfile",
+    "CallHome",
     "Credential",
     "DeliveryStatus",
     "EthernetInterface",

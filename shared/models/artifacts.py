@@ -24,6 +24,8 @@ class ArtifactKind(StrEnum):
 
     firmware = "firmware"
     os_image = "os_image"
+    # A deployment's cloud-init seed: built by Racksmith, deleted when the deployment ends.
+    seed = "seed"
 
 
 class ArtifactStatus(StrEnum):

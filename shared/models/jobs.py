@@ -19,6 +19,7 @@ from sqlmodel import Field, SQLModel
 from shared.core.clock import utcnow
 from shared.core.settings import Settings
 from shared.models.base import NEVER_REUSE_IDS
+from shared.models.deployments import DEPLOYMENT
 from shared.models.servers import InventoryErrorCode
 
 
@@ -142,7 +143,7 @@ class JobMessage(BaseModel):
 
 class JobPublic(BaseModel):
     id: int
-    kind: str = PField(description="`power`, `boot`.")
+    kind: str = PField(description="`power`, `boot`, `deployment`.")
     state: JobState
     step: str | None = PField(description="Kind-specific, e.g. `reset`, `await_power`.")
     progress: int | None = PField(description="0-100, or null when unknown.")
@@ -231,6 +232,8 @@ def job_deadline_s(kind: str, params: dict[str, Any], settings: Settings) -> flo
     bounded by the power timeout: the graceful reset's POST, and up to two resets after it (the
     power-on of a fallback, or the forced resets of ``force_after_timeout``), a POST and a wait
     each."""
+    if kind == DEPLOYMENT:
+        return settings.deploy_deadline_s
     if kind != "power":
         return settings.job_deadline_s
     request = PowerRequest.model_validate(params)

@@ -90,6 +90,12 @@ class Server(SQLModel, table=True):
     # The running operation (firmware update, deployment…) holding the server: while set, the
     # server cannot leave its pool.
     locked_by: str | None = Field(default=None, max_length=200)
+    # The OS image last deployed to it (set when a deployment completes) and how the latest
+    # deployment stands: deploying, deployed, failed, cancelled (null: never deployed).
+    os_image_id: int | None = Field(
+        default=None, foreign_key="os_image.id", ondelete="SET NULL", index=True
+    )
+    deployment_status: str | None = Field(default=None, max_length=16, index=True)
     # Set by people, never overwritten by inventory.
     description: str = Field(default="", sa_type=Text)
     location: str = Field(default="", max_length=200)
@@ -130,6 +136,11 @@ class ServerPublic(BaseModel):
     description: str
     location: str
     locked_by: str | None
+    os: int | None = PField(description="The OS image last deployed to the server.")
+    deployment_status: str | None = PField(
+        description="The latest deployment: `deploying`, `deployed`, `failed`, `cancelled`; "
+        "null if the server was never deployed."
+    )
     inventory_status: InventoryStatus
     inventory_error: str | None = PField(
         description="Why the last collection failed. Superusers see the full reason (it names "
@@ -145,7 +156,11 @@ class ServerPublic(BaseModel):
 
     @classmethod
     def of(cls, server: Server) -> "ServerPublic":
-        related = {"node": server.node_id, "resource_pool": server.resource_pool_id}
+        related = {
+            "node": server.node_id,
+            "resource_pool": server.resource_pool_id,
+            "os": server.os_image_id,
+        }
         data: dict[str, Any] = {
             name: getattr(server, name) for name in cls.model_fields if name not in related
         }

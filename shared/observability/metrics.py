@@ -218,7 +218,7 @@ SCAN_RUN_DURATION = Histogram(
 # -- jobs (shared/lifecycle/job.py) -----------------------------------------------------------
 
 # The job kinds (services/jobs/kinds registers one of each; a test keeps them equal) and states.
-JOB_KINDS = ("power", "boot")
+JOB_KINDS = ("power", "boot", "deployment")
 JOB_ACTIVE_STATES = ("pending", "running", "waiting")
 JOB_FINAL_STATES = ("completed", "failed", "cancelled")
 

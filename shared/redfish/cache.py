@@ -120,6 +120,10 @@ class SessionCache:
         cutoff = time.monotonic() - self.idle_s
         idle = [(k, e) for k, e in self._entries.items() if e.users == 0 and e.last_used < cutoff]
         for key, entry in idle:
+            # Each logout awaits: a concurrent reap (another step's borrow) may have taken this
+            # entry meanwhile, or a borrower picked it up again.
+            if self._entries.get(key) is not entry or entry.users:
+                continue
             del self._entries[key]
             await self._close(entry)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from bmclab_helpers import AUTH, client, walk
 
 from bmclab import Lab, LabConfig
 from bmclab.flavours import FLAVOURS
 from tests.lab_net import LAB_NET
+from tests.local_http import serving
 
 NETWORK = f"{LAB_NET}.201.0/24"
 CONFIG = LabConfig(
@@ -63,7 +66,7 @@ async def test_every_flavour_walks_cleanly(lab: Lab, http: aiohttp.ClientSession
 async def test_flavour_shapes(lab: Lab, http: aiohttp.ClientSession) -> None:
     by_flavour = {e.flavour: e for e in lab.manifest}
     dell = await walk(http, by_flavour["dell"].url)
-    assert "/redfish/v1/Managers/iDRAC.Embedded.1/VirtualMedia" in dell
+    assert "/redfish/v1/Systems/System.Embedded.1/VirtualMedia/CD" in dell
     assert "/redfish/v1/Systems/System.Embedded.1/Storage/RAID.Integrated.1-1" in dell
     assert any(p.startswith("/redfish/v1/UpdateService/FirmwareInventory/Installed-") for p in dell)
     assert "Dell" in dell["/redfish/v1/Systems/System.Embedded.1"][1]["Oem"]
@@ -159,7 +162,17 @@ async def _eventually_power(http: aiohttp.ClientSession, url: str, state: str) -
     return False
 
 
-async def test_virtual_media_insert_and_eject(lab: Lab, http: aiohttp.ClientSession) -> None:
+async def test_virtual_media_insert_and_eject(
+    lab: Lab, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    (tmp_path / "boot.iso").write_bytes(b"\0" * 4096)
+    app = web.Application()
+    app.router.add_static("/", tmp_path)
+    async with serving(app) as base:
+        await _insert_and_eject(lab, http, f"{base}/boot.iso")
+
+
+async def _insert_and_eject(lab: Lab, http: aiohttp.ClientSession, image: str) -> None:
     for entry in lab.manifest[:4]:
         store = lab.bmc(entry.index).store
         vm_coll = next(p for p in store if p.endswith("/VirtualMedia"))
@@ -167,7 +180,6 @@ async def test_virtual_media_insert_and_eject(lab: Lab, http: aiohttp.ClientSess
         actions = store.body(vm)["Actions"]
         insert = actions["#VirtualMedia.InsertMedia"]["target"]
         eject = actions["#VirtualMedia.EjectMedia"]["target"]
-        image = "http://192.0.2.1/boot.iso"
         async with http.post(entry.url + insert, json={"Image": image}) as resp:
             assert resp.status == 204
         async with http.get(entry.url + vm) as resp:

@@ -3,6 +3,7 @@ used under a certificate other than the one it was opened under."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -87,3 +88,21 @@ async def test_a_cached_session_meeting_another_certificate_is_dropped(
             pytest.fail("a session was handed out past a certificate mismatch")
     assert bmc.impostor_received == []
     assert bmc.total_logins == 1
+
+
+async def test_concurrent_reaps_log_out_idle_sessions_once() -> None:
+    """Each borrow reaps idle sessions, and a logout awaits: two borrows at once used to both
+    reap the same idle entries, the second failing with a KeyError (a deployment step crashed)."""
+    async with Lab(lab_config(f"{LAB_NET}.178.0/24", count=2)) as lab:
+        cache = SessionCache(RedfishPool())
+        try:
+            for bmc in lab.bmcs:
+                pin = TlsPolicy(fingerprint=await peer_fingerprint(bmc.address, bmc.port))
+                async with cache.session(bmc.url, USERNAME, PASSWORD, pin) as session:
+                    await session.get(ROOT)
+            assert [bmc.open_sessions for bmc in lab.bmcs] == [1, 1]
+            cache.idle_s = 0.0  # both are idle now
+            await asyncio.gather(cache._reap(), cache._reap())
+            assert [bmc.open_sessions for bmc in lab.bmcs] == [0, 0]
+        finally:
+            await cache.close()

@@ -24,6 +24,7 @@ from shared.models import (
     FirmwareComponent,
     MemoryModule,
     Node,
+    OSImage,
     Pool,
     Processor,
     Server,
@@ -56,6 +57,7 @@ LIST_SPEC = ListSpec(
     related={
         "node": (col(Server.node_id), Node),
         "resource_pool": (col(Server.resource_pool_id), Pool),
+        "os": (col(Server.os_image_id), OSImage),
     },
     # Members are shown a generic text in its place (``Scope.server_view``): an exact filter on
     # it would let them test guesses of the real one. ``inventory_error_code`` is the filter.

@@ -7,6 +7,7 @@ through ``shared.lifecycle.job.create`` (see docs/jobs.md, "Writing a job kind")
 
 from services.jobs.engine import JobKind
 from services.jobs.kinds.boot import BOOT
+from services.jobs.kinds.deployment import DEPLOYMENT
 from services.jobs.kinds.power import POWER
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (POWER, BOOT)}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (POWER, BOOT, DEPLOYMENT)}
