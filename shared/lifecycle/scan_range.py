@@ -29,6 +29,8 @@ _STARTED_FIELDS = (
     "last_scan_finished_at",
     "addresses_scanned",
     "nodes_found",
+    "addresses_unanswered",
+    "last_warning",
 )
 
 
@@ -46,7 +48,9 @@ async def start(session: AsyncSession, runtime: Runtime, scan_range: ScanRange) 
             run=ScanRange.run + 1,
             addresses_scanned=0,
             nodes_found=0,
+            addresses_unanswered=0,
             last_error=None,
+            last_warning=None,
             last_scan_started_at=now,
             last_scan_finished_at=None,
             updated_at=now,
@@ -95,7 +99,11 @@ async def lock(session: AsyncSession, scan_range_id: int) -> None:
 
 
 async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: datetime) -> None:
-    """End the run whose chunks are all done: ``ready``, or ``error`` if a chunk gave up."""
+    """End the run whose chunks are all done: ``ready``, or ``error`` if a chunk gave up.
+
+    A run whose probes could not all get an answer ends ``ready`` with ``last_warning`` saying
+    how many addresses may hide a BMC, never as if it had seen everything.
+    """
     errors = (
         await session.exec(
             select(ScanChunk.error).where(
@@ -113,6 +121,12 @@ async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: dateti
         _count_run(session, scan_range, "failed")
     else:
         scan_range.status = ScanStatus.ready
+        if scan_range.addresses_unanswered:
+            scan_range.last_warning = (
+                f"{scan_range.addresses_unanswered} address(es) accepted a TCP connection but "
+                "never answered the Redfish probe, even on a second try: BMCs among them are "
+                "missing from this run"
+            )
         outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
         _count_run(session, scan_range, "completed")
     session.add(scan_range)
