@@ -7,6 +7,7 @@ ends a run through ``finish`` when its last chunk is done.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import col, select, update
@@ -34,15 +35,21 @@ _STARTED_FIELDS = (
 )
 
 
-async def start(session: AsyncSession, runtime: Runtime, scan_range: ScanRange) -> bool:
-    """Start one run of ``scan_range``; False if it is already scanning."""
-    assert scan_range.id is not None
-    previous = {name: getattr(scan_range, name) for name in _STARTED_FIELDS}
+async def start(
+    session: AsyncSession, runtime: Runtime, scan_ranges: Sequence[ScanRange]
+) -> list[int]:
+    """Start one run of each range not already scanning; the ids started.
+
+    One transaction and one pipelined publish for all of them. If the broker refuses, every
+    range is put back as it was and ``BrokerUnavailableError`` is raised.
+    """
+    previous = {r.id: {name: getattr(r, name) for name in _STARTED_FIELDS} for r in scan_ranges}
+    ids = [r.id for r in scan_ranges if r.id is not None]
     now = utcnow()
-    # Conditional update: of two concurrent run_scan calls exactly one flips the status.
+    # Conditional update: of two concurrent run_scan calls exactly one flips each range.
     flipped = await session.exec(
         update(ScanRange)
-        .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
+        .where(col(ScanRange.id).in_(ids), col(ScanRange.status) != ScanStatus.scanning)
         .values(
             status=ScanStatus.scanning,
             run=ScanRange.run + 1,
@@ -55,22 +62,23 @@ async def start(session: AsyncSession, runtime: Runtime, scan_range: ScanRange) 
             last_scan_finished_at=None,
             updated_at=now,
         )
+        .returning(col(ScanRange.id), col(ScanRange.run))
     )
-    if flipped.rowcount == 0:
-        return False
-    await session.refresh(scan_range)
-    run = scan_range.run
+    runs = {scan_range_id: run for scan_range_id, run in flipped.all()}
+    if not runs:
+        return []
 
     async def revert(s: AsyncSession) -> None:
-        await s.exec(
-            update(ScanRange)
-            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.run) == run)
-            .values(**previous)
-        )
+        for scan_range_id, run in runs.items():
+            await s.exec(
+                update(ScanRange)
+                .where(col(ScanRange.id) == scan_range_id, col(ScanRange.run) == run)
+                .values(**previous[scan_range_id])
+            )
 
-    command = ScanRangeCommand(scan_range_id=scan_range.id, run=run)
-    await commit_and_queue(session, runtime, command, revert=revert)
-    return True
+    commands = [ScanRangeCommand(scan_range_id=i, run=run) for i, run in runs.items()]
+    await commit_and_queue(session, runtime, commands, revert=revert)
+    return [i for i in ids if i in runs]
 
 
 async def current(session: AsyncSession, scan_range_id: int, run: int) -> ScanRange | None:
