@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -102,6 +103,11 @@ async def test_handler_error_is_retried_then_acked(
         await runtime.publisher.raw_command(subject, Ping(n=1), msg_id=f"ping:{unique}")
         await wait_for(lambda: seen == [1, 2])
         await drained(rt, router.consumer.durable)
+    # The retry is counted as one, so it is not mistaken for a duplicate delivery.
+    retries = REGISTRY.get_sample_value(
+        "racksmith_command_retries_total", {"consumer": router.consumer.durable}
+    )
+    assert retries == 1
 
 
 async def test_crashed_worker_command_is_redelivered_to_another(

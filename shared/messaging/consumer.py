@@ -36,6 +36,7 @@ from shared.core.settings import Settings
 from shared.messaging.outbox import Relayer
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
+from shared.observability import metrics
 from shared.redfish import RedfishPool, SessionCache
 
 log = get_logger(__name__)
@@ -262,6 +263,7 @@ class CommandRouter:
                 delay = exc.delay if isinstance(exc, RetryLater) else retry_delay(delivery)
                 log.warning("command.failed_will_retry", error=str(exc), retry_in_s=delay)
                 await message.nack(delay=delay)
+                metrics.command_retries(self.consumer.durable).inc()
                 return
             log.error("command.failed_finally", error=str(exc))
             if route.on_exhausted is not None:

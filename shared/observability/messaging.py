@@ -27,6 +27,7 @@ _EVENT_PREFIX = f"{subjects.EVENT_PREFIX}."
 
 for _consumer in WORKER_CONSUMERS.values():
     metrics.command_redeliveries(_consumer.durable)
+    metrics.command_retries(_consumer.durable)
 # Their deliveries after the first are mostly reschedules (a job's next step); the job engine
 # counts the real redeliveries (``services.jobs.engine``).
 _RESCHEDULING = frozenset(c.durable for c in WORKER_CONSUMERS.values() if c.reschedules)
