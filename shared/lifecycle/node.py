@@ -61,6 +61,9 @@ async def start(
                 version=Node.version + 1,
             )
             .returning(col(Node.id))
+            # The nodes are re-read below; matching the session's objects against the id list
+            # in Python would cost more than the statement.
+            .execution_options(synchronize_session=False)
         )
         started.extend(flipped.scalars().all())
     if not started:

@@ -63,6 +63,7 @@ async def start(
             updated_at=now,
         )
         .returning(col(ScanRange.id), col(ScanRange.run))
+        .execution_options(synchronize_session=False)
     )
     runs = {scan_range_id: run for scan_range_id, run in flipped.all()}
     if not runs:
