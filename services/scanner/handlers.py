@@ -105,9 +105,9 @@ async def _probe_all(
     ports_per_address: int,
 ) -> list[ProbeResult]:
     """Every target's final outcome: a first pass at the process's adaptive limits, then a
-    second pass, at ``scan_retry_concurrency``, over the targets that timed out — as nmap
-    retransmits — so a burst the scanner or the network could not absorb costs a retry, not
-    a BMC."""
+    second pass over the targets that timed out — as nmap retransmits — so a burst the scanner
+    or the network could not absorb costs a retry, not a BMC. Those that accepted and then
+    timed out are retried at ``scan_retry_concurrency``."""
     settings = ctx.settings
     probed = 0
 
@@ -138,9 +138,14 @@ async def _probe_all(
                 probed += 1
             return result
 
-        async def second(ip: str, port: int) -> ProbeResult:
+        async def second(ip: str, port: int, accepted: bool) -> ProbeResult:
             nonlocal probed
-            async with pacing.retries:
+            if accepted:
+                async with pacing.retries:
+                    result = await prober.probe(ip, port)
+            else:
+                # A silent address costs a connect timeout and nothing of the loop: retried at
+                # the (adaptive) connect limit, or a sparse, filtered range would take hours.
                 result = await prober.probe(ip, port)
             probed += 1
             return result
@@ -149,7 +154,9 @@ async def _probe_all(
         try:
             results = await asyncio.gather(*(first(ip, port) for ip, port in targets))
             again = [i for i, result in enumerate(results) if result.timed_out]
-            retried = await asyncio.gather(*(second(*targets[i]) for i in again))
+            retried = await asyncio.gather(
+                *(second(*targets[i], results[i].outcome == "timeout_after_accept") for i in again)
+            )
             for i, result in zip(again, retried, strict=True):
                 results[i] = result
         finally:

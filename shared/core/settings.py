@@ -186,7 +186,8 @@ class Settings(BaseSettings):
         32,
         ge=1,
         description="Probes in flight per scanner process in the second pass over addresses "
-        "that timed out in the first.",
+        "that accepted a connection and then timed out in the first (silent addresses are "
+        "retried at the connect limit).",
     )
     scan_connect_timeout_s: float = Field(
         1.0, gt=0, description="TCP connect timeout per probe; silent addresses cost this."
