@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bmclab import updates
+from bmclab import expand, updates
 from bmclab.actions import perform
 from bmclab.bmc import Bmc, Session
 from bmclab.faults import SOCKET_FAULTS, Fault, FaultKind
@@ -244,7 +244,16 @@ class BmcHttp:
             reply.headers["WWW-Authenticate"] = 'Basic realm="Redfish"'
             return reply
         if method in ("GET", "HEAD"):
-            return self._get(path, sessions)
+            reply = self._get(path, sessions)
+            query = request.query.get("$expand")
+            if query is None or reply.status != 200:
+                return reply
+            if path in _PUBLIC and not bmc.authenticate(
+                request.headers.get("Authorization"), request.headers.get("X-Auth-Token")
+            ):
+                # An expanded service root would show what only a session may read.
+                return Reply.error(401, "Authentication required to expand", "NoValidSession")
+            return self._expand(reply, query)
         if method == "DELETE":
             session = bmc.session_by_path(path)
             if session is None:
@@ -279,6 +288,23 @@ class BmcHttp:
         if resource is None:
             return Reply.error(404, f"{path} not found", "ResourceMissingAtURI")
         return Reply.resource(resource)
+
+    def _expand(self, reply: Reply, query: str) -> Reply:
+        root = self.bmc.store.get("/redfish/v1")
+        try:
+            expansion = expand.parse(query, root.body if root is not None else {})
+        except expand.Unsupported as exc:
+            return Reply.error(501, str(exc), "QueryNotSupported")
+        sessions = normalise(self.bmc.sessions_path)
+
+        def lookup(path: str) -> JsonObject | None:
+            resource = self.bmc.store.get(path)
+            if resource is not None:
+                return resource.body
+            found = self._get(normalise(path), sessions)
+            return json.loads(found.body) if found.status == 200 else None
+
+        return Reply.json(200, expand.expand(json.loads(reply.body), expansion, lookup))
 
     async def _login(self, request: web.BaseRequest) -> Reply:
         bmc = self.bmc

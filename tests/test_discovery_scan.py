@@ -78,6 +78,10 @@ async def test_every_lab_bmc_is_found_once_and_nothing_else(
     assert done["status"] == "ready", done
     assert done["addresses_scanned"] == done["addresses_total"] == 30
     assert done["nodes_found"] == len(expected)
+    # The hanging address accepted a connection and never answered, even on the second try: the
+    # run says a BMC may be missing rather than claiming to have seen everything.
+    assert done["addresses_unanswered"] == 1
+    assert done["last_warning"].startswith("1 address(es) accepted a TCP connection")
 
     nodes = await nodes_of_range(client, admin_headers, scan_range["id"])
     assert sorted(n["ip"] for n in nodes) == sorted(expected)
@@ -103,6 +107,7 @@ async def test_every_lab_bmc_is_found_once_and_nothing_else(
         "io.racksmith.scan_range.completed",
     ]
     assert range_events[1]["data"]["nodes_found"] == len(expected)
+    assert range_events[1]["data"]["addresses_unanswered"] == 1
     discovered = await events(runtime, "racksmith.evt.node.*.discovered")
     ids = {n["id"] for n in nodes}
     mine = [e for e in discovered if e["data"]["id"] in ids]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -102,6 +103,11 @@ async def test_handler_error_is_retried_then_acked(
         await runtime.publisher.raw_command(subject, Ping(n=1), msg_id=f"ping:{unique}")
         await wait_for(lambda: seen == [1, 2])
         await drained(rt, router.consumer.durable)
+    # The retry is counted as one, so it is not mistaken for a duplicate delivery.
+    retries = REGISTRY.get_sample_value(
+        "racksmith_command_retries_total", {"consumer": router.consumer.durable}
+    )
+    assert retries == 1
 
 
 async def test_crashed_worker_command_is_redelivered_to_another(
@@ -129,6 +135,29 @@ async def test_crashed_worker_command_is_redelivered_to_another(
         await wait_for(lambda: completed == [7])
         await drained(rt, router.consumer.durable)
     assert completed == [7]
+
+
+async def test_more_commands_than_slots_are_each_delivered_once(
+    runtime: Runtime, settings: Settings, unique: str
+) -> None:
+    """A command is fetched only when a slot is free and heartbeats from then on: with ten
+    commands for two slots, each longer than half of ``ack_wait``, none waits past ``ack_wait``
+    unheartbeaten, so none is delivered twice (no replica was killed)."""
+    router, subject = make_router(unique)
+    deliveries: list[tuple[int, int]] = []
+
+    @router.command(subject, Ping)
+    async def handle(payload: Ping, ctx: CommandContext) -> None:
+        deliveries.append((payload.n, ctx.delivery))
+        await asyncio.sleep(0.7)
+
+    short_wait = settings.model_copy(update={"command_ack_wait_s": 1.0})
+    async with worker(short_wait, router) as rt:
+        for n in range(10):
+            await runtime.publisher.raw_command(subject, Ping(n=n), msg_id=f"ping:{unique}:{n}")
+        await wait_for(lambda: len({n for n, _ in deliveries}) == 10, timeout=60)
+        await drained(rt, router.consumer.durable)
+    assert sorted(deliveries) == [(n, 1) for n in range(10)]
 
 
 async def test_last_delivery_marks_target_instead_of_looping(

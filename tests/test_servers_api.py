@@ -3,16 +3,15 @@ fixed number of SQL statements per request, whatever the page size (no N+1)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from shared.models import Node, Pool, Processor, Server
 from shared.platform.runtime import Runtime
+from tests.statement_count import count_statements
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +57,6 @@ def unique_module() -> str:
     import uuid
 
     return uuid.uuid4().hex[:6]
-
-
-@contextmanager
-def count_statements(runtime: Runtime) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        # The runtime's outbox sweep runs every 2 s on the same engine; it is not the request's.
-        if "outbox_event" not in statement:
-            statements.append(statement)
-
-    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def _list(client: httpx.AsyncClient, headers: dict[str, str], query: str) -> dict[str, Any]:
@@ -188,9 +171,9 @@ async def test_statement_count_does_not_grow_with_the_page(
     counts = []
     for size in (1, 12):
         query = f"search={fleet['tag']}&ordering=resource_pool__name&page_size={size}"
-        with count_statements(runtime) as statements:
+        with count_statements(runtime) as counted:
             await _list(client, admin_headers, query)
-        counts.append(len(statements))
+        counts.append(len(counted.sql))
     assert counts[0] == counts[1]
     assert counts[0] <= 4  # user lookup, count, page (+ nothing per row)
 

@@ -97,6 +97,9 @@ class Flavour:
     push_uri: str = V1 + "/UpdateService/update"
     redfish_version: str = "1.15.0"
     oem: OemHook | None = None
+    # ``ProtocolFeaturesSupported.ExpandQuery`` of the service root; None: no $expand support
+    # advertised (the lab then answers $expand with 501).
+    expand: JsonObject | None = None
 
 
 @dataclass
@@ -223,6 +226,11 @@ class _Builder:
                 "AccountService": _ref(V1 + "/AccountService"),
                 "TaskService": _ref(V1 + "/TaskService"),
                 "Links": {"Sessions": _ref(V1 + "/SessionService/Sessions")},
+                **(
+                    {"ProtocolFeaturesSupported": {"ExpandQuery": dict(f.expand)}}
+                    if f.expand is not None
+                    else {}
+                ),
             },
             kind="root",
         )

@@ -87,4 +87,6 @@ FLAVOUR = Flavour(
     mac_oui="b0:7b:25",
     push_uri="/redfish/v1/UpdateService/MultipartUpload",
     oem=_oem,
+    # iDRAC 9 expands every form, one level deep.
+    expand={"ExpandAll": True, "Levels": True, "Links": True, "NoLinks": True, "MaxLevels": 1},
 )

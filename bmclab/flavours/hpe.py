@@ -76,4 +76,6 @@ FLAVOUR = Flavour(
     push_uri="/cgi-bin/uploadFile",
     redfish_version="1.20.0",
     oem=_oem,
+    # iLO 5/6 expands subordinate resources only (`$expand=.`).
+    expand={"ExpandAll": False, "Levels": True, "Links": False, "NoLinks": True, "MaxLevels": 1},
 )

@@ -68,4 +68,6 @@ FLAVOUR = Flavour(
     simple_update=False,
     redfish_version="1.17.0",
     oem=_oem,
+    # bmcweb built with Redfish query support: every form, up to six levels.
+    expand={"ExpandAll": True, "Levels": True, "Links": True, "NoLinks": True, "MaxLevels": 6},
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.api.errors import BROKER_DOWN, APIError
+from services.api.errors import BROKER_DOWN
 from shared.contracts.commands import Command
 from shared.core.log import get_logger
 from shared.messaging.publish import BrokerUnavailableError
@@ -21,14 +21,9 @@ log = get_logger(__name__)
 
 
 class BrokerDown(BaseModel):
-    """503: the broker refused the work. A bulk request says what had started before it did."""
+    """503: the broker refused the work. A bulk request is all or nothing: none of it started."""
 
     detail: str = Field(examples=[BROKER_DOWN])
-    started: list[int] | None = Field(
-        default=None,
-        description="Bulk requests: the ids whose work did start before the broker refused; "
-        "the others did not (retry those).",
-    )
 
 
 # The OpenAPI response every route that queues work documents.
@@ -37,26 +32,13 @@ BROKER_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 }
 
 
-class PartlyStarted(APIError):
-    """A bulk start the broker refused halfway: 503 naming the ids that did start."""
-
-    def __init__(self, started: list[int]) -> None:
-        super().__init__(
-            503,
-            "The message broker is unavailable; only the items listed in `started` were "
-            "started, the others were not.",
-        )
-        self.started = started
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        return {"started": self.started}
-
-
 async def publish(runtime: Runtime, commands: list[Command]) -> None:
-    """Queue commands that change no state up front (e.g. a refresh); 503 if refused."""
-    for command in commands:
-        await runtime.publisher.command(command)
+    """Queue commands that change no state up front (e.g. a refresh), pipelined in one round
+    trip; 503 if refused."""
+    if len(commands) == 1:
+        await runtime.publisher.command(commands[0])
+    elif commands:
+        await runtime.publisher.commands(commands)
 
 
 async def announce(runtime: Runtime) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.lifecycle import node as node_lifecycle
 from shared.models import Node, Server
 from shared.models.discovery import NodePublic
 
@@ -25,9 +26,8 @@ class NodeRegistration(NodePublic):
 
 async def results(session: AsyncSession, nodes: list[Node]) -> list[NodeRegistration]:
     """Fresh state of ``nodes`` with their server ids (one query for all servers)."""
-    for node in nodes:
-        await session.refresh(node)
-    ids = [n.id for n in nodes]
+    ids = [n.id for n in nodes if n.id is not None]
+    await node_lifecycle.refreshed(session, ids)
     pairs = (
         await session.exec(
             select(Server.node_id, Server.id)

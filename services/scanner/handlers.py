@@ -9,7 +9,8 @@ import weakref
 from contextlib import suppress
 
 from services.scanner import runs
-from services.scanner.probe import Prober, RedfishService
+from services.scanner.pacing import Pacing
+from services.scanner.probe import Prober, ProbeResult
 from shared.contracts.commands import ScanChunkCommand, ScanRangeCommand
 from shared.core.log import get_logger
 from shared.lifecycle import scan_range as scan_range_lifecycle
@@ -21,17 +22,20 @@ log = get_logger(__name__)
 
 router = CommandRouter(SCANNER)
 
-# One probe limit per process (per runtime), shared by every chunk the process works on.
-_probe_limits: weakref.WeakKeyDictionary[WorkerRuntime, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
+# One set of probe limits per process (per runtime), shared by every chunk it works on.
+_pacings: weakref.WeakKeyDictionary[WorkerRuntime, Pacing] = weakref.WeakKeyDictionary()
 
 
-def _probe_limit(ctx: CommandContext) -> asyncio.Semaphore:
-    limit = _probe_limits.get(ctx.runtime)
-    if limit is None:
-        limit = _probe_limits[ctx.runtime] = asyncio.Semaphore(ctx.settings.scan_concurrency)
-    return limit
+def _pacing(ctx: CommandContext) -> Pacing:
+    pacing = _pacings.get(ctx.runtime)
+    if pacing is None:
+        settings = ctx.settings
+        pacing = _pacings[ctx.runtime] = Pacing(
+            connects=settings.scan_concurrency,
+            handshakes=settings.scan_handshake_concurrency,
+            retries=settings.scan_retry_concurrency,
+        )
+    return pacing
 
 
 async def range_failed(cmd: ScanRangeCommand, ctx: CommandContext, error: BaseException) -> None:
@@ -78,14 +82,20 @@ async def scan_chunk(cmd: ScanChunkCommand, ctx: CommandContext) -> None:
         return  # stale, or done by an earlier delivery (the router relays what it left behind)
     started = time.perf_counter()
     targets = [(ip, port) for ip in runs.chunk_addresses(chunk) for port in scan_range.ports]
-    found = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
+    results = await _probe_all(cmd, ctx, targets, len(scan_range.ports))
+    found = [r.service for r in results if r.service is not None]
+    unanswered = sum(1 for r in results if r.outcome == "timeout_after_accept")
     async with ctx.db.session() as session:
-        recorded = await runs.finish_chunk(session, cmd.scan_range_id, cmd.run, cmd.index, found)
+        recorded = await runs.finish_chunk(
+            session, cmd.scan_range_id, cmd.run, cmd.index, found, unanswered=unanswered
+        )
         await session.commit()
     if recorded:
         metrics.scan_chunks("done").inc()
         metrics.SCAN_CHUNK_DURATION.observe(time.perf_counter() - started)
-    log.info("scan.chunk_done", probes=len(targets), found=len(found))
+        for result in results:
+            metrics.scan_probes(result.outcome).inc()
+    log.info("scan.chunk_done", probes=len(targets), found=len(found), unanswered=unanswered)
 
 
 async def _probe_all(
@@ -93,17 +103,13 @@ async def _probe_all(
     ctx: CommandContext,
     targets: list[tuple[str, int]],
     ports_per_address: int,
-) -> list[RedfishService]:
+) -> list[ProbeResult]:
+    """Every target's final outcome: a first pass at the process's adaptive limits, then a
+    second pass over the targets that timed out — as nmap retransmits — so a burst the scanner
+    or the network could not absorb costs a retry, not a BMC. Those that accepted and then
+    timed out are retried at ``scan_retry_concurrency``."""
     settings = ctx.settings
-    limit = _probe_limit(ctx)
     probed = 0
-
-    async def probe(prober: Prober, ip: str, port: int) -> RedfishService | None:
-        nonlocal probed
-        async with limit:
-            result = await prober.probe(ip, port)
-        probed += 1
-        return result
 
     async def report_progress() -> None:
         # Throttled: one small write per interval per chunk, however fast probes complete.
@@ -118,15 +124,47 @@ async def _probe_all(
             except Exception as exc:  # progress is best-effort; the result is what counts
                 log.warning("scan.progress_failed", error=str(exc))
 
-    async with Prober(
-        connect_timeout=settings.scan_connect_timeout_s,
-        probe_timeout=settings.scan_probe_timeout_s,
-    ) as prober:
+    async with _pacing(ctx).active() as pacing:
+        prober = Prober(
+            pacing,
+            connect_timeout=settings.scan_connect_timeout_s,
+            probe_timeout=settings.scan_probe_timeout_s,
+        )
+
+        async def first(ip: str, port: int) -> ProbeResult:
+            nonlocal probed
+            result = await prober.probe(ip, port)
+            if not result.timed_out:
+                probed += 1
+            return result
+
+        async def second(ip: str, port: int, accepted: bool) -> ProbeResult:
+            nonlocal probed
+            if accepted:
+                async with pacing.retries:
+                    result = await prober.probe(ip, port)
+            else:
+                # A silent address costs a connect timeout and nothing of the loop: retried at
+                # the (adaptive) connect limit, or a sparse, filtered range would take hours.
+                result = await prober.probe(ip, port)
+            probed += 1
+            return result
+
         reporter = asyncio.create_task(report_progress())
         try:
-            results = await asyncio.gather(*(probe(prober, ip, port) for ip, port in targets))
+            results = await asyncio.gather(*(first(ip, port) for ip, port in targets))
+            again = [i for i, result in enumerate(results) if result.timed_out]
+            retried = await asyncio.gather(
+                *(second(*targets[i], results[i].outcome == "timeout_after_accept") for i in again)
+            )
+            for i, result in zip(again, retried, strict=True):
+                results[i] = result
         finally:
             reporter.cancel()
             with suppress(asyncio.CancelledError):
                 await reporter
-    return [r for r in results if r is not None]
+    if again:
+        log.info(
+            "scan.second_pass", retried=len(again), answered=sum(1 for r in retried if r.service)
+        )
+    return results

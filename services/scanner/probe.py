@@ -1,9 +1,15 @@
-"""Is there a Redfish service at ip:port? TCP connect → TLS → ``GET /redfish/v1/``.
+"""Is there a Redfish service at ip:port? TCP connect → TLS → ``GET /redfish/v1/``, one connection.
 
 The first step is a bare TCP connect with a short timeout, because almost every address of a
 data-centre range is silent or refuses; only addresses that accept get the (more expensive) TLS
-handshake and HTTP request. Certificates are not verified at this stage — BMCs are self-signed —
-but their SHA-256 fingerprint is recorded so a later change can be flagged.
+handshake and HTTP request. The Redfish question is asked over the connection that completed the
+handshake: a responder that has just finished a handshake is alive, and a second connection
+would pay a second handshake and a second connect timeout, which a busy scanner's own backlog
+can eat. Certificates are not verified at this stage — BMCs are self-signed — but their SHA-256
+fingerprint is recorded so a later change can be flagged.
+
+Timeouts are measured by ``LoopLag.wait_for``: time the scanner's event loop spent stalled does
+not count as the network's silence.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from shared.observability.metrics import scan_probes
+from services.scanner.pacing import Pacing
 from shared.redfish.resources import ServiceRoot
 from shared.redfish.tls import certificate_fingerprint, legacy_insecure_context
 
 MAX_ROOT_BYTES = 256 * 1024
+# Status line plus headers of the service root's answer.
+MAX_HEAD_BYTES = 64 * 1024
+# An accepted connection that waited longer than this for a handshake slot is replaced by a
+# fresh one: well under the idle time after which BMC web servers drop a silent connection.
+FRESH_CONNECTION_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,95 +70,137 @@ def service_root_identity(root: Any) -> dict[str, str | None] | None:
     }
 
 
-class Prober:
-    """Probes with shared TLS settings and one aiohttp session (no connection reuse)."""
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe of ip:port came to; ``outcome`` is one of ``PROBE_OUTCOMES``."""
 
-    def __init__(self, *, connect_timeout: float, probe_timeout: float) -> None:
+    outcome: str
+    service: RedfishService | None = None
+    # No answer in time (to the connect, or after it was accepted): worth another try.
+    timed_out: bool = False
+
+
+class NotRedfish(Exception):
+    """The responder answered, but not with a Redfish service root."""
+
+
+class Prober:
+    """Probes with shared TLS settings, paced by the process's ``Pacing``."""
+
+    def __init__(self, pacing: Pacing, *, connect_timeout: float, probe_timeout: float) -> None:
+        self.pacing = pacing
         self.connect_timeout = connect_timeout
         self.probe_timeout = probe_timeout
         self._tls = legacy_insecure_context()
-        self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Prober:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._tls, force_close=True, limit=0),
-            timeout=aiohttp.ClientTimeout(
-                total=self.probe_timeout, sock_connect=self.connect_timeout
-            ),
-        )
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def certificate(self, ip: str, port: int) -> str | None:
-        """TCP connect (short timeout), then a TLS handshake; the peer certificate's SHA-256.
-
-        ``None`` if nothing accepts the connection or TLS fails: not a BMC (the outcome counts in
-        ``racksmith_scan_probes_total``).
-        """
+    async def probe(self, ip: str, port: int) -> ProbeResult:
+        lag = self.pacing.lag
+        await self.pacing.backlog.room()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(ip, port), timeout=self.connect_timeout
-            )
+            async with self.pacing.connects.slot():
+                reader, writer = await self._connect(ip, port)
         except ConnectionRefusedError:
-            scan_probes("refused").inc()
-            return None
-        except (OSError, TimeoutError):  # no answer, or the network says nobody is there
-            scan_probes("silent").inc()
-            return None
-        try:
-            await asyncio.wait_for(writer.start_tls(self._tls), timeout=self.probe_timeout)
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            return ProbeResult("refused")
         except TimeoutError:
-            scan_probes("timeout_after_accept").inc()
-            return None
-        except (OSError, ssl.SSLError, AttributeError):
-            scan_probes("tls_failed").inc()
-            return None
+            return ProbeResult("silent", timed_out=True)
+        except OSError:  # the network says nobody is there (unreachable): no point retrying
+            return ProbeResult("silent")
+        try:
+            async with self.pacing.handshake() as waited:
+                if waited > FRESH_CONNECTION_S:
+                    # A BMC drops a connection that sent no TLS hello for a while: start afresh.
+                    writer.close()
+                    reader, writer = await self._connect(ip, port)
+                return await lag.wait_for(self._ask(reader, writer, ip, port), self.probe_timeout)
+        except (TimeoutError, OSError):  # OSError: it accepted, then refused the fresh connect
+            return ProbeResult("timeout_after_accept", timed_out=True)
         finally:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), timeout=1)
-        if not der:
-            scan_probes("tls_failed").inc()
-            return None
-        return certificate_fingerprint(der)
+            with contextlib.suppress(Exception):
+                await lag.wait_for(writer.wait_closed(), 1)
 
-    async def probe(self, ip: str, port: int) -> RedfishService | None:
-        fingerprint = await self.certificate(ip, port)
-        if fingerprint is None:
-            return None
+    async def _connect(
+        self, ip: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await self.pacing.lag.wait_for(
+            asyncio.open_connection(ip, port, limit=MAX_HEAD_BYTES), self.connect_timeout
+        )
+
+    async def _ask(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, port: int
+    ) -> ProbeResult:
         try:
-            service = await self._read_service_root(ip, port, fingerprint)
-        except TimeoutError:
-            service, outcome = None, "timeout_after_accept"
-        except (
-            Exception
-        ):  # whatever a device answers (even JSON nested to RecursionError): not Redfish
-            service, outcome = None, "not_redfish"
-        else:
-            outcome = "bmc" if service is not None else "not_redfish"
-        scan_probes(outcome).inc()
-        return service
-
-    async def _read_service_root(
-        self, ip: str, port: int, fingerprint: str
-    ) -> RedfishService | None:
-        assert self._session is not None, "use Prober as an async context manager"
+            await writer.start_tls(self._tls)
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError, AttributeError):
+            return ProbeResult("tls_failed")
+        if not der:
+            return ProbeResult("tls_failed")
+        fingerprint = certificate_fingerprint(der)
         url = base_url(ip, port)
-        async with self._session.get(
-            f"{url}/redfish/v1/",
-            allow_redirects=False,
-            headers={"Accept": "application/json"},
-        ) as response:
-            if response.status != 200:
-                return None
-            body = await response.content.read(MAX_ROOT_BYTES + 1)
-            if len(body) > MAX_ROOT_BYTES:
-                return None
-        identity = service_root_identity(json.loads(body))
+        try:
+            root = await read_service_root(reader, writer, url.removeprefix("https://"))
+            identity = service_root_identity(json.loads(root))
+        except TimeoutError:
+            raise
+        except Exception:  # whatever a device answers (even JSON nested to RecursionError)
+            return ProbeResult("not_redfish")
         if identity is None:
-            return None
-        return RedfishService(ip=ip, port=port, url=url, fingerprint=fingerprint, **identity)
+            return ProbeResult("not_redfish")
+        service = RedfishService(ip=ip, port=port, url=url, fingerprint=fingerprint, **identity)
+        return ProbeResult("bmc", service)
+
+
+async def read_service_root(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
+) -> bytes:
+    """``GET /redfish/v1/`` over an open connection; the body of a 200 answer.
+
+    HTTP/1.1 with ``Connection: close``, so the body ends at its length, its last chunk or the
+    connection's end. Anything else (another status, a body over ``MAX_ROOT_BYTES``, a broken
+    framing) raises ``NotRedfish``.
+    """
+    writer.write(
+        f"GET /redfish/v1/ HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
+        "User-Agent: racksmith-scanner\r\nConnection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        raise NotRedfish("no HTTP answer") from exc
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or parts[1] != "200":
+        raise NotRedfish(status_line[:80])
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await _read_chunked(reader)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if length > MAX_ROOT_BYTES:
+            raise NotRedfish("service root too large")
+        return await reader.readexactly(length)
+    body = await reader.read(MAX_ROOT_BYTES + 1)
+    while len(body) <= MAX_ROOT_BYTES:
+        more = await reader.read(MAX_ROOT_BYTES + 1 - len(body))
+        if not more:
+            return body
+        body += more
+    raise NotRedfish("service root too large")
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            return body
+        if len(body) + size > MAX_ROOT_BYTES:
+            raise NotRedfish("service root too large")
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)

@@ -75,11 +75,12 @@ def chunk_addresses(chunk: ScanChunk) -> list[str]:
 
 async def _refresh_totals(session: AsyncSession, scan_range: ScanRange) -> int:
     """Recompute the range's counters from its chunks; returns how many chunks are not done."""
-    scanned, found, pending = (
+    scanned, found, unanswered, pending = (
         await session.exec(
             select(
                 func.coalesce(func.sum(ScanChunk.addresses_scanned), 0),
                 func.coalesce(func.sum(ScanChunk.nodes_found), 0),
+                func.coalesce(func.sum(ScanChunk.addresses_unanswered), 0),
                 func.count().filter(col(ScanChunk.done_at).is_(None)),
             ).where(
                 col(ScanChunk.scan_range_id) == scan_range.id,
@@ -89,6 +90,7 @@ async def _refresh_totals(session: AsyncSession, scan_range: ScanRange) -> int:
     ).one()
     scan_range.addresses_scanned = int(scanned)
     scan_range.nodes_found = int(found)
+    scan_range.addresses_unanswered = int(unanswered)
     return int(pending)
 
 
@@ -118,6 +120,7 @@ async def finish_chunk(
     index: int,
     found: Sequence[RedfishService],
     *,
+    unanswered: int = 0,
     error: str | None = None,
 ) -> bool:
     """Record a chunk's result and end the run if it was the last; False if already done."""
@@ -133,6 +136,7 @@ async def finish_chunk(
     chunk.error = error
     chunk.addresses_scanned = chunk.address_count
     chunk.nodes_found = len(found)
+    chunk.addresses_unanswered = unanswered
     session.add(chunk)
     await session.flush()
     pending = await _refresh_totals(session, scan_range)

@@ -171,7 +171,23 @@ class Settings(BaseSettings):
         256, ge=1, le=65_536, description="Addresses per scan chunk (the unit a replica takes)."
     )
     scan_concurrency: int = Field(
-        2048, ge=1, description="Probes in flight per scanner process (over all its chunks)."
+        2048,
+        ge=1,
+        description="TCP connects in flight per scanner process (over all its chunks); the "
+        "most it adapts up to.",
+    )
+    scan_handshake_concurrency: int = Field(
+        256,
+        ge=1,
+        description="TLS handshakes plus Redfish requests in flight per scanner process; the "
+        "most it adapts up to (it halves while the process's event loop runs late).",
+    )
+    scan_retry_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Probes in flight per scanner process in the second pass over addresses "
+        "that accepted a connection and then timed out in the first (silent addresses are "
+        "retried at the connect limit).",
     )
     scan_connect_timeout_s: float = Field(
         1.0, gt=0, description="TCP connect timeout per probe; silent addresses cost this."
@@ -180,7 +196,8 @@ class Settings(BaseSettings):
         20.0,
         gt=0,
         description="TLS handshake plus `GET /redfish/v1/` timeout per responder (real BMCs "
-        "take up to ~20 s on one call; only addresses that accept a connection pay it).",
+        "take up to ~20 s on one call; only addresses that accept a connection pay it). Time "
+        "the scanner's own event loop spends stalled does not count against either timeout.",
     )
     scan_progress_interval_s: float = Field(
         2.0, gt=0, description="Minimum seconds between progress updates of a chunk."

@@ -10,7 +10,9 @@ change, so a redelivered handler stages the same event ids again and JetStream d
 
 from __future__ import annotations
 
-from sqlmodel import col, update
+from collections.abc import Sequence
+
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bmc.access import untrusted_reason
@@ -26,43 +28,84 @@ from shared.platform.runtime import Runtime
 _STARTED_FIELDS = ("status", "error", "auth_profile_id", "version", "registration_started_at")
 
 
-async def start(session: AsyncSession, runtime: Runtime, node: Node, auth_profile_id: int) -> bool:
-    """Put ``node`` into ``registering`` and queue the work; False if it already is."""
-    assert node.id is not None
-    previous = {name: getattr(node, name) for name in _STARTED_FIELDS}
-    flipped = await session.exec(
-        update(Node)
-        .where(
-            col(Node.id) == node.id,
-            # A node whose certificate changed gets no credential until it is accepted.
-            col(Node.status).not_in([NodeStatus.registering, NodeStatus.certificate_changed]),
+# Ids per statement: well under SQLite's and PostgreSQL's bound-parameter limits.
+_BATCH = 500
+
+
+async def start(
+    session: AsyncSession, runtime: Runtime, nodes: Sequence[Node], auth_profile_id: int
+) -> list[int]:
+    """Put ``nodes`` into ``registering`` and queue their work; the ids of those started.
+
+    One transaction and one pipelined publish for all of them, however many: a bulk register
+    answers as fast as one. A node already ``registering``, or whose certificate changed (it
+    gets no credential until the certificate is accepted), is left as it is. If the broker
+    refuses the commands, every node is put back and ``BrokerUnavailableError`` is raised.
+    """
+    previous = {n.id: {name: getattr(n, name) for name in _STARTED_FIELDS} for n in nodes}
+    ids = [n.id for n in nodes if n.id is not None]
+    started: list[int] = []
+    for first in range(0, len(ids), _BATCH):
+        flipped = await session.exec(
+            update(Node)
+            .where(
+                col(Node.id).in_(ids[first : first + _BATCH]),
+                col(Node.status).not_in([NodeStatus.registering, NodeStatus.certificate_changed]),
+            )
+            .values(
+                status=NodeStatus.registering,
+                error=None,
+                auth_profile_id=auth_profile_id,
+                registration=Node.registration + 1,
+                registration_started_at=utcnow(),
+                version=Node.version + 1,
+            )
+            .returning(col(Node.id))
+            # The nodes are re-read below; matching the session's objects against the id list
+            # in Python would cost more than the statement.
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            status=NodeStatus.registering,
-            error=None,
-            auth_profile_id=auth_profile_id,
-            registration=Node.registration + 1,
-            registration_started_at=utcnow(),
-            version=Node.version + 1,
-        )
-    )
-    if flipped.rowcount == 0:
-        return False
-    await session.refresh(node)
-    started = catalog.node_event(node, "registering")
-    outbox.stage(session, started)
-    registration = node.registration
+        started.extend(flipped.scalars().all())
+    if not started:
+        return []
+    fresh = await refreshed(session, started)
+    events = []
+    commands = []
+    registrations = {}
+    for node in fresh:
+        assert node.id is not None
+        event = catalog.node_event(node, "registering")
+        outbox.stage(session, event)
+        events.append(event)
+        commands.append(NodeRegisterCommand(node_id=node.id, registration=node.registration))
+        registrations[node.id] = node.registration
 
     async def revert(s: AsyncSession) -> None:
-        await s.exec(
-            update(Node)
-            .where(col(Node.id) == node.id, col(Node.registration) == registration)
-            .values(**previous)
-        )
+        for node_id, registration in registrations.items():
+            await s.exec(
+                update(Node)
+                .where(col(Node.id) == node_id, col(Node.registration) == registration)
+                .values(**previous[node_id])
+            )
 
-    command = NodeRegisterCommand(node_id=node.id, registration=registration)
-    await commit_and_queue(session, runtime, command, revert=revert, started=started)
-    return True
+    await commit_and_queue(session, runtime, commands, revert=revert, started=events)
+    return started
+
+
+async def refreshed(session: AsyncSession, ids: Sequence[int]) -> list[Node]:
+    """The nodes with these ids, their attributes re-read (one statement per batch of ids)."""
+    nodes: list[Node] = []
+    for first in range(0, len(ids), _BATCH):
+        nodes.extend(
+            (
+                await session.exec(
+                    select(Node)
+                    .where(col(Node.id).in_(ids[first : first + _BATCH]))
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+        )
+    return nodes
 
 
 async def locked(session: AsyncSession, node_id: int) -> Node | None:

@@ -7,6 +7,7 @@ ends a run through ``finish`` when its last chunk is done.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import col, select, update
@@ -29,44 +30,56 @@ _STARTED_FIELDS = (
     "last_scan_finished_at",
     "addresses_scanned",
     "nodes_found",
+    "addresses_unanswered",
+    "last_warning",
 )
 
 
-async def start(session: AsyncSession, runtime: Runtime, scan_range: ScanRange) -> bool:
-    """Start one run of ``scan_range``; False if it is already scanning."""
-    assert scan_range.id is not None
-    previous = {name: getattr(scan_range, name) for name in _STARTED_FIELDS}
+async def start(
+    session: AsyncSession, runtime: Runtime, scan_ranges: Sequence[ScanRange]
+) -> list[int]:
+    """Start one run of each range not already scanning; the ids started.
+
+    One transaction and one pipelined publish for all of them. If the broker refuses, every
+    range is put back as it was and ``BrokerUnavailableError`` is raised.
+    """
+    previous = {r.id: {name: getattr(r, name) for name in _STARTED_FIELDS} for r in scan_ranges}
+    ids = [r.id for r in scan_ranges if r.id is not None]
     now = utcnow()
-    # Conditional update: of two concurrent run_scan calls exactly one flips the status.
+    # Conditional update: of two concurrent run_scan calls exactly one flips each range.
     flipped = await session.exec(
         update(ScanRange)
-        .where(col(ScanRange.id) == scan_range.id, col(ScanRange.status) != ScanStatus.scanning)
+        .where(col(ScanRange.id).in_(ids), col(ScanRange.status) != ScanStatus.scanning)
         .values(
             status=ScanStatus.scanning,
             run=ScanRange.run + 1,
             addresses_scanned=0,
             nodes_found=0,
+            addresses_unanswered=0,
             last_error=None,
+            last_warning=None,
             last_scan_started_at=now,
             last_scan_finished_at=None,
             updated_at=now,
         )
+        .returning(col(ScanRange.id), col(ScanRange.run))
+        .execution_options(synchronize_session=False)
     )
-    if flipped.rowcount == 0:
-        return False
-    await session.refresh(scan_range)
-    run = scan_range.run
+    runs = {scan_range_id: run for scan_range_id, run in flipped.all()}
+    if not runs:
+        return []
 
     async def revert(s: AsyncSession) -> None:
-        await s.exec(
-            update(ScanRange)
-            .where(col(ScanRange.id) == scan_range.id, col(ScanRange.run) == run)
-            .values(**previous)
-        )
+        for scan_range_id, run in runs.items():
+            await s.exec(
+                update(ScanRange)
+                .where(col(ScanRange.id) == scan_range_id, col(ScanRange.run) == run)
+                .values(**previous[scan_range_id])
+            )
 
-    command = ScanRangeCommand(scan_range_id=scan_range.id, run=run)
-    await commit_and_queue(session, runtime, command, revert=revert)
-    return True
+    commands = [ScanRangeCommand(scan_range_id=i, run=run) for i, run in runs.items()]
+    await commit_and_queue(session, runtime, commands, revert=revert)
+    return [i for i in ids if i in runs]
 
 
 async def current(session: AsyncSession, scan_range_id: int, run: int) -> ScanRange | None:
@@ -95,7 +108,11 @@ async def lock(session: AsyncSession, scan_range_id: int) -> None:
 
 
 async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: datetime) -> None:
-    """End the run whose chunks are all done: ``ready``, or ``error`` if a chunk gave up."""
+    """End the run whose chunks are all done: ``ready``, or ``error`` if a chunk gave up.
+
+    A run whose probes could not all get an answer ends ``ready`` with ``last_warning`` saying
+    how many addresses may hide a BMC, never as if it had seen everything.
+    """
     errors = (
         await session.exec(
             select(ScanChunk.error).where(
@@ -113,6 +130,12 @@ async def finish(session: AsyncSession, scan_range: ScanRange, timestamp: dateti
         _count_run(session, scan_range, "failed")
     else:
         scan_range.status = ScanStatus.ready
+        if scan_range.addresses_unanswered:
+            scan_range.last_warning = (
+                f"{scan_range.addresses_unanswered} address(es) accepted a TCP connection but "
+                "never answered the Redfish probe, even on a second try: BMCs among them are "
+                "missing from this run"
+            )
         outbox.stage(session, catalog.scan_range_event(scan_range, "completed"))
         _count_run(session, scan_range, "completed")
     session.add(scan_range)

@@ -36,6 +36,7 @@ from shared.core.settings import Settings
 from shared.messaging.outbox import Relayer
 from shared.messaging.publish import Publisher
 from shared.messaging.streams import COMMANDS_STREAM, WorkerConsumer
+from shared.observability import metrics
 from shared.redfish import RedfishPool, SessionCache
 
 log = get_logger(__name__)
@@ -43,6 +44,7 @@ log = get_logger(__name__)
 P = TypeVar("P", bound=BaseModel)
 
 MAX_RETRY_DELAY_S = 60.0
+PULL_WAIT_S = 5.0
 
 
 class WorkerRuntime(Protocol):
@@ -180,21 +182,33 @@ class CommandRouter:
         return register
 
     def attach(self, runtime: WorkerRuntime) -> None:
-        """Subscribe this router's durable consumer on the runtime's broker."""
+        """Subscribe this router's durable consumer on the runtime's broker: one pull loop per
+        handler slot.
+
+        Each loop fetches one command only when its slot is free and handles it before fetching
+        the next, so a fetched command starts (and starts its heartbeat) at once. A shared
+        fetcher feeding a pool of workers would hold commands it fetched while every worker is
+        busy: they wait unheartbeaten, pass ``ack_wait`` and are delivered again to another
+        replica while this one still intends to run them.
+        """
         consumer = self.consumer
         config = consumer.config(runtime.settings)
+        for slot in range(consumer.concurrency):
+            self._subscribe(runtime, config, slot)
+
+    def _subscribe(self, runtime: WorkerRuntime, config: Any, slot: int) -> None:
+        consumer = self.consumer
 
         @runtime.broker.subscriber(
             consumer.filter_subject,
             stream=JStream(COMMANDS_STREAM, declare=False),
             durable=consumer.durable,
             config=config,
-            # One message per fetch, as slots free up: a busy replica must not hoard commands it
-            # cannot start (they would sit without heartbeats while idle replicas wait).
-            pull_sub=PullSub(batch_size=1, timeout=1.0),
-            max_workers=consumer.concurrency,
+            # An idle slot's pull request waits this long on the server (a command that arrives
+            # meanwhile is delivered at once); longer means fewer idle round trips.
+            pull_sub=PullSub(batch_size=1, timeout=PULL_WAIT_S),
             ack_policy=AckPolicy.MANUAL,
-            title=f"{consumer.kind} commands",
+            title=f"{consumer.kind} commands, slot {slot}",
             description=f"Durable pull consumer `{consumer.durable}` on {COMMANDS_STREAM}.",
         )
         async def on_command(message: NatsMessage) -> None:
@@ -249,6 +263,7 @@ class CommandRouter:
                 delay = exc.delay if isinstance(exc, RetryLater) else retry_delay(delivery)
                 log.warning("command.failed_will_retry", error=str(exc), retry_in_s=delay)
                 await message.nack(delay=delay)
+                metrics.command_retries(self.consumer.durable).inc()
                 return
             log.error("command.failed_finally", error=str(exc))
             if route.on_exhausted is not None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy import ColumnElement, false, insert, or_
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 from sqlmodel import col, delete, select
@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts import catalog
 from shared.contracts.events import CloudEvent
 from shared.contracts.subjects import EVENT_PREFIX
-from shared.core.clock import as_utc
+from shared.core.clock import as_utc, utcnow
 from shared.core.db import Database
 from shared.core.log import get_logger
 from shared.messaging.publish import Publisher
@@ -82,15 +82,20 @@ def _write_staged(session: Session) -> None:
     _writes += 1
     committed_at = datetime.now(UTC)
     trace_context = tracing.current_context()
+    rows = []
     for event in staged:
         stamped = event.model_copy(update={"time": committed_at})
-        session.add(
-            OutboxEvent(
-                event_id=stamped.id,
-                subject=stamped.nats_subject,
-                body=stamped.model_dump(mode="json") | trace_context,
-            )
+        rows.append(
+            {
+                "event_id": stamped.id,
+                "subject": stamped.nats_subject,
+                "body": stamped.model_dump(mode="json") | trace_context,
+                "created_at": utcnow(),
+            }
         )
+    # One multi-row INSERT, in order (ids follow it): a bulk start stages an event per item,
+    # and building an ORM object per row costs more than the rest of the request.
+    session.execute(insert(OutboxEvent), rows)
 
 
 @orm_event.listens_for(Session, "after_rollback")

@@ -46,9 +46,13 @@ class ScanRange(SQLModel, table=True):
     addresses_total: int = 0
     addresses_scanned: int = 0
     nodes_found: int = 0
+    # Addresses that accepted a TCP connection but never answered the Redfish probe, even on
+    # the second, slower try: BMCs among them are missing from the run, which says so.
+    addresses_unanswered: int = 0
     last_scan_started_at: datetime | None = None
     last_scan_finished_at: datetime | None = None
     last_error: str | None = None
+    last_warning: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -67,6 +71,7 @@ class ScanChunk(SQLModel, table=True):
     address_count: int
     addresses_scanned: int = 0
     nodes_found: int = 0
+    addresses_unanswered: int = 0
     done_at: datetime | None = None
     error: str | None = None
 
@@ -154,9 +159,17 @@ class ScanRangePublic(BaseModel):
     addresses_total: int
     addresses_scanned: int
     nodes_found: int
+    addresses_unanswered: int = PField(
+        description="Addresses of the last run that accepted a TCP connection but never "
+        "answered the Redfish probe, even on a second, slower try."
+    )
     last_scan_started_at: datetime | None
     last_scan_finished_at: datetime | None
     last_error: str | None
+    last_warning: str | None = PField(
+        description="Set when the last run finished but may have missed BMCs (addresses that "
+        "accepted a connection and never answered); `null` when it probed every address."
+    )
     created_at: datetime
     updated_at: datetime
 

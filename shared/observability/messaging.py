@@ -4,6 +4,7 @@ FastStream's OpenTelemetry middleware."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ _EVENT_PREFIX = f"{subjects.EVENT_PREFIX}."
 
 for _consumer in WORKER_CONSUMERS.values():
     metrics.command_redeliveries(_consumer.durable)
+    metrics.command_retries(_consumer.durable)
 # Their deliveries after the first are mostly reschedules (a job's next step); the job engine
 # counts the real redeliveries (``services.jobs.engine``).
 _RESCHEDULING = frozenset(c.durable for c in WORKER_CONSUMERS.values() if c.reschedules)
@@ -89,3 +91,19 @@ def broker_middlewares() -> list[Any]:
         ),
         CountRedeliveries,
     ]
+
+
+def count_pipelined_publishes(subjects: Sequence[str]) -> None:
+    """Count a pipelined batch of commands in ``racksmith_nats_published_messages_total``.
+
+    A batch goes out on the NATS connection directly (one round trip for all), past FastStream's
+    publish middleware; without this a bulk start's commands would be missing from the metric.
+    The collector is looked up as FastStream itself looks it up, so the labels are its own.
+    """
+    counter = REGISTRY._names_to_collectors.get(f"{PREFIX}_published_messages_total")
+    if counter is None:  # no broker with the Prometheus middleware in this process
+        return
+    for subject, count in Counter(subject_label(s) for s in subjects).items():
+        counter.labels(  # type: ignore[attr-defined]
+            app_name="racksmith", broker="nats", destination=subject, status="success"
+        ).inc(count)

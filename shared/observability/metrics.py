@@ -259,6 +259,13 @@ COMMAND_REDELIVERIES = Counter(
     "by consumer.",
     ["consumer"],
 )
+COMMAND_RETRIES = Counter(
+    "racksmith_command_retries_total",
+    "Commands a worker handed back for a later delivery because its handler failed or asked to "
+    "be retried (e.g. a busy BMC), by consumer. Redeliveries beyond these are duplicates (or a "
+    "worker died holding the command).",
+    ["consumer"],
+)
 EVENTS_PUBLISHED = Counter(
     "racksmith_events_published_total",
     "Events relayed from the outbox to RACKSMITH_EVENTS, by event type.",
@@ -362,6 +369,7 @@ scan_probes = Children(SCAN_PROBES, [(o,) for o in PROBE_OUTCOMES])
 scan_chunks = Children(SCAN_CHUNKS, [("done",), ("failed",)])
 scan_runs = Children(SCAN_RUNS, [("completed",), ("failed",)])
 command_redeliveries = Children(COMMAND_REDELIVERIES)
+command_retries = Children(COMMAND_RETRIES)
 events_published = Children(EVENTS_PUBLISHED)
 sampling_failures = Children(SAMPLING_FAILURES, [("jetstream",), ("database",)])
 webhook_attempts = Children(WEBHOOK_ATTEMPTS)

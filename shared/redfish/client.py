@@ -483,6 +483,29 @@ class RedfishSession:
             next_url = self._resolve(next_link) if isinstance(next_link, str) else None
         return list(found)
 
+    @property
+    def expands_subordinates(self) -> bool:
+        """The BMC advertises ``$expand=.`` (``ProtocolFeaturesSupported.ExpandQuery.NoLinks``)."""
+        features = self.root.get("ProtocolFeaturesSupported")
+        expand = features.get("ExpandQuery") if isinstance(features, dict) else None
+        return isinstance(expand, dict) and expand.get("NoLinks") is True
+
+    async def expanded_members(self, collection_path: str) -> list[dict[str, Any]] | None:
+        """A collection's member bodies in one request (``$expand=.``), in order.
+
+        ``None`` when the BMC does not advertise that expansion, or its answer is not a whole
+        expanded collection (a member left as a bare link, or a next page): the caller reads the
+        members one by one, as from any BMC.
+        """
+        if not self.expands_subordinates:
+            return None
+        page = await self._get_url(self._resolve(collection_path).with_query("$expand=."))
+        items = page.get("Members")
+        if not isinstance(items, list) or "Members@odata.nextLink" in page:
+            return None
+        bodies = [item for item in items if isinstance(item, dict) and len(item) > 1]
+        return bodies if len(bodies) == len(items) else None
+
     # -- changes -----------------------------------------------------------------------------
 
     async def post(self, path_or_odata_id: str, body: dict[str, Any]) -> WriteResult:

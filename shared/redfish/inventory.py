@@ -17,6 +17,9 @@ How it walks the tree:
 * A volume two Storage resources both list (one RAID set seen by two controllers) is listed
   once, under the first; a chassis drive a storage resource already lists (same link or serial
   number), or an empty bay, is not listed again.
+* Where the service root advertises ``$expand=.`` (``ProtocolFeaturesSupported.ExpandQuery``,
+  as iDRAC 9, iLO 5/6 and OpenBMC do), a collection and all its members are one request;
+  elsewhere, or when a BMC leaves a member unexpanded, the collection is walked member by member.
 * Everything that does not depend on an earlier answer is asked for at once: the branches
   (processors, memory, NICs, storage, firmware) run concurrently, all members of a collection
   are fetched together, and each Storage's drives, volumes and controllers together. A server
@@ -227,9 +230,9 @@ async def _firmware(session: RedfishSession) -> tuple[FirmwareComponent, ...]:
         return ()
     service = UpdateService.parse(body)
     for inventory in (service.firmware_inventory, service.software_inventory):
-        paths = await _member_paths(session, inventory)
-        if paths is not None:
-            return tuple(FirmwareComponent.parse(item) for item in await _fetch_all(session, paths))
+        bodies = await _member_bodies(session, inventory)
+        if bodies is not None:
+            return tuple(FirmwareComponent.parse(item) for item in bodies)
     return ()
 
 
@@ -244,7 +247,28 @@ async def _collection(
 
 async def _members(session: RedfishSession, collection: str | None) -> list[JsonObject]:
     """The member bodies of ``collection``; none when it is not linked or missing."""
-    return await _fetch_all(session, await _member_paths(session, collection) or [])
+    return await _member_bodies(session, collection) or []
+
+
+async def _member_bodies(
+    session: RedfishSession, collection: str | None
+) -> list[JsonObject] | None:
+    """The member bodies of ``collection``, or ``None`` when it is not linked or missing.
+
+    One request where the BMC expands the collection (``$expand=.``), else the collection and
+    then its members concurrently.
+    """
+    if collection is None:
+        return None
+    try:
+        expanded = await session.expanded_members(collection)
+    except ResourceNotFound as exc:
+        log.info("redfish.inventory_missing", bmc=session.label, url=exc.url)
+        return None
+    if expanded is not None:
+        return list[JsonObject](expanded)
+    paths = await _member_paths(session, collection)
+    return None if paths is None else await _fetch_all(session, paths)
 
 
 async def _member_paths(session: RedfishSession, collection: str | None) -> list[str] | None:

@@ -1,4 +1,5 @@
-"""DMTF's Redfish Use Case Checkers, PowerControl and BootOverride, against every lab flavour.
+"""DMTF's Redfish Use Case Checkers against every lab flavour: PowerControl and BootOverride on
+all, QueryParameters on those whose service root advertises ``$expand``.
 
 The tool runs as its own process (``rf_use_case_checkers``) against an in-process lab, one
 BMC per flavour at once; its HTML report is parsed and every result of the two use cases
@@ -77,12 +78,14 @@ async def lab() -> AsyncIterator[Lab]:
         yield running
 
 
-async def _run_checker(url: str, report_dir: Path) -> tuple[int, str]:
+async def _run_checker(
+    url: str, report_dir: Path, tests: tuple[str, ...] = ("PowerControl", "BootOverride")
+) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
     process = await asyncio.create_subprocess_exec(
         str(CHECKER),
         *("--user", CONFIG.username, "--password", CONFIG.password, "--rhost", url),
-        *("--report-dir", str(report_dir), "--test-list", "PowerControl", "BootOverride"),
+        *("--report-dir", str(report_dir), "--test-list", *tests),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
@@ -137,3 +140,29 @@ async def test_power_control_and_boot_override_pass_on_every_flavour(
         assert counters["resets_applied"]["ForceOff"] >= 1
         assert counters["overrides_consumed"] >= 1, entry.flavour
         assert counters["patches_applied"], entry.flavour
+
+
+async def test_query_parameters_pass_on_every_flavour_that_advertises_expand(
+    lab: Lab, tmp_path: Path
+) -> None:
+    assert CHECKER.exists(), "install the dev extras: redfish-use-case-checkers"
+    advertising = [
+        e
+        for e in lab.manifest
+        if "ExpandQuery"
+        in lab.bmc(e.index).store.body("/redfish/v1").get("ProtocolFeaturesSupported", {})
+    ]
+    assert {e.flavour for e in advertising} == {"dell", "hpe", "openbmc"}
+    runs = await asyncio.gather(
+        *(_run_checker(e.url, tmp_path / e.flavour, ("QueryParameters",)) for e in advertising)
+    )
+    for entry, (returncode, output) in zip(advertising, runs, strict=True):
+        reports = list((tmp_path / entry.flavour).rglob("RedfishUseCaseCheckersReport_*.html"))
+        assert len(reports) == 1, f"{entry.flavour}: no report\n{output}"
+        results = parse_report(reports[0].read_text())
+        failed = [r for r in results if r.result not in ("PASS", "WARN", "SKIP")]
+        assert not failed, f"{entry.flavour}: {failed}"
+        assert returncode == 0, f"{entry.flavour}\n{output}"
+        expanded = [r for r in results if r.test == "Expand Query" and r.result == "PASS"]
+        # Every form the flavour advertises was exercised and passed (iLO: `.` only).
+        assert len(expanded) == (2 if entry.flavour == "hpe" else 6), (entry.flavour, results)

@@ -113,13 +113,20 @@ async def slow_lab() -> AsyncIterator[Lab]:
         yield running
 
 
+def walk_only(session: RedfishSession) -> RedfishSession:
+    """The session forgets that its BMC advertises ``$expand``: it walks every member."""
+    session.root = {k: v for k, v in session.root.items() if k != "ProtocolFeaturesSupported"}
+    return session
+
+
 async def test_inventory_costs_rounds_not_gets(slow_lab: Lab) -> None:
-    """With 100 ms per GET, the GETs go out level by level: the number of sequential rounds
-    (counted by the order in which the BMC starts and answers requests, not by a clock) stays
-    within the tree depth, whatever the number of GETs."""
+    """With 100 ms per GET, the GETs of a walk go out level by level: the number of sequential
+    rounds (counted by the order in which the BMC starts and answers requests, not by a clock)
+    stays within the tree depth, whatever the number of GETs."""
     bmc = slow_lab.bmc(0)
     pool = RedfishPool(ClientLimits(per_bmc=64))
     async with open_session(pool, slow_lab.manifest[0].url) as session:
+        walk_only(session)
         system = (await read_systems(session))[0]
         rounds = RequestRounds()
         bmc.behaviour = dataclasses.replace(
@@ -143,6 +150,36 @@ async def test_per_bmc_cap_bounds_inventory(slow_lab: Lab) -> None:
         bmc.inflight = slots = RecordingSemaphore(64)
         await read_inventory(session, system)
     assert slots.peak == 3
+
+
+async def test_expand_reads_the_same_inventory_with_fewer_requests(lab: Lab) -> None:
+    """Where the root advertises ``$expand=.`` a collection and its members are one request:
+    the same inventory as the walk for fewer requests; elsewhere nothing changes."""
+    pool = RedfishPool()
+    advertised = set()
+    for entry in lab.manifest[:SYNTHETIC]:
+        bmc = lab.bmc(entry.index)
+        requests = []
+        inventories = []
+        expands = False
+        for walk in (False, True):
+            async with open_session(pool, entry.url) as session:
+                if walk:
+                    walk_only(session)
+                else:
+                    expands = session.expands_subordinates
+                systems = await read_systems(session)
+                before = bmc.requests_served
+                inventories.append(await read_inventory(session, systems[0]))
+                requests.append(bmc.requests_served - before)
+        assert actual_inventory(inventories[0]) == actual_inventory(inventories[1]), entry.flavour
+        if expands:
+            advertised.add(entry.flavour)
+            # Memory, processors, NICs, storage and firmware collections each saved GETs.
+            assert requests[0] < requests[1] - 10, (entry.flavour, requests)
+        else:
+            assert requests[0] == requests[1], (entry.flavour, requests)
+    assert advertised == {"dell", "hpe", "openbmc"}
 
 
 # -- broken links, busy BMC, duplicate MACs ----------------------------------------------------

@@ -11,7 +11,7 @@ from pydantic import Field as PField
 from sqlmodel import col, select
 
 from services.api import registration
-from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted, announce, publish
+from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
@@ -20,7 +20,6 @@ from services.api.registration import NodeRegistration
 from services.api.waiting import watch_outcomes
 from shared.contracts.commands import ServerInventoryCommand
 from shared.lifecycle import node as node_lifecycle
-from shared.messaging.publish import BrokerUnavailableError
 from shared.models import AuthProfile, Credential, Node, NodeStatus, ScanRange, Server
 from shared.models.discovery import NodePublic
 from shared.redfish.tls import normalise_fingerprint
@@ -129,18 +128,8 @@ async def _register(
     nats = state.runtime.nats if seconds else None
     async with watch_outcomes(nats, "node", registration.FINAL_CHANGES) as watch:
         watch.expect(ids)
-        started: list[int] = []
-        for node in nodes:
-            try:
-                began = await node_lifecycle.start(session, state.runtime, node, profile.id)
-            except BrokerUnavailableError:
-                if len(nodes) == 1:
-                    raise
-                raise PartlyStarted(started) from None
-            if began:
-                started.append(node.id or 0)
-                continue
-            await session.refresh(node)
+        started = set(await node_lifecycle.start(session, state.runtime, nodes, profile.id))
+        for node in await node_lifecycle.refreshed(session, [i for i in ids if i not in started]):
             if node.status == NodeStatus.certificate_changed and node.id is not None:
                 watch.settled(node.id)  # refused: nothing is coming to wait for
         finished = await watch.wait(seconds) if seconds else False

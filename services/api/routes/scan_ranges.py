@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select
 
-from services.api.broker import BROKER_UNAVAILABLE, PartlyStarted
+from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import SessionDep, StateDep, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
@@ -21,7 +21,6 @@ from services.api.lookup import get_or_404, resolve_ids
 from shared.core import iprange
 from shared.core.settings import Settings
 from shared.lifecycle import scan_range as scan_range_lifecycle
-from shared.messaging.publish import BrokerUnavailableError
 from shared.models import ScanRange, ScanStatus
 from shared.models.discovery import (
     RunScan,
@@ -190,17 +189,14 @@ async def delete_scan_range(scan_range_id: int, session: SessionDep) -> Response
 )
 async def run_scan(body: RunScan, session: SessionDep, state: StateDep) -> RunScanAccepted:
     ranges = await resolve_ids(session, ScanRange, body.scan_ranges, "scan_ranges")
-    started: list[int] = []
-    already: list[int] = []
-    for scan_range in ranges:
-        assert scan_range.id is not None
-        try:
-            began = await scan_range_lifecycle.start(session, state.runtime, scan_range)
-        except BrokerUnavailableError:
-            raise PartlyStarted(started) from None
-        (started if began else already).append(scan_range.id)
-    for scan_range in ranges:
-        await session.refresh(scan_range)
+    started = await scan_range_lifecycle.start(session, state.runtime, ranges)
+    already = [r.id for r in ranges if r.id is not None and r.id not in started]
+    # One statement re-reads every range (their runs and statuses as started).
+    await session.exec(
+        select(ScanRange)
+        .where(col(ScanRange.id).in_([r.id for r in ranges]))
+        .execution_options(populate_existing=True)
+    )
     return RunScanAccepted(
         started=started,
         already_scanning=already,
