@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.api.auth import Sessions
+from services.api.auth import Principals, Sessions
 from services.api.throttle import LoginThrottle
 from shared.core.crypto import CredentialCipher
 from shared.core.security import TokenCodec, load_or_create_secret
@@ -29,6 +29,7 @@ class ApiState:
     runtime: Runtime
     tokens: TokenCodec
     sessions: Sessions
+    principals: Principals
     login_throttle: LoginThrottle
     credentials: CredentialCipher
 
@@ -41,6 +42,7 @@ class ApiState:
             runtime=runtime,
             tokens=tokens,
             sessions=Sessions(tokens),
+            principals=Principals(runtime.db, settings.auth_cache_s),
             login_throttle=LoginThrottle(settings, runtime),
             credentials=runtime.credentials,
         )

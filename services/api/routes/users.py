@@ -37,9 +37,8 @@ UserListQuery = Annotated[ListQuery, Depends(list_params(LIST_SPEC))]
 
 
 @router.get("/me/", summary="The authenticated user")
-async def read_me(user: CurrentUser, session: SessionDep) -> UserPublic:
-    await session.refresh(user, ["groups"])
-    return UserPublic.of(user)
+async def read_me(principal: CurrentUser, session: SessionDep) -> UserPublic:
+    return UserPublic.of(await get_or_404(session, User, principal.id, _WITH_GROUPS))
 
 
 admin = APIRouter(dependencies=[Depends(get_superuser)])
