@@ -610,13 +610,14 @@ IDS_PER_STATEMENT = 5000
 
 async def _collections(
     session: AsyncSession, spec: ListSpec, rows: Sequence[Any]
-) -> list[dict[str, Any]] | Sequence[Any]:
-    """``rows`` with each ``collections`` field filled in: one statement per link table (and
-    per ``IDS_PER_STATEMENT`` rows); the rows themselves if the spec has none."""
-    if not spec.collections:
-        return rows
-    ids = [row.id for row in rows]
-    filled = [row._asdict() for row in rows]
+) -> list[dict[str, Any]]:
+    """``rows`` as dicts (what pydantic validates fastest), each ``collections`` field filled in:
+    one statement per link table (and per ``IDS_PER_STATEMENT`` rows)."""
+    if not rows:
+        return []
+    keys = rows[0]._fields
+    filled = [dict(zip(keys, row, strict=True)) for row in rows]
+    ids = [row["id"] for row in filled]
     for name, link in spec.collections.items():
         members: dict[int, list[int]] = {}
         for start in range(0, len(ids), IDS_PER_STATEMENT):
@@ -653,9 +654,7 @@ async def list_response(
         filled = await _collections(session, spec, rows)
         return StreamingResponse(_stream(spec, filled, adjust), media_type="application/json")
     window, rows = await _fetch_page(session, filtered, ordered, query)
-    results: Any = spec.rows_adapter.validate_python(
-        await _collections(session, spec, rows), from_attributes=True
-    )
+    results: Any = spec.rows_adapter.validate_python(await _collections(session, spec, rows))
     if adjust is not None:
         results = [adjust(r) for r in results]
     envelope = spec.page_model.model_construct(
@@ -668,14 +667,12 @@ async def list_response(
 
 
 async def _stream(
-    spec: ListSpec, rows: Sequence[Any], adjust: Callable[[Any], Any] | None
+    spec: ListSpec, rows: Sequence[dict[str, Any]], adjust: Callable[[Any], Any] | None
 ) -> AsyncIterator[bytes]:
     """The unpaginated envelope, serialised chunk by chunk as the client reads it."""
     yield b'{"count":%d,"next":null,"previous":null,"results":[' % len(rows)
     for start in range(0, len(rows), STREAM_CHUNK):
-        chunk: Iterable[Any] = spec.rows_adapter.validate_python(
-            rows[start : start + STREAM_CHUNK], from_attributes=True
-        )
+        chunk: Iterable[Any] = spec.rows_adapter.validate_python(rows[start : start + STREAM_CHUNK])
         if adjust is not None:
             chunk = [adjust(r) for r in chunk]
         encoded = spec.rows_adapter.dump_json(list(chunk))[1:-1]
