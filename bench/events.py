@@ -174,7 +174,7 @@ async def raw_nats(url: str, count: int) -> dict[str, list[float]]:
                 latencies.append(await asyncio.wait_for(arrivals.get(), 10))
             await sub.unsubscribe()
             results[name] = latencies
-        await js.delete_stream("BENCH_RAW")
+        # No delete_stream: the server is this run's own, and its default user may not delete.
     finally:
         await nc.close()
     return results

@@ -168,3 +168,27 @@ async def test_inactive_user_cannot_log_in(
         "/api/token/", json={"username": f"off-{unique}", "password": "password-123"}
     )
     assert response.status_code == 401
+
+
+async def test_listed_users_are_the_users_as_retrieved(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], unique: str
+) -> None:
+    """Listed users (columns plus one read of the memberships) are, field for field and in the
+    same order, what a single GET answers — groups ascending, paginated or not."""
+    groups = [
+        (
+            await client.post("/api/groups/", json={"name": f"{n}-{unique}"}, headers=admin_headers)
+        ).json()["id"]
+        for n in ("b", "a")
+    ]
+    await _create_user(client, admin_headers, f"l1-{unique}", groups=groups[::-1])
+    await _create_user(client, admin_headers, f"l2-{unique}")
+    paged = await client.get(f"/api/users/?search=-{unique}&page_size=1", headers=admin_headers)
+    full = await client.get(f"/api/users/?search=-{unique}", headers=admin_headers)
+    assert paged.json()["count"] == full.json()["count"] == 2
+    assert full.json()["results"][:1] == paged.json()["results"]
+    for listed in full.json()["results"]:
+        retrieved = await client.get(f"/api/users/{listed['id']}/", headers=admin_headers)
+        assert list(listed) == list(retrieved.json())
+        assert listed == retrieved.json()
+    assert full.json()["results"][0]["groups"] == sorted(groups)

@@ -13,6 +13,7 @@ from shared.models import Node, Server
 from shared.platform.runtime import Runtime
 from tests.discovery_helpers import events
 from tests.pool_helpers import make_servers, make_switch
+from tests.test_servers_api import count_statements
 
 POOLS = "/api/pool/"
 
@@ -310,3 +311,21 @@ async def test_explicit_nulls_on_required_fields_are_400(
         response = await client.patch(url, json=body, headers=admin_headers)
         assert response.status_code == 400, (url, response.text)
         assert list(response.json()) == [field]
+
+
+async def test_a_pool_patch_reads_a_fixed_number_of_statements(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime, unique: str
+) -> None:
+    """Pool, update, sub-pools, servers, switches — whatever the pool holds (the counts are
+    the members listed, the caller's standing is cached; outbox statements not counted)."""
+    pool = await _pool(client, admin_headers, name=f"fixed-{unique}")
+    url = f"{POOLS}{pool['id']}/"
+    counts = []
+    for members in (0, 5):
+        await make_servers(runtime, f"fx{members}{unique}", members, pool_id=pool["id"])
+        with count_statements(runtime) as statements:
+            patched = await client.patch(url, json={"description": unique}, headers=admin_headers)
+        assert patched.status_code == 200
+        assert patched.json()["servers_count"] == len(patched.json()["servers"]) == members
+        counts.append(len(statements))
+    assert counts[0] == counts[1] <= 5

@@ -1,9 +1,12 @@
 """Stale tokens do not get in (issue 16, finding 1): a deleted, deactivated, re-passworded or
-demoted user's tokens, tokens of a user who lost a group, and used or revoked refresh tokens."""
+demoted user's tokens, tokens of a user who lost a group, and used or revoked refresh tokens —
+also when the API had the user's standing cached (each test uses the token once before the
+change), while a cached standing spares authenticated requests a read of the user."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,10 @@ from pydantic import SecretStr
 from sqlmodel import col, select
 
 from services.api.app import create_app
-from shared.models import LoginSession
+from shared.models import LoginSession, User
 from shared.platform.runtime import Runtime
 from tests.conftest import bearer, make_settings, obtain_tokens
+from tests.test_servers_api import count_statements
 
 PASSWORD = "member-password-1"
 
@@ -67,6 +71,7 @@ async def test_password_change_ends_earlier_tokens(
 ) -> None:
     user = await _user(client, admin_headers, f"pw-{unique}")
     tokens = await obtain_tokens(client, f"pw-{unique}", PASSWORD)
+    assert await _me(client, tokens["access"]) == 200
     changed = await client.patch(
         f"/api/users/{user['id']}/", json={"password": "new-password-2"}, headers=admin_headers
     )
@@ -81,6 +86,7 @@ async def test_deactivation_ends_tokens_for_good(
 ) -> None:
     user = await _user(client, admin_headers, f"off-{unique}")
     tokens = await obtain_tokens(client, f"off-{unique}", PASSWORD)
+    assert await _me(client, tokens["access"]) == 200
     url = f"/api/users/{user['id']}/"
     await client.patch(url, json={"is_active": False}, headers=admin_headers)
     await _assert_dead(client, tokens)
@@ -94,9 +100,48 @@ async def test_demoted_superusers_tokens_end(
 ) -> None:
     user = await _user(client, admin_headers, f"demoted-{unique}", is_superuser=True)
     tokens = await obtain_tokens(client, f"demoted-{unique}", PASSWORD)
+    assert (await client.get("/api/users/", headers=bearer(tokens["access"]))).status_code == 200
     await client.patch(
         f"/api/users/{user['id']}/", json={"is_superuser": False}, headers=admin_headers
     )
+    await _assert_dead(client, tokens)
+
+
+# A statement that reads the user table itself (not ``group_membership.user_id``).
+_READS_USERS = re.compile(r'\b(FROM|JOIN)\s+"?user"?(\s|$)', re.IGNORECASE)
+
+
+async def test_a_cached_standing_spares_the_user_read(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], runtime: Runtime, unique: str
+) -> None:
+    await _user(client, admin_headers, f"cached-{unique}")
+    headers = bearer((await obtain_tokens(client, f"cached-{unique}", PASSWORD))["access"])
+    with count_statements(runtime) as first:
+        assert (await client.get("/api/pool/", headers=headers)).status_code == 200
+    assert any(_READS_USERS.search(s) for s in first)
+    with count_statements(runtime) as statements:
+        assert (await client.get("/api/pool/", headers=headers)).status_code == 200
+    assert statements, "the pools themselves are read"
+    assert not [s for s in statements if _READS_USERS.search(s)]
+
+
+async def test_a_change_written_by_any_session_of_the_process_applies_at_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    runtime: Runtime,
+    unique: str,
+) -> None:
+    """Not only the API's own routes: any ORM write of a user in this process (a command run
+    in-process, a worker sharing it) drops the cached standing."""
+    user = await _user(client, admin_headers, f"direct-{unique}")
+    tokens = await obtain_tokens(client, f"direct-{unique}", PASSWORD)
+    assert await _me(client, tokens["access"]) == 200
+    async with runtime.db.session() as session:
+        row = await session.get(User, user["id"])
+        assert row is not None
+        row.revoke_tokens()
+        session.add(row)
+        await session.commit()
     await _assert_dead(client, tokens)
 
 

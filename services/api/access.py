@@ -24,6 +24,7 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from services.api.auth import Principal
 from services.api.deps import CurrentUser, SessionDep
 from services.api.errors import APIError, FieldErrors, not_found, permission_denied
 from services.api.event_feed import MAX_FILTER_SUBJECTS, EntityView, Visibility
@@ -46,7 +47,7 @@ NEW_JOBS = frozenset({"created"})
 
 @dataclass(frozen=True)
 class Scope:
-    user: User
+    user: Principal
     # None: no restriction (superuser).
     pool_ids: frozenset[int] | None
     # The user's groups: a deleted pool is in no one's visible pools any more, yet the members of
@@ -210,7 +211,7 @@ class Scope:
         return obj
 
 
-async def _group_ids(session: AsyncSession, user: User) -> frozenset[int]:
+async def _group_ids(session: AsyncSession, user: Principal) -> frozenset[int]:
     return frozenset(
         (
             await session.exec(
@@ -237,7 +238,7 @@ async def _pools_of_groups(session: AsyncSession, group_ids: frozenset[int]) -> 
     return frozenset(seen)
 
 
-async def scope_of(session: AsyncSession, user: User) -> Scope:
+async def scope_of(session: AsyncSession, user: Principal) -> Scope:
     """What ``user`` may see now (also re-read by long-lived event streams)."""
     if user.is_superuser:
         return Scope(user, None)

@@ -9,12 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.api.auth import TokenRejected, current_user_from_claims
+from services.api.auth import Principal, TokenRejected
 from services.api.errors import APIError, permission_denied
 from services.api.state import ApiState
 from shared.core.security import InvalidTokenError
 from shared.messaging.publish import Publisher
-from shared.models import User
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/token/.")
 
@@ -46,9 +45,8 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 async def get_current_user(
     state: StateDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+) -> Principal:
     if credentials is None:
         raise APIError(401, "Authentication credentials were not provided.", headers=_AUTHENTICATE)
     try:
@@ -57,20 +55,21 @@ async def get_current_user(
         raise APIError(
             401, "Given token not valid for any token type", headers=_AUTHENTICATE
         ) from None
-    # Groups are not loaded here: most requests do not need them, and this runs on every one.
+    # No session here: on a cache hit (services.api.auth) the request reads no user row, and
+    # groups are loaded only by what needs them (the access scope, /api/users/me/).
     try:
-        return await current_user_from_claims(session, claims)
+        return await state.principals.of_claims(claims)
     except TokenRejected:
         raise APIError(401, "User not found", headers=_AUTHENTICATE) from None
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
-def get_superuser(user: CurrentUser) -> User:
+def get_superuser(user: CurrentUser) -> Principal:
     if not user.is_superuser:
         raise permission_denied()
     return user
 
 
-Superuser = Annotated[User, Depends(get_superuser)]
+Superuser = Annotated[Principal, Depends(get_superuser)]

@@ -16,6 +16,7 @@ from fastapi import Depends, Query, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.api.access import Scope, ScopeDep
+from services.api.auth import Principal
 from services.api.broker import BROKER_UNAVAILABLE
 from services.api.deps import CurrentUser, SessionDep, StateDep
 from services.api.errors import APIError, ErrorDetail
@@ -23,7 +24,7 @@ from services.api.state import ApiState
 from services.api.waiting import OutcomeWatch, watch_outcomes
 from shared.lifecycle import deployment
 from shared.lifecycle import job as job_lifecycle
-from shared.models import Job, Server, User
+from shared.models import Job, Server
 from shared.models.deployments import DEPLOYMENT
 from shared.models.jobs import FINAL_STATES, JobPublic, job_deadline_s
 
@@ -90,7 +91,7 @@ class JobRequest:
     session: AsyncSession
     scope: Scope
     state: ApiState
-    user: User
+    user: Principal
     response: Response
     wait: float
 

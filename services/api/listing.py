@@ -13,6 +13,12 @@ term must match some search field); ``ordering`` takes ``-`` for descending and 
 fields, and ignores names it does not know (OrderingFilter); every scalar field of the listed
 shape is an exact filter, ids also as ``<field>__in=1,2``, and a relation filter naming nothing the
 caller can see is a 400 like django-filter's. Unknown query parameters are ignored, as DRF does.
+
+Lists whose shape is all columns (``ListSpec.columns``: the public fields the table stores, the
+related ids, and id lists through a link table, ``collections``) take the short path,
+``list_response``: only those columns are selected, each link table is read once for the page,
+and the rows are validated and serialised in one pass each (a ``TypeAdapter`` to JSON bytes,
+returned as is). The unpaginated full list is serialised as it is sent, in chunks.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ from __future__ import annotations
 import inspect
 import math
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import (
     JSON,
@@ -39,9 +46,12 @@ from sqlalchemy import (
     TypeDecorator,
     false,
     func,
+    literal_column,
     or_,
+    table,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -94,6 +104,15 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Collection:
+    """A public field listing the ids of related rows, read from a link table: ``owner`` holds
+    the listed row's id, ``member`` the related id (listed in ascending order)."""
+
+    owner: Column
+    member: Column
+
+
+@dataclass(frozen=True)
 class ListSpec:
     """What a list endpoint offers. ``public`` (the listed shape) makes each of its scalar fields
     an exact filter (`field_filters`); ``joined`` are tables the listed statement joins, whose
@@ -111,6 +130,41 @@ class ListSpec:
     filters: Mapping[str, Column | Filter] = field(default_factory=dict)
     ordering: Mapping[str, Column | OrderField] = field(default_factory=dict)
     default_ordering: str = "id"
+    collections: Mapping[str, Collection] = field(default_factory=dict)
+    # The table has a search index over ``search`` (migration ``0018_search_indexes``: an FTS5
+    # trigram table on SQLite, a pg_trgm index on the joined columns on PostgreSQL).
+    search_index: bool = False
+
+    @cached_property
+    def columns(self) -> tuple[Any, ...]:
+        """Every scalar public field as a column labelled with the field's name (related ids
+        under their public name); ``list_response`` needs every field to be one, or a
+        ``collections`` entry."""
+        assert self.public is not None, "list_response needs the listed shape"
+        table: Any = self.pk.class_  # type: ignore[union-attr]
+        found: list[Any] = []
+        for name in self.public.model_fields:
+            if name in self.collections:
+                continue
+            if name in self.related:
+                found.append(col(self.related[name][0]).label(name))
+                continue
+            column = getattr(table, name, None)
+            assert column is not None, f"{table.__name__} has no column for the field {name!r}"
+            found.append(col(column).label(name))
+        return tuple(found)
+
+    @cached_property
+    def page_model(self) -> type[Page[Any]]:
+        return Page[self.public]  # type: ignore[name-defined]
+
+    @cached_property
+    def page_adapter(self) -> TypeAdapter[Page[Any]]:
+        return TypeAdapter(self.page_model)
+
+    @cached_property
+    def rows_adapter(self) -> TypeAdapter[list[Any]]:
+        return TypeAdapter(list[self.public])  # type: ignore[name-defined]
 
     @cached_property
     def parameters(self) -> dict[str, Filter]:
@@ -373,6 +427,38 @@ def _contains(column: Column, pattern: str, dialect: str) -> ColumnElement[bool]
     return target.ilike(pattern, escape="\\")  # type: ignore[no-any-return]
 
 
+# The shortest term the trigram tokenizer finds; shorter ones are matched with LIKE.
+MIN_INDEXED_TERM = 3
+
+
+def search_document(columns: Sequence[Column]) -> ColumnElement[str]:
+    """The search columns, NULL as '', joined by a space: the expression PostgreSQL's search
+    index covers (migration ``0018_search_indexes``; literals inline, as in the index, so the
+    planner matches it). A term holds no whitespace, so it is a substring of the document
+    exactly when it is one of some column."""
+    parts = [func.coalesce(column, literal_column("''")) for column in columns]
+    document: Any = parts[0]
+    for part in parts[1:]:
+        document = document.op("||")(literal_column("' '")).op("||")(part)
+    return document  # type: ignore[no-any-return]
+
+
+def _search_term(spec: ListSpec, term: str, dialect: str) -> ColumnElement[bool]:
+    pattern = f"%{_escape_like(term)}%"
+    if spec.search_index and dialect == "postgresql":
+        return search_document(spec.search).ilike(pattern, escape="\\")
+    if spec.search_index and dialect == "sqlite" and len(term) >= MIN_INDEXED_TERM:
+        index = f"{spec.pk.class_.__tablename__}_search"  # type: ignore[union-attr]
+        phrase = '"' + term.replace('"', '""') + '"'
+        matches: Any = (
+            select(literal_column("rowid"))
+            .select_from(table(index))
+            .where(literal_column(index).op("MATCH")(phrase))
+        )
+        return col(spec.pk).in_(matches)
+    return or_(*(_contains(column, pattern, dialect) for column in spec.search))
+
+
 def apply_filters(stmt: SelectOfScalar[Any], query: ListQuery, dialect: str) -> SelectOfScalar[Any]:
     spec = query.spec
     for given in query.filters.values():
@@ -385,8 +471,7 @@ def apply_filters(stmt: SelectOfScalar[Any], query: ListQuery, dialect: str) -> 
         else:
             stmt = stmt.where(column == values[0])
     for term in query.search.split():
-        pattern = f"%{_escape_like(term)}%"
-        stmt = stmt.where(or_(*(_contains(column, pattern, dialect) for column in spec.search)))
+        stmt = stmt.where(_search_term(spec, term, dialect))
     return stmt
 
 
@@ -477,23 +562,143 @@ async def paginate(
     """Run ``stmt`` (a ``select`` of the listed entity) filtered, ordered and sliced."""
     await check_relations(session, query)
     filtered = apply_filters(stmt, query, session.get_bind().dialect.name)
-    count_stmt = select(func.count()).select_from(filtered.order_by(None).subquery())
     ordered = apply_ordering(filtered, query)
     if not query.paginated:
         rows = (await session.exec(ordered)).all()
         return Page(count=len(rows), next=None, previous=None, results=[to_public(r) for r in rows])
-
-    page_size = query.page_size or DEFAULT_PAGE_SIZE
-    count = (await session.exec(count_stmt)).one()
-    last = max(1, math.ceil(count / page_size))
-    page = last if query.page == LAST_PAGE else int(query.page or 1)
-    if page > last:
-        raise APIError(404, "Invalid page.")
-    rows = (await session.exec(ordered.offset((page - 1) * page_size).limit(page_size))).all()
-    has_next = page * page_size < count
+    window, rows = await _fetch_page(session, filtered, ordered, query)
     return Page(
-        count=count,
-        next=_page_url(query, page + 1, page_size) if has_next else None,
-        previous=_page_url(query, page - 1, page_size) if page > 1 else None,
+        count=window.count,
+        next=window.next_url(query),
+        previous=window.previous_url(query),
         results=[to_public(r) for r in rows],
     )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The requested page of a paginated list."""
+
+    count: int
+    page: int
+    page_size: int
+
+    def slice(self, ordered: Any) -> Any:
+        return ordered.offset((self.page - 1) * self.page_size).limit(self.page_size)
+
+    def next_url(self, query: ListQuery) -> str | None:
+        if self.page * self.page_size >= self.count:
+            return None
+        return _page_url(query, self.page + 1, self.page_size)
+
+    def previous_url(self, query: ListQuery) -> str | None:
+        return _page_url(query, self.page - 1, self.page_size) if self.page > 1 else None
+
+
+async def _fetch_page(
+    session: AsyncSession, filtered: Any, ordered: Any, query: ListQuery
+) -> tuple[_Window, Sequence[Any]]:
+    """The requested page's rows and its place among the matches (404 past the last page).
+
+    ``count`` is always exact, but a page that is not full tells it without a ``COUNT``: every
+    match is before it or on it. Only a full page (and ``page=last``) pays for counting, which
+    keeps selective searches and filters at the cost of reading their page.
+    """
+    page_size = query.page_size or DEFAULT_PAGE_SIZE
+    count: int | None = None
+    if query.page == LAST_PAGE:
+        count = await _count(session, filtered)
+        page = max(1, math.ceil(count / page_size))
+    else:
+        page = int(query.page or 1)
+    window = _Window(count or 0, page, page_size)
+    rows = (await session.exec(window.slice(ordered))).all()
+    if count is None:
+        if not rows and page > 1:
+            raise APIError(404, "Invalid page.")
+        offset = (page - 1) * page_size
+        count = offset + len(rows) if len(rows) < page_size else await _count(session, filtered)
+    return _Window(count, page, page_size), rows
+
+
+async def _count(session: AsyncSession, filtered: Any) -> int:
+    count_stmt = select(func.count()).select_from(filtered.order_by(None).subquery())
+    return int((await session.exec(count_stmt)).one())
+
+
+# Rows serialised per chunk of an unpaginated list, and ids per statement reading a link table
+# (below SQLite's limit on bound parameters).
+STREAM_CHUNK = 2000
+IDS_PER_STATEMENT = 5000
+
+
+async def _collections(
+    session: AsyncSession, spec: ListSpec, rows: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """``rows`` as dicts (what pydantic validates fastest), each ``collections`` field filled in:
+    one statement per link table (and per ``IDS_PER_STATEMENT`` rows)."""
+    if not rows:
+        return []
+    keys = rows[0]._fields
+    filled = [dict(zip(keys, row, strict=True)) for row in rows]
+    ids = [row["id"] for row in filled]
+    for name, link in spec.collections.items():
+        members: dict[int, list[int]] = {}
+        for start in range(0, len(ids), IDS_PER_STATEMENT):
+            chunk = ids[start : start + IDS_PER_STATEMENT]
+            stmt = (
+                select(link.owner, link.member)
+                .where(col(link.owner).in_(chunk))
+                .order_by(link.owner, link.member)
+            )
+            for owner, member in (await session.exec(stmt)).all():
+                members.setdefault(owner, []).append(member)
+        for row in filled:
+            row[name] = members.get(row["id"], [])
+    return filled
+
+
+async def list_response(
+    session: AsyncSession,
+    query: ListQuery,
+    *,
+    narrow: Callable[[Select[Any]], Select[Any]] = lambda stmt: stmt,
+    adjust: Callable[[Any], Any] | None = None,
+) -> Response:
+    """The list as ``paginate`` answers it, from the listed columns only (``ListSpec.columns``):
+    ``narrow`` restricts the select to what the caller may see, ``adjust`` changes a validated
+    row before it is shown (what a member is not told)."""
+    spec = query.spec
+    await check_relations(session, query)
+    stmt: Any = narrow(select(*spec.columns))
+    filtered = apply_filters(stmt, query, session.get_bind().dialect.name)
+    ordered = apply_ordering(filtered, query)
+    if not query.paginated:
+        rows = (await session.exec(ordered)).all()
+        filled = await _collections(session, spec, rows)
+        return StreamingResponse(_stream(spec, filled, adjust), media_type="application/json")
+    window, rows = await _fetch_page(session, filtered, ordered, query)
+    results: Any = spec.rows_adapter.validate_python(await _collections(session, spec, rows))
+    if adjust is not None:
+        results = [adjust(r) for r in results]
+    envelope = spec.page_model.model_construct(
+        count=window.count,
+        next=window.next_url(query),
+        previous=window.previous_url(query),
+        results=results,
+    )
+    return Response(spec.page_adapter.dump_json(envelope), media_type="application/json")
+
+
+async def _stream(
+    spec: ListSpec, rows: Sequence[dict[str, Any]], adjust: Callable[[Any], Any] | None
+) -> AsyncIterator[bytes]:
+    """The unpaginated envelope, serialised chunk by chunk as the client reads it."""
+    yield b'{"count":%d,"next":null,"previous":null,"results":[' % len(rows)
+    for start in range(0, len(rows), STREAM_CHUNK):
+        chunk: Iterable[Any] = spec.rows_adapter.validate_python(rows[start : start + STREAM_CHUNK])
+        if adjust is not None:
+            chunk = [adjust(r) for r in chunk]
+        encoded = spec.rows_adapter.dump_json(list(chunk))[1:-1]
+        yield (b"," + encoded) if start else encoded
+    yield b"]}"

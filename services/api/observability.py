@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.deps import StateDep
 from shared.observability import metrics as families
@@ -52,29 +53,57 @@ async def metrics(state: StateDep) -> Response:
     return Response(await sampling.exposition(state.runtime), media_type=sampling.CONTENT_TYPE)
 
 
-def _route_template(request: Request) -> str:
-    route = request.scope.get("route")
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
     return getattr(route, "path", "unmatched")
+
+
+class RequestContextMiddleware:
+    """Request ids (``X-Request-ID``, bound to every log line of the request) and the request
+    metrics, as pure ASGI: no task, stream or ``Request`` object per request.
+
+    Durations run to the response's start (its headers), so an event stream counts its setup,
+    not its hours; a request that fails before answering counts as a 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        started = time.perf_counter()
+        answered = False
+
+        def observe(status: int) -> None:
+            route = _route_template(scope)
+            method = families.method_label(scope["method"])
+            families.http_duration(method, route).observe(time.perf_counter() - started)
+            families.http_requests(method, route, str(status)).inc()
+
+        async def tagged(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                observe(message["status"])
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, tagged)
+        except BaseException:
+            if not answered:
+                observe(500)
+            raise
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
     tracing.instrument_app(app)
-
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        route = _route_template(request)
-        method = families.method_label(request.method)
-        families.http_duration(method, route).observe(time.perf_counter() - started)
-        families.http_requests(method, route, str(response.status_code)).inc()
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(RequestContextMiddleware)

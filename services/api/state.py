@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.api.auth import Sessions
+from services.api.auth import Principals, Sessions
 from services.api.throttle import LoginThrottle
 from shared.core.crypto import CredentialCipher
 from shared.core.security import Fingerprinter, TokenCodec, load_or_create_secret
@@ -32,6 +32,7 @@ class ApiState:
     runtime: Runtime
     tokens: TokenCodec
     sessions: Sessions
+    principals: Principals
     login_throttle: LoginThrottle
     credentials: CredentialCipher
     fingerprint: Fingerprinter
@@ -47,6 +48,7 @@ class ApiState:
             runtime=runtime,
             tokens=tokens,
             sessions=Sessions(tokens),
+            principals=Principals(runtime.db, settings.auth_cache_s),
             login_throttle=LoginThrottle(settings, runtime, fingerprint),
             credentials=runtime.credentials,
             fingerprint=fingerprint,

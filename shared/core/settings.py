@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     )
     access_token_lifetime_s: int = Field(24 * 3600, gt=0, description="Access token lifetime.")
     refresh_token_lifetime_s: int = Field(7 * 24 * 3600, gt=0, description="Refresh lifetime.")
+    auth_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long an API process trusts a user's cached standing (token version, "
+        "active, superuser) before reading it again; a change made through another replica "
+        "reaches this one within this time (0: read on every request).",
+    )
     token_rate_limit: str = Field(
         "20/minute",
         description="Attempts per client address on /api/token/ (limits syntax, e.g. 20/minute).",

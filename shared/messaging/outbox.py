@@ -140,6 +140,10 @@ async def relay(db: Database, publisher: Publisher, entities: frozenset[str] | N
             _observe_relayed(events, [created_at for _, _, created_at in rows], started)
             await session.commit()
             published += len(claimed)
+            # A partial batch was everything pending when it was claimed: no second transaction
+            # to find the outbox empty.
+            if len(claimed) < RELAY_BATCH:
+                return published
 
 
 async def others_pending(db: Database, entities: frozenset[str]) -> bool:

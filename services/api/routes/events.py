@@ -35,7 +35,7 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from services.api.access import Scope, ScopeDep, event_visibility, scope_of
-from services.api.auth import TokenRejected, current_user_from_claims
+from services.api.auth import Principal, TokenRejected, current_user_from_claims
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.event_feed import (
@@ -360,7 +360,7 @@ class LiveView:
                 user = await current_user_from_claims(session, self.claims)
             except TokenRejected:
                 return False
-            self.scope = await scope_of(session, user)
+            self.scope = await scope_of(session, Principal.of(user))
             self.visible = await event_visibility(session, self.scope)
         self._due = time.monotonic() + self.every_s
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func
@@ -94,16 +94,35 @@ async def _publics(session: AsyncSession, pools: Sequence[Pool]) -> list[PoolPub
 
 
 async def _detail(session: AsyncSession, pool: Pool) -> PoolDetail:
-    (public,) = await _publics(session, [pool])
+    """The pool with its sub-pools and members: three narrow reads (the counts are the members
+    listed, not counted again)."""
+    assert pool.id is not None
 
     async def members(model: type[Server] | type[Switch]) -> list[MemberSummary]:
+        columns: Any = (model.id, model.name, model.model, model.manufacturer, model.serial_number)
         rows = await session.exec(
-            select(model).where(col(model.resource_pool_id) == pool.id).order_by(col(model.id))
+            select(*columns).where(col(model.resource_pool_id) == pool.id).order_by(col(model.id))
         )
-        return [MemberSummary.model_validate(m, from_attributes=True) for m in rows.all()]
+        return [MemberSummary.model_validate(row, from_attributes=True) for row in rows.all()]
 
+    sub_pools = await session.exec(
+        select(Pool.id).where(col(Pool.parent_id) == pool.id).order_by(col(Pool.id))
+    )
+    children = [child for child in sub_pools.all() if child is not None]
+    servers, switches = await members(Server), await members(Switch)
     return PoolDetail(
-        **public.model_dump(), servers=await members(Server), switches=await members(Switch)
+        id=pool.id,
+        name=pool.name,
+        description=pool.description,
+        group=pool.group_id,
+        parent=pool.parent_id,
+        sub_pools=children,
+        servers_count=len(servers),
+        switches_count=len(switches),
+        created_at=pool.created_at,
+        updated_at=pool.updated_at,
+        servers=servers,
+        switches=switches,
     )
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
 from pydantic import Field as PField
 from sqlmodel import SQLModel, col, select
@@ -17,7 +17,14 @@ from services.api.access import ScopeDep
 from services.api.broker import BROKER_UNAVAILABLE, announce, publish
 from services.api.deps import SessionDep, StateDep
 from services.api.errors import documented
-from services.api.listing import ListQuery, ListSpec, OrderField, Page, list_params, paginate
+from services.api.listing import (
+    ListQuery,
+    ListSpec,
+    OrderField,
+    Page,
+    list_params,
+    list_response,
+)
 from shared.contracts.commands import ServerInventoryCommand
 from shared.models import (
     EthernetInterface,
@@ -53,6 +60,7 @@ LIST_SPEC = ListSpec(
         col(Server.sku),
         col(Server.bmc_url),
     ),
+    search_index=True,
     public=ServerPublic,
     related={
         "node": (col(Server.node_id), Node),
@@ -91,11 +99,14 @@ class RefreshAccepted(BaseModel):
     servers: list[ServerPublic]
 
 
-@router.get("/", summary="List servers")
-async def list_servers(
-    session: SessionDep, scope: ScopeDep, query: ServerListQuery
-) -> Page[ServerPublic]:
-    return await paginate(session, scope.narrow(select(Server), Server), query, scope.server_view)
+@router.get("/", summary="List servers", response_model=Page[ServerPublic])
+async def list_servers(session: SessionDep, scope: ScopeDep, query: ServerListQuery) -> Response:
+    return await list_response(
+        session,
+        query,
+        narrow=lambda stmt: scope.narrow(stmt, Server),  # type: ignore[arg-type]
+        adjust=None if scope.is_superuser else ServerPublic.without_bmc_details,
+    )
 
 
 @router.post(

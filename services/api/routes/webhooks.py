@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Response
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.api.auth import Principal
 from services.api.deps import SessionDep, StateDep, Superuser, get_superuser
 from services.api.errors import APIError, FieldErrors, documented
 from services.api.listing import ListQuery, ListSpec, Page, list_params, paginate
@@ -26,7 +27,7 @@ from services.webhooks import filters, testing
 from shared.contracts.catalog import UnknownEventTypeError
 from shared.core.log import get_logger
 from shared.core.targets import WEBHOOK_RECEIVERS, TargetError, TargetPolicy, check_url
-from shared.models import User, Webhook, WebhookDelivery
+from shared.models import Webhook, WebhookDelivery
 from shared.models.webhooks import (
     WebhookCreate,
     WebhookCreated,
@@ -115,7 +116,11 @@ async def read_webhook(webhook_id: int, session: SessionDep) -> WebhookPublic:
 
 
 async def _update(
-    session: AsyncSession, state: ApiState, user: User, webhook_id: int, changes: dict[str, Any]
+    session: AsyncSession,
+    state: ApiState,
+    user: Principal,
+    webhook_id: int,
+    changes: dict[str, Any],
 ) -> WebhookPublic:
     webhook = await get_or_404(session, Webhook, webhook_id)
     url, event_types = await _checked(
