@@ -21,8 +21,8 @@ from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab]
 
-NETWORK = f"{LAB_NET}.60.0/23"
-BMCS = 400
+NETWORK = f"{LAB_NET}.60.0/24"
+BMCS = 150
 
 
 @pytest.fixture(scope="module")
