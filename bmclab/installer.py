@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 SEED_BESIDE_IMAGE = "cidata.iso"
 SEED_LABEL = "cidata"
-_CALL_HOME_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# Generous: the call-home token is used up by the first POST that reaches the API, so a client
+# that gave up on a slow answer and retried would only meet 404 and never learn it got through.
+_CALL_HOME_TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,12 @@ async def test_schedule_queues_the_oldest_first_and_spreads_the_load(
     ids = sorted(s["id"] for servers in inventoried.values() for s in servers)
     long_ago = datetime.now(UTC) - timedelta(days=30)
     async with workers.db.session() as session:
+        # Servers other tests left in the shared database are made not due: this tick is ours.
+        await session.exec(
+            update(Server)
+            .where(col(Server.id).not_in(ids))
+            .values(inventory_attempted_at=datetime.now(UTC))
+        )
         for age, server_id in enumerate(ids[:3]):
             await session.exec(
                 update(Server)

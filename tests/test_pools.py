@@ -327,5 +327,5 @@ async def test_a_pool_patch_reads_a_fixed_number_of_statements(
             patched = await client.patch(url, json={"description": unique}, headers=admin_headers)
         assert patched.status_code == 200
         assert patched.json()["servers_count"] == len(patched.json()["servers"]) == members
-        counts.append(len(statements))
+        counts.append(len(statements.sql))
     assert counts[0] == counts[1] <= 5

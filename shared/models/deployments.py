@@ -4,9 +4,9 @@ server (``services/jobs/kinds/deployment.py``), and the call-home the installer 
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
@@ -63,7 +63,10 @@ class DeploymentConfig(BaseModel):
         description="The host name (`local-hostname` in the seed's meta-data); default the "
         "server's name.",
     )
-    ssh_authorized_keys: list[str] = PField(default_factory=list, max_length=100)
+    # An OpenSSH public key line is a few hundred characters (RSA 16384: about 2,800).
+    ssh_authorized_keys: list[Annotated[str, StringConstraints(max_length=8192)]] = PField(
+        default_factory=list, max_length=100
+    )
     network: dict[str, Any] | None = PField(
         default=None, description="A cloud-init network-config (version 1 or 2), as given."
     )

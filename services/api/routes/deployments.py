@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from services.api import jobs
 from services.api.bodylimit import body_limit
 from services.api.deps import SessionDep, StateDep
-from services.api.errors import APIError, documented
+from services.api.errors import APIError, FieldErrors, documented
 from services.api.membership import resolve_servers
 from shared.core.log import get_logger
 from shared.lifecycle import deployment
@@ -70,6 +70,10 @@ async def create_deployment(body: DeploymentRequest, request: jobs.JobRequestDep
     return BulkJobs(jobs=request.shown(await request.start(specs)))
 
 
+# A host name is at most 253 characters; an instance id is a host-made name of the same kind.
+CALL_HOME_FIELD_MAX = 255
+
+
 @router.post(
     "/call_home/{token}/",
     summary="The installer's call-home (cloud-init phone_home); no API token, once",
@@ -83,9 +87,9 @@ async def create_deployment(body: DeploymentRequest, request: jobs.JobRequestDep
                     "schema": {
                         "type": "object",
                         "properties": {
-                            "instance_id": {"type": "string"},
-                            "hostname": {"type": "string"},
-                            "fqdn": {"type": "string"},
+                            "instance_id": {"type": "string", "maxLength": CALL_HOME_FIELD_MAX},
+                            "hostname": {"type": "string", "maxLength": CALL_HOME_FIELD_MAX},
+                            "fqdn": {"type": "string", "maxLength": CALL_HOME_FIELD_MAX},
                         },
                     }
                 }
@@ -98,6 +102,13 @@ async def call_home(
     token: str, raw: Request, session: SessionDep, state: StateDep
 ) -> CallHomeAccepted:
     form = await raw.form()
+    too_long = {
+        key: [f"Ensure this field has no more than {CALL_HOME_FIELD_MAX} characters."]
+        for key in ("instance_id", "hostname", "fqdn")
+        if len(str(form.get(key, ""))) > CALL_HOME_FIELD_MAX
+    }
+    if too_long:
+        raise FieldErrors(too_long)
     said = ", ".join(
         f"{key}={str(form[key])[:100]}" for key in ("instance_id", "hostname") if key in form
     )
