@@ -19,6 +19,8 @@ from tests.processes import Up
 
 ADMIN_PASSWORD = "live-admin-1"
 NETWORK = f"{LAB_NET}.87"
+# A loopback address where nothing listens: webhook tests fail at once (refused) and touch nothing.
+HOOK_ADDRESS = f"{NETWORK}.254"
 LAB_SIZE = 6
 
 
@@ -49,7 +51,7 @@ def start(state_dir: Path) -> Iterator[LiveApi]:
             # What a fuzzer may scan or call back: the lab, nothing else.
             "RACKSMITH_SCAN_ALLOWED_NETWORKS": f"{NETWORK}.0/24",
             "RACKSMITH_SCAN_MAX_ADDRESSES": "256",
-            "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS": "192.0.2.0/24",
+            "RACKSMITH_WEBHOOK_ALLOWED_NETWORKS": f"{HOOK_ADDRESS}/32",
             "RACKSMITH_WEBHOOK_TIMEOUT_S": "2",
             "RACKSMITH_REGISTER_WAIT_S": "20",
         },
@@ -105,7 +107,9 @@ def put_data_in_place(live: LiveApi) -> dict[str, int]:
         # A job (finished, or still running: 202).
         job = made(f"/api/server/{servers[-1]}/power/", {"action": "on"}, (200, 202))
         user = made("/api/users/", {"username": "live-operator", "password": "password-123"})
-        webhook = made("/api/webhooks/", {"name": "live hook", "url": "https://192.0.2.10/hook"})
+        webhook = made(
+            "/api/webhooks/", {"name": "live hook", "url": f"https://{HOOK_ADDRESS}:9/hook"}
+        )
         firmware = uploaded(
             http,
             "/api/firmware/",
