@@ -179,6 +179,24 @@ async def migrate_and_create_admin(env: dict[str, str], tmp: Path, username: str
     return password
 
 
+async def create_auth_profile(client: httpx.AsyncClient, username: str, password: str) -> int:
+    """A Redfish authentication profile for the lab's BMCs with their credentials, through the
+    API; its id."""
+    profile = (
+        await client.post(
+            "/api/node_discovery/auth_profile/",
+            json={"node_classification": "BMC lab", "bmc": "redfish"},
+        )
+    ).json()["id"]
+    (
+        await client.post(
+            f"/api/node_discovery/auth_profile/{profile}/credentials/",
+            json={"username": username, "password": password},
+        )
+    ).raise_for_status()
+    return int(profile)
+
+
 def run_benchmark(work: Coroutine[Any, Any, object]) -> int:
     """A benchmark's ``main``: quiet logging, run, exit 130 on Ctrl-C (everything started is
     stopped by then). A benchmark reports: missing a target is a finding, not a failure, so the
