@@ -133,6 +133,13 @@ async def embedded_nats(stack: contextlib.AsyncExitStack, tmp: Path) -> Embedded
     return server
 
 
+async def start_children(stack: contextlib.AsyncExitStack, *children: Child) -> None:
+    """Start ``children`` in order, each stopped when ``stack`` closes."""
+    for child in children:
+        stack.push_async_callback(child.stop)
+        await child.start()
+
+
 async def start_worker(
     stack: contextlib.AsyncExitStack, kind: str, env: dict[str, str], tmp: Path
 ) -> Child:
