@@ -40,6 +40,7 @@ from harness import (
     platform_env,
     racksmith,
     run_benchmark,
+    start_children,
     work_dir,
 )
 from sqlmodel import col, select
@@ -171,9 +172,7 @@ async def run(args: argparse.Namespace) -> int:
             env,
             tmp / "static.log",
         )
-        for child in (api, server, static):
-            stack.push_async_callback(child.stop)
-            await child.start()
+        await start_children(stack, api, server, static)
         api_url = f"http://127.0.0.1:{api_port}"
         await api.wait_ready(f"{api_url}/readyz")
         await server.wait_ready(f"http://127.0.0.1:{artifact_port}/readyz")

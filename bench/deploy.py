@@ -59,6 +59,7 @@ from harness import (
     racksmith,
     raise_fd_limit,
     run_benchmark,
+    start_children,
     start_worker,
     work_dir,
 )
@@ -232,9 +233,7 @@ async def run(args: argparse.Namespace) -> int:
             env,
             tmp / "static.log",
         )
-        for child in (api, server, static):
-            stack.push_async_callback(child.stop)
-            await child.start()
+        await start_children(stack, api, server, static)
         await api.wait_ready(f"http://127.0.0.1:{api_port}/readyz")
         await server.wait_ready(f"http://127.0.0.1:{artifact_port}/readyz")
         await static.wait_ready(f"http://127.0.0.1:{static_port}/file")

@@ -45,6 +45,7 @@ from harness import (
     prepare_database,
     racksmith,
     run_benchmark,
+    start_children,
     work_dir,
 )
 
@@ -247,9 +248,7 @@ async def run(args: argparse.Namespace) -> int:
             env,
             tmp / "webhooks.log",
         )
-        for child in (api, hooks):
-            stack.push_async_callback(child.stop)
-            await child.start()
+        await start_children(stack, api, hooks)
         api_url = f"http://127.0.0.1:{api_port}"
         await api.wait_ready(f"{api_url}/readyz")
 

@@ -38,6 +38,7 @@ import httpx
 from api_list import percentile, prepare_postgres
 from harness import (
     Child,
+    create_auth_profile,
     embedded_nats,
     machine_description,
     migrate_and_create_admin,
@@ -130,18 +131,7 @@ async def drive(
     nats_pid: int | None,
 ) -> dict[str, int]:
     hosts = list(ipaddress.ip_network(args.network).hosts())
-    profile = (
-        await client.post(
-            "/api/node_discovery/auth_profile/",
-            json={"node_classification": "BMC lab", "bmc": "redfish"},
-        )
-    ).json()["id"]
-    (
-        await client.post(
-            f"/api/node_discovery/auth_profile/{profile}/credentials/",
-            json={"username": USERNAME, "password": PASSWORD},
-        )
-    ).raise_for_status()
+    profile = await create_auth_profile(client, USERNAME, PASSWORD)
     created = await client.post(
         "/api/node_discovery/scan_range/",
         json={"name": "bench fleet", "ip_from": str(hosts[0]), "ip_to": str(hosts[-1])}

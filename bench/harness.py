@@ -133,6 +133,13 @@ async def embedded_nats(stack: contextlib.AsyncExitStack, tmp: Path) -> Embedded
     return server
 
 
+async def start_children(stack: contextlib.AsyncExitStack, *children: Child) -> None:
+    """Start ``children`` in order, each stopped when ``stack`` closes."""
+    for child in children:
+        stack.push_async_callback(child.stop)
+        await child.start()
+
+
 async def start_worker(
     stack: contextlib.AsyncExitStack, kind: str, env: dict[str, str], tmp: Path
 ) -> Child:
@@ -177,6 +184,24 @@ async def migrate_and_create_admin(env: dict[str, str], tmp: Path, username: str
         tmp / "createsuperuser.log",
     ).run()
     return password
+
+
+async def create_auth_profile(client: httpx.AsyncClient, username: str, password: str) -> int:
+    """A Redfish authentication profile for the lab's BMCs with their credentials, through the
+    API; its id."""
+    profile = (
+        await client.post(
+            "/api/node_discovery/auth_profile/",
+            json={"node_classification": "BMC lab", "bmc": "redfish"},
+        )
+    ).json()["id"]
+    (
+        await client.post(
+            f"/api/node_discovery/auth_profile/{profile}/credentials/",
+            json={"username": username, "password": password},
+        )
+    ).raise_for_status()
+    return int(profile)
 
 
 def run_benchmark(work: Coroutine[Any, Any, object]) -> int:

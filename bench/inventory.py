@@ -67,6 +67,7 @@ from api_list import percentile, prepare_postgres
 from harness import (
     Child,
     cpu_seconds,
+    create_auth_profile,
     die_with_parent,
     embedded_nats,
     machine_description,
@@ -346,17 +347,7 @@ async def drive_racksmith(
     log = EventLog()
     network = ipaddress.ip_network(args.network)
     hosts = list(network.hosts())
-    profile = (
-        await client.post(
-            "/api/node_discovery/auth_profile/",
-            json={"node_classification": "BMC lab", "bmc": "redfish"},
-        )
-    ).json()["id"]
-    added = await client.post(
-        f"/api/node_discovery/auth_profile/{profile}/credentials/",
-        json={"username": USERNAME, "password": PASSWORD},
-    )
-    added.raise_for_status()
+    profile = await create_auth_profile(client, USERNAME, PASSWORD)
     created = await client.post(
         "/api/node_discovery/scan_range/",
         json={

@@ -73,6 +73,7 @@ import nats
 from harness import (
     Child,
     cpu_seconds,
+    create_auth_profile,
     embedded_nats,
     machine_description,
     migrate_and_create_admin,
@@ -379,18 +380,7 @@ async def register_fleet(ctx: Ctx, addresses: list[str]) -> tuple[list[int], flo
     async with AsyncExitStack() as stack:
         for kind, n in (("scanner", 1), ("registrar", 1), ("inventory", 2)):
             await start_workers(ctx, kind, n, stack, {}, "setup")
-        profile = (
-            await client.post(
-                "/api/node_discovery/auth_profile/",
-                json={"node_classification": "BMC lab", "bmc": "redfish"},
-            )
-        ).json()["id"]
-        (
-            await client.post(
-                f"/api/node_discovery/auth_profile/{profile}/credentials/",
-                json={"username": USERNAME, "password": PASSWORD},
-            )
-        ).raise_for_status()
+        profile = await create_auth_profile(client, USERNAME, PASSWORD)
         ordered = sorted(addresses, key=lambda a: ipaddress.IPv4Address(a))
         created = await client.post(
             "/api/node_discovery/scan_range/",

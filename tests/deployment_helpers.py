@@ -11,12 +11,34 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from bmclab import LabConfig
 from services.artifacts.server import ArtifactServer, start
 from shared.artifacts import iso
 from shared.platform.natsserver import free_port
 from shared.platform.runtime import Runtime
 from tests.artifacts.helpers import upload
+from tests.lab_net import LAB_NET
 from tests.local_http import serving
+
+
+def install_lab_config(
+    count: int,
+    subnet: int,
+    *,
+    power_delay: float = 0.2,
+    power_on_holdoff: float = 0.4,
+    install_time: float = 1.0,
+) -> LabConfig:
+    """A lab on ``LAB_NET.subnet.0/24`` with no network latency, whose BMCs power on and whose
+    installers finish fast enough for a test to watch deployments run through."""
+    return LabConfig(
+        count=count,
+        network=f"{LAB_NET}.{subnet}.0/24",
+        latency="0",
+        power_delay=power_delay,
+        power_on_holdoff=power_on_holdoff,
+        install_time=install_time,
+    )
 
 
 def installer_iso(size: int = 2 << 20) -> bytes:

@@ -13,27 +13,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import walkthrough_helpers
 from tests.lab_net import LAB_NET
-from tests.processes import Up
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "deploy-walkthrough.sh"
+SCRIPT = walkthrough_helpers.ROOT / "scripts" / "deploy-walkthrough.sh"
 ADMIN_PASSWORD = "deploy-walkthrough-1"
 NETWORK = f"{LAB_NET}.86"
 
 
 def test_the_docs_show_the_script_that_runs() -> None:
-    doc = (ROOT / "docs" / "deploy-os.md").read_text()
-    body = SCRIPT.read_text().split("set -euo pipefail\n", 1)[1].strip()
-    assert body in doc
+    walkthrough_helpers.assert_doc_shows("deploy-os.md", SCRIPT)
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
 def test_deploy_three_servers(tmp_path: Path) -> None:
-    lab_args = ["--lab", "10", "--lab-network", f"{NETWORK}.0/24", "--lab-latency", "50"]
-    up = Up(tmp_path / "state", *lab_args, env={"RACKSMITH_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    up = walkthrough_helpers.lab_up(tmp_path / "state", NETWORK, ADMIN_PASSWORD)
     try:
         result = up.run_lab_script(SCRIPT, "RACKSMITH")
         out = result.stdout
@@ -43,10 +39,7 @@ def test_deploy_three_servers(tmp_path: Path) -> None:
         ]
         counters = []
         with httpx.Client(base_url=up.url) as api:
-            token = api.post(
-                "/api/token/", json={"username": "admin", "password": ADMIN_PASSWORD}
-            ).json()["access"]
-            headers = {"Authorization": f"Bearer {token}"}
+            headers = walkthrough_helpers.admin_headers(api, ADMIN_PASSWORD)
             nodes = [
                 api.get(f"/api/server/{server['id']}/", headers=headers).json()["node"]
                 for server in deployed

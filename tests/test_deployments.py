@@ -16,14 +16,13 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from bmclab import Lab, LabConfig
+from bmclab import Lab
 from shared.core.settings import Settings
 from shared.models import Artifact, ArtifactGrant, ArtifactKind, Server
 from shared.models.deployments import CallHome
 from shared.platform.runtime import Runtime
-from tests.deployment_helpers import DeployWorld, deploy_world
+from tests.deployment_helpers import DeployWorld, deploy_world, install_lab_config
 from tests.job_helpers import fast, jobs_worker, register_lab, system, wait_for_job
-from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
@@ -32,15 +31,7 @@ FLAVOURS = ("dell", "hpe", "supermicro", "openbmc")
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(
-        count=12,
-        network=f"{LAB_NET}.218.0/24",
-        latency="0",
-        power_delay=0.2,
-        power_on_holdoff=0.4,
-        install_time=1.0,
-    )
-    async with Lab(config) as running:
+    async with Lab(install_lab_config(12, 218)) as running:
         yield running
 
 

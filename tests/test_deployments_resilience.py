@@ -11,29 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bmclab import Lab, LabConfig
+from bmclab import Lab
 from shared.core.settings import Settings
 from shared.platform.natsserver import EmbeddedNatsServer
 from shared.platform.runtime import Runtime
 from tests.conftest import own_nats_user
-from tests.deployment_helpers import deploy_world
+from tests.deployment_helpers import deploy_world, install_lab_config
 from tests.job_helpers import Worker, register_lab, system, wait_for_job
-from tests.lab_net import LAB_NET
 
 pytestmark = [pytest.mark.broker, pytest.mark.lab, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 async def lab() -> AsyncIterator[Lab]:
-    config = LabConfig(
-        count=4,
-        network=f"{LAB_NET}.219.0/24",
-        latency="0",
-        power_delay=0.2,
-        power_on_holdoff=0.4,
-        install_time=1.0,
-    )
-    async with Lab(config) as running:
+    async with Lab(install_lab_config(4, 219)) as running:
         yield running
 
 

@@ -12,37 +12,29 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import walkthrough_helpers
 from tests.lab_net import LAB_NET
-from tests.processes import Up
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "jobs-walkthrough.sh"
+SCRIPT = walkthrough_helpers.ROOT / "scripts" / "jobs-walkthrough.sh"
 ADMIN_PASSWORD = "jobs-walkthrough-1"
 NETWORK = f"{LAB_NET}.89"
 
 
 def test_the_docs_show_the_script_that_runs() -> None:
-    doc = (ROOT / "docs" / "jobs.md").read_text()
-    body = SCRIPT.read_text().split("set -euo pipefail\n", 1)[1].strip()
-    assert body in doc
+    walkthrough_helpers.assert_doc_shows("jobs.md", SCRIPT)
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
 def test_power_cycle_into_a_one_time_pxe_boot(tmp_path: Path) -> None:
-    lab_args = ["--lab", "10", "--lab-network", f"{NETWORK}.0/24", "--lab-latency", "50"]
-    up = Up(tmp_path / "state", *lab_args, env={"RACKSMITH_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    up = walkthrough_helpers.lab_up(tmp_path / "state", NETWORK, ADMIN_PASSWORD)
     try:
         result = up.run_lab_script(SCRIPT, "RACKSMITH")
         server = json.loads(re.findall(r"^\{\"id\".*\"node\".*$", result.stdout, re.MULTILINE)[0])
         with httpx.Client(base_url=up.url) as api:
-            token = api.post(
-                "/api/token/", json={"username": "admin", "password": ADMIN_PASSWORD}
-            ).json()["access"]
-            node = api.get(
-                f"/api/node/{server['node']}/", headers={"Authorization": f"Bearer {token}"}
-            ).json()
+            headers = walkthrough_helpers.admin_headers(api, ADMIN_PASSWORD)
+            node = api.get(f"/api/node/{server['node']}/", headers=headers).json()
         with httpx.Client(verify=False, auth=("root", "calvin")) as lab:  # noqa: S501 - lab certs
             counters = lab.get(f"{node['url']}/bmclab/counters").json()
             system = lab.get(f"{node['url']}/redfish/v1/Systems/System.Embedded.1").json()

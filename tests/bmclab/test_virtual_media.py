@@ -15,17 +15,10 @@ import pytest
 from bmclab_helpers import AUTH, client
 from media_helpers import ImageServer, image_server, installer_image, seed_image
 
-from bmclab import Lab, LabConfig
-from tests.lab_net import LAB_NET
+from bmclab import Lab
+from tests.deployment_helpers import install_lab_config
 
-CONFIG = LabConfig(
-    count=8,
-    network=f"{LAB_NET}.217.0/24",
-    latency="0",
-    power_delay=0,
-    power_on_holdoff=0,
-    install_time=0.2,
-)
+CONFIG = install_lab_config(8, 217, power_delay=0, power_on_holdoff=0, install_time=0.2)
 # Where each vendor keeps VirtualMedia, and the slot that takes a CD.
 CD_SLOT = {
     "dell": "/redfish/v1/Systems/System.Embedded.1/VirtualMedia/CD",
